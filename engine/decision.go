@@ -72,15 +72,8 @@ func (d *Decision) Int(key string) int64 {
 
 // Float returns the numeric field key of the decision, or 0.
 func (d *Decision) Float(key string) float64 {
-	switch v := d.Fields[key].(type) {
-	case float64:
-		return v
-	case int64:
-		return float64(v)
-	case int:
-		return float64(v)
-	}
-	return 0
+	f, _ := number(d.Fields[key])
+	return f
 }
 
 // MessageResult is the typed view of an allowed parachute.message decision.

@@ -95,7 +95,7 @@ func (m MessageInput) Value() ast.Value {
 		item("mentioned", ast.Boolean(m.Mentioned)),
 		item("unverified", ast.Boolean(m.Unverified)),
 		item("command", ast.String(m.Command)),
-		item("text_length", number(int64(m.TextLength))),
+		item("text_length", astNumber(int64(m.TextLength))),
 	)
 	if m.Binding != nil {
 		obj.Insert(ast.InternedTerm("binding"), ast.NewTerm(ast.NewObject(
@@ -239,8 +239,8 @@ func (m ModelInput) Value() ast.Value {
 		item("session", m.Session.object()),
 		item("provider", ast.String(m.Provider)),
 		item("model", ast.String(m.Model)),
-		item("tokens_used_today", number(m.TokensUsedToday)),
-		item("tokens_requested", number(m.TokensRequested)),
+		item("tokens_used_today", astNumber(m.TokensUsedToday)),
+		item("tokens_requested", astNumber(m.TokensRequested)),
 	)
 }
 
@@ -269,4 +269,4 @@ func item(key string, v ast.Value) [2]*ast.Term {
 	return ast.Item(ast.InternedTerm(key), ast.NewTerm(v))
 }
 
-func number(n int64) ast.Value { return ast.Number(strconv.FormatInt(n, 10)) }
+func astNumber(n int64) ast.Value { return ast.Number(strconv.FormatInt(n, 10)) }

@@ -1,0 +1,357 @@
+// Package engine decides every request the gateway sees with the operator's
+// Rego policies, embedded through OPA.
+//
+// An Engine compiles the policy folder once, prepares one query per entry
+// point (data.parachute.<entry>.decision) and evaluates typed inputs against
+// it. It fails closed: a compile error at start is an error from New, and
+// anything that goes wrong while deciding (undefined decision, conflicting
+// values, a builtin error, the deadline, a panic, a malformed decision, an
+// unrecordable decision) is a deny with a reason, never an allow.
+//
+// Policies can change under a running engine. Reload and Watch compile the
+// new version (and, if asked, run its tests) before swapping it in
+// atomically; a broken edit leaves the last good version in force and is
+// logged with file and line.
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/rs/zerolog"
+
+	"github.com/parachute-gateway/parachute/engine/ratelimit"
+)
+
+// DefaultTimeout is the per-decision deadline when Options leaves it 0.
+const DefaultTimeout = 250 * time.Millisecond
+
+// Options configure an Engine.
+type Options struct {
+	// PolicyDir is the folder of .rego files (subfolders included;
+	// *_test.rego files are tests, not policy).
+	PolicyDir string
+	// Data is the operator's configuration, visible to policy as
+	// data.parachute.config.
+	Data map[string]any
+	// Recorder receives every decision (nil: decisions are not recorded).
+	Recorder Recorder
+	// Logger receives reload outcomes and recorder failures.
+	Logger zerolog.Logger
+	// Timeout bounds one decision (default DefaultTimeout).
+	Timeout time.Duration
+	// TestOnReload runs the policy folder's own tests before a new version
+	// is swapped in; a version whose tests fail is refused. It applies at
+	// start too.
+	TestOnReload bool
+	// Limiter enforces the rate limits policies name (default: a new one).
+	Limiter *ratelimit.Limiter
+}
+
+// Engine evaluates policy decisions. It is safe for concurrent use.
+type Engine struct {
+	dir      string
+	timeout  time.Duration
+	tests    bool
+	recorder Recorder
+	log      zerolog.Logger
+	limiter  *ratelimit.Limiter
+
+	cur atomic.Pointer[policySet]
+
+	mu   sync.Mutex // serialises Reload and SetData
+	data map[string]any
+}
+
+// New loads and compiles the policies in opts.PolicyDir. It returns an error
+// wrapping ErrPolicy, naming file and line, if there is no usable policy: the
+// gateway must not start without one.
+func New(ctx context.Context, opts Options) (*Engine, error) {
+	if opts.PolicyDir == "" {
+		return nil, fmt.Errorf("%w: no policy folder given", ErrPolicy)
+	}
+	e := &Engine{
+		dir:      opts.PolicyDir,
+		timeout:  opts.Timeout,
+		tests:    opts.TestOnReload,
+		recorder: opts.Recorder,
+		log:      opts.Logger,
+		limiter:  opts.Limiter,
+		data:     opts.Data,
+	}
+	if e.timeout <= 0 {
+		e.timeout = DefaultTimeout
+	}
+	if e.limiter == nil {
+		e.limiter = ratelimit.New(ratelimit.Options{})
+	}
+	set, err := e.build(ctx, e.data)
+	if err != nil {
+		return nil, err
+	}
+	e.cur.Store(set)
+	return e, nil
+}
+
+func (e *Engine) build(ctx context.Context, data map[string]any) (*policySet, error) {
+	src, err := readSource(e.dir)
+	if err != nil {
+		return nil, err
+	}
+	return compile(ctx, src, data, e.tests, e.timeout*40)
+}
+
+// Revision identifies the policy files and data in force: the first 16 hex
+// digits of a SHA-256 over them.
+func (e *Engine) Revision() string { return e.cur.Load().revision }
+
+// Limiter is the rate limiter the engine enforces policy buckets with.
+func (e *Engine) Limiter() *ratelimit.Limiter { return e.limiter }
+
+// Reload recompiles the policy folder. On error the running version stays in
+// force and the error (wrapping ErrPolicy, with file:line) is returned.
+func (e *Engine) Reload(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.swap(ctx, e.data)
+}
+
+// SetData replaces the operator data (after a config reload) and recompiles.
+// On error the previous data and policies stay in force.
+func (e *Engine) SetData(ctx context.Context, data map[string]any) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.swap(ctx, data); err != nil {
+		return err
+	}
+	e.data = data
+	return nil
+}
+
+func (e *Engine) swap(ctx context.Context, data map[string]any) error {
+	old := e.cur.Load().revision
+	set, err := e.build(ctx, data)
+	if err != nil {
+		e.log.Error().Err(err).Str("policy_revision", old).Msg("policy reload refused; keeping the last good policy")
+		return err
+	}
+	e.cur.Store(set)
+	if set.revision != old {
+		e.log.Info().Str("policy_revision", set.revision).Str("previous_revision", old).
+			Int("files", set.files).Msg("policy reloaded")
+	}
+	return nil
+}
+
+// Decide evaluates in against its entry point. It never returns an error:
+// every failure is a deny whose reasons say why, with Err set for
+// policy-error. The decision is handed to the Recorder before it is returned;
+// if recording fails the decision is a deny.
+func (e *Engine) Decide(ctx context.Context, in Input) Decision {
+	start := time.Now()
+	set := e.cur.Load()
+	d := Decision{ID: newID(start), Entry: in.Entry(), Revision: set.revision}
+	e.evaluate(ctx, set, in, &d)
+	if d.Allow {
+		e.enforceLimits(&d)
+	}
+	if !d.Allow && len(d.Reasons) == 0 {
+		d.Reasons = []string{"no-reason-given"}
+	}
+	d.Latency = time.Since(start)
+	if e.recorder != nil {
+		if err := e.recorder.Record(ctx, in, &d); err != nil {
+			e.log.Error().Err(err).Str("decision_id", d.ID).Msg("decision could not be recorded; refused")
+			d.Allow = false
+			d.Reasons = append(d.Reasons, ReasonAuditUnavailable)
+		}
+	}
+	return d
+}
+
+// evaluate runs the prepared query and reads the decision object into d.
+func (e *Engine) evaluate(ctx context.Context, set *policySet, in Input, d *Decision) {
+	defer func() {
+		if r := recover(); r != nil {
+			policyError(d, fmt.Errorf("panic during evaluation: %v", r))
+		}
+	}()
+	q, ok := set.queries[d.Entry]
+	if !ok {
+		policyError(d, fmt.Errorf("unknown entry point %q", d.Entry))
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.timeout)
+	defer cancel()
+	rs, err := q.Eval(ctx, rego.EvalParsedInput(in.Value()))
+	switch {
+	case err != nil:
+		policyError(d, err)
+		return
+	case len(rs) == 0 || len(rs[0].Expressions) == 0:
+		policyError(d, fmt.Errorf("data.parachute.%s.decision is undefined for this input", d.Entry))
+		return
+	case len(rs) > 1:
+		policyError(d, fmt.Errorf("data.parachute.%s.decision has %d results", d.Entry, len(rs)))
+		return
+	}
+	obj, ok := rs[0].Expressions[0].Value.(map[string]any)
+	if !ok {
+		policyError(d, fmt.Errorf("data.parachute.%s.decision is %T, not an object", d.Entry, rs[0].Expressions[0].Value))
+		return
+	}
+	allow, ok := obj["allow"].(bool)
+	if !ok {
+		policyError(d, fmt.Errorf("data.parachute.%s.decision.allow is missing or not a boolean", d.Entry))
+		return
+	}
+	var reasons []string
+	if raw, present := obj["reasons"]; present {
+		list, ok := raw.([]any)
+		if !ok {
+			policyError(d, fmt.Errorf("data.parachute.%s.decision.reasons is not an array", d.Entry))
+			return
+		}
+		reasons = make([]string, 0, len(list))
+		for _, r := range list {
+			s, ok := r.(string)
+			if !ok {
+				policyError(d, fmt.Errorf("data.parachute.%s.decision.reasons holds a %T", d.Entry, r))
+				return
+			}
+			reasons = append(reasons, s)
+		}
+	}
+	d.Fields = obj
+	d.Allow = allow
+	d.Reasons = reasons
+	d.Reply, _ = obj["reply"].(string)
+}
+
+func policyError(d *Decision, err error) {
+	d.Allow = false
+	d.Reasons = []string{ReasonPolicyError}
+	d.Err = err
+	d.Fields = nil
+	d.Reply = ""
+}
+
+// bucket is one rate limit named by a decision's rate_limits.
+type bucket struct {
+	key         string
+	rate, burst float64
+}
+
+// enforceLimits takes a token from every bucket the decision names; if one is
+// empty, the tokens already taken are put back and the decision becomes a
+// rate-limited deny with RetryAfter.
+func (e *Engine) enforceLimits(d *Decision) {
+	raw, present := d.Fields["rate_limits"]
+	if !present {
+		return
+	}
+	list, ok := raw.([]any)
+	if !ok {
+		policyError(d, fmt.Errorf("data.parachute.%s.decision.rate_limits is not an array", d.Entry))
+		return
+	}
+	var stack [4]bucket
+	buckets := stack[:0]
+	for i, item := range list {
+		b, err := parseBucket(item)
+		if err != nil {
+			policyError(d, fmt.Errorf("data.parachute.%s.decision.rate_limits[%d]: %w", d.Entry, i, err))
+			return
+		}
+		buckets = append(buckets, b)
+	}
+	for i, b := range buckets {
+		ok, retry := e.limiter.Allow(b.key, b.rate, b.burst)
+		if ok {
+			continue
+		}
+		for _, taken := range buckets[:i] {
+			e.limiter.Refund(taken.key, taken.burst)
+		}
+		d.Allow = false
+		d.Reasons = []string{ReasonRateLimited}
+		d.RetryAfter = retry
+		d.Reply = rateLimitedReply(retry)
+		return
+	}
+}
+
+func parseBucket(item any) (bucket, error) {
+	m, ok := item.(map[string]any)
+	if !ok {
+		return bucket{}, errors.New("not an object")
+	}
+	var b bucket
+	b.key, _ = m["key"].(string)
+	if b.key == "" {
+		return bucket{}, errors.New("key is missing or empty")
+	}
+	var err error
+	if b.rate, err = number(m["rate"]); err != nil {
+		return bucket{}, fmt.Errorf("rate: %w", err)
+	}
+	if b.burst, err = number(m["burst"]); err != nil {
+		return bucket{}, fmt.Errorf("burst: %w", err)
+	}
+	if !ratelimit.Valid(b.rate, b.burst) {
+		return bucket{}, fmt.Errorf("rate %v and burst %v must be finite and not negative", b.rate, b.burst)
+	}
+	return b, nil
+}
+
+// number reads a JSON number as OPA returns it.
+func number(v any) (float64, error) {
+	switch n := v.(type) {
+	case json.Number:
+		return n.Float64()
+	case float64:
+		return n, nil
+	case int:
+		return float64(n), nil
+	case int64:
+		return float64(n), nil
+	case nil:
+		return 0, errors.New("missing")
+	}
+	return 0, fmt.Errorf("%T is not a number", v)
+}
+
+func rateLimitedReply(retry time.Duration) string {
+	if retry <= 0 {
+		return "You have reached the limit for now. Please try again later."
+	}
+	secs := int(math.Ceil(retry.Seconds()))
+	unit := "seconds"
+	if secs == 1 {
+		unit = "second"
+	}
+	return "You are sending requests too quickly. Please try again in " + strconv.Itoa(secs) + " " + unit + "."
+}
+
+// newID returns a 128-bit decision ID, hex encoded, whose first 48 bits are
+// the time in milliseconds so IDs sort by time.
+func newID(t time.Time) string {
+	var b [16]byte
+	ms := uint64(t.UnixMilli())
+	for i := 5; i >= 0; i-- {
+		b[i] = byte(ms)
+		ms >>= 8
+	}
+	_, _ = rand.Read(b[6:])
+	return hex.EncodeToString(b[:])
+}
