@@ -1,0 +1,114 @@
+package engine
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// productPolicies is the real policy folder; benchmarks measure it, not the
+// test policy.
+const productPolicies = "../policies"
+
+// thousandUsers is operator data shaped like a team deployment: one private
+// Telegram bot with 1,000 allowed users, each with a config entry.
+func thousandUsers() map[string]any {
+	allowed := make([]any, 1000)
+	users := map[string]any{}
+	for i := range allowed {
+		id := strconv.Itoa(100000 + i)
+		allowed[i] = id
+		users["telegram:"+id] = map[string]any{"role": "member"}
+	}
+	return map[string]any{
+		"connectors": map[string]any{
+			"tg": map[string]any{"type": "telegram", "allowed_users": allowed, "owners": []any{"100000"}},
+		},
+		"users": users,
+		// Limits high enough that the benchmark measures the bucket check
+		// without emptying the buckets.
+		"roles": map[string]any{"member": map[string]any{
+			"messages_per_minute": 1e9, "message_burst": 1e9,
+			"tool_calls_per_minute": 1e9, "tool_call_burst": 1e9,
+		}},
+	}
+}
+
+func productEngine(b *testing.B) *Engine {
+	b.Helper()
+	if _, err := os.Stat(filepath.Join(productPolicies, "message.rego")); err != nil {
+		b.Skipf("no product policies at %s: %v", productPolicies, err)
+	}
+	e, err := New(context.Background(), Options{PolicyDir: productPolicies, Data: thousandUsers()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return e
+}
+
+// benchDecide runs one decision per iteration and reports the median and
+// 99th percentile latency alongside ns/op and allocations.
+func benchDecide(b *testing.B, e *Engine, next func(i int) Input, wantAllow bool) {
+	ctx := context.Background()
+	if d := e.Decide(ctx, next(0)); d.Allow != wantAllow {
+		b.Fatalf("decision allow=%v, want %v: %v %v", d.Allow, wantAllow, d.Reasons, d.Err)
+	}
+	lat := make([]time.Duration, 0, 1<<16)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		start := time.Now()
+		e.Decide(ctx, next(i))
+		if len(lat) < cap(lat) {
+			lat = append(lat, time.Since(start))
+		}
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}
+
+func BenchmarkDecideMessage1000Users(b *testing.B) {
+	e := productEngine(b)
+	// Each iteration is a different user, as in a busy team bot.
+	inputs := make([]Input, 1000)
+	for i := range inputs {
+		id := strconv.Itoa(100000 + i)
+		inputs[i] = MessageInput{
+			Connector: "tg", ConnectorType: "telegram",
+			Sender: Sender{ID: "telegram:" + id, PlatformID: id, DisplayName: "user " + id},
+			Chat:   Chat{ID: id, Kind: "dm"},
+		}
+	}
+	benchDecide(b, e, func(i int) Input { return inputs[i%len(inputs)] }, true)
+}
+
+func BenchmarkDecideTool1000Users(b *testing.B) {
+	e := productEngine(b)
+	session := SessionFacts{ID: "s1", Identity: "telegram:100001", Connector: "tg", ConnectorType: "telegram",
+		Role: "member", TrustLevel: "sandboxed", Workspace: "users/telegram%3A100001"}
+	in := ToolInput{
+		Session: session,
+		Tool:    ToolFacts{Name: "write_file", Server: "vault", Access: AccessWrite},
+		Paths: []PathFacts{{Arg: "path", Raw: "notes/today.md", Resolved: "users/telegram%3A100001/notes/today.md",
+			InsideWorkspace: true, Access: AccessWrite}},
+	}
+	benchDecide(b, e, func(int) Input { return in }, true)
+}
+
+func BenchmarkDecideToolDeniedHooks(b *testing.B) {
+	e := productEngine(b)
+	in := ToolInput{
+		Session: SessionFacts{ID: "s1", Identity: "telegram:100001", Connector: "tg", ConnectorType: "telegram",
+			Role: "member", TrustLevel: "sandboxed", Workspace: "users/telegram%3A100001"},
+		Tool: ToolFacts{Name: "write_file", Server: "vault", Access: AccessWrite},
+		Paths: []PathFacts{{Arg: "path", Raw: ".PARACHUTE/Hooks/pre-session.sh",
+			Resolved: "users/telegram%3A100001/.PARACHUTE/Hooks/pre-session.sh", InsideWorkspace: true, Access: AccessWrite}},
+	}
+	benchDecide(b, e, func(int) Input { return in }, false)
+}
