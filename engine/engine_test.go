@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -9,6 +10,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/rs/zerolog"
 )
 
 // copyPolicies copies engine/testdata/basic into a temp folder the test may
@@ -397,4 +401,28 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+type panicInput struct{}
+
+func (panicInput) Entry() Entry     { return Tool }
+func (panicInput) Value() ast.Value { panic("hostile input") }
+
+func TestPanicIsADeny(t *testing.T) {
+	e := newEngine(t, Options{})
+	d := e.Decide(context.Background(), panicInput{})
+	if d.Allow || d.Reasons[0] != ReasonPolicyError || d.Err == nil || !strings.Contains(d.Err.Error(), "hostile input") {
+		t.Fatalf("panic gave allow=%v reasons=%v err=%v", d.Allow, d.Reasons, d.Err)
+	}
+}
+
+func TestRefusedReloadIsLoggedWithFileAndLine(t *testing.T) {
+	dir := copyPolicies(t)
+	var logs bytes.Buffer
+	e := newEngine(t, Options{PolicyDir: dir, Logger: zerolog.New(&logs)})
+	writeFile(t, filepath.Join(dir, "session.rego"), "package parachute.session\n\ndecision := [\n")
+	_ = e.Reload(context.Background())
+	if !strings.Contains(logs.String(), "session.rego:") || !strings.Contains(logs.String(), "keeping the last good policy") {
+		t.Fatalf("log does not say why, with file and line: %s", logs.String())
+	}
 }
