@@ -1,0 +1,131 @@
+// Package audit keeps the gateway's audit log: one JSON line per decision,
+// appended, made durable before the decision takes effect, and chained by
+// SHA-256 so that an edited, inserted or deleted line is detected by Verify.
+//
+// A line is the JSON encoding of a Record followed by its hash:
+//
+//	{"seq":7,"time":"…","kind":"tool",…,"prev":"<hash of line 6>","hash":"<sha256 of this line up to ,"hash">"}
+//
+// hash = hex(sha256(body)), where body is the line with the final
+// `,"hash":"…"` removed and the closing brace kept. prev is the hash of the
+// line before; the first line of a log has 64 zeros. Rotation starts a new
+// file whose first line's prev is the last hash of the old one, so the chain
+// runs across files.
+package audit
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/parachute-gateway/parachute/engine"
+)
+
+// Kinds of record beyond the engine's entry points.
+const (
+	KindPairing = "pairing"
+	KindInvite  = "invite"
+	KindAdmin   = "admin"
+	KindHook    = "hook"
+)
+
+// Record is one audit line. Empty fields are left out of the JSON.
+type Record struct {
+	Seq            uint64            `json:"seq"`
+	Time           time.Time         `json:"time"`
+	Kind           string            `json:"kind"`
+	Decision       string            `json:"decision,omitempty"` // allow or deny
+	DecisionID     string            `json:"decision_id,omitempty"`
+	Connector      string            `json:"connector,omitempty"`
+	User           string            `json:"user,omitempty"`
+	SessionID      string            `json:"session_id,omitempty"`
+	TurnID         string            `json:"turn_id,omitempty"`
+	TrustLevel     string            `json:"trust_level,omitempty"`
+	Workspace      string            `json:"workspace,omitempty"`
+	Tool           string            `json:"tool,omitempty"`
+	Path           string            `json:"path,omitempty"`
+	Model          string            `json:"model,omitempty"`
+	Host           string            `json:"host,omitempty"`
+	Reasons        []string          `json:"reasons,omitempty"`
+	PolicyRevision string            `json:"policy_revision,omitempty"`
+	LatencyUS      int64             `json:"latency_us,omitempty"`
+	RetryAfterMS   int64             `json:"retry_after_ms,omitempty"`
+	Error          string            `json:"error,omitempty"`
+	Detail         map[string]string `json:"detail,omitempty"`
+	Prev           string            `json:"prev"`
+}
+
+// FromDecision builds the record of one engine decision. Message text is
+// never part of an input, so it cannot reach the log from here.
+func FromDecision(in engine.Input, d *engine.Decision) Record {
+	r := Record{
+		Kind:           string(d.Entry),
+		Decision:       "deny",
+		DecisionID:     d.ID,
+		Reasons:        d.Reasons,
+		PolicyRevision: d.Revision,
+		LatencyUS:      d.Latency.Microseconds(),
+		RetryAfterMS:   d.RetryAfter.Milliseconds(),
+	}
+	if d.Allow {
+		r.Decision = "allow"
+	}
+	if d.Err != nil {
+		r.Error = d.Err.Error()
+	}
+	session := func(s engine.SessionFacts) {
+		r.Connector, r.User, r.SessionID, r.TurnID = s.Connector, s.Identity, s.ID, s.TurnID
+		r.TrustLevel, r.Workspace = s.TrustLevel, s.Workspace
+	}
+	switch in := in.(type) {
+	case engine.MessageInput:
+		r.Connector, r.User = in.Connector, in.Sender.ID
+		if d.Allow {
+			res := d.MessageResult()
+			r.TrustLevel, r.Workspace = res.TrustLevel, res.Workspace
+		}
+	case engine.SessionInput:
+		session(in.Session)
+	case engine.ToolInput:
+		session(in.Session)
+		r.Tool = in.Tool.Name
+		paths := make([]string, 0, len(in.Paths))
+		for _, p := range in.Paths {
+			if p.Resolved != "" {
+				paths = append(paths, p.Resolved)
+			} else {
+				paths = append(paths, strconv.Quote(p.Raw))
+			}
+		}
+		r.Path = strings.Join(paths, ",")
+	case engine.ModelInput:
+		session(in.Session)
+		r.Model = in.Model
+	case engine.RawInput:
+		if m, ok := in.Doc.(map[string]any); ok {
+			if s, ok := m["session"].(map[string]any); ok {
+				r.SessionID, _ = s["id"].(string)
+				r.User, _ = s["identity"].(string)
+				r.Connector, _ = s["connector"].(string)
+				r.TrustLevel, _ = s["trust_level"].(string)
+				r.Workspace, _ = s["workspace"].(string)
+				r.TurnID, _ = s["turn_id"].(string)
+			}
+			if h, ok := m["host"].(string); ok {
+				r.Host = h
+			}
+		}
+	}
+	return r
+}
+
+// Recorder adapts a Log to engine.Recorder: every decision is appended and
+// made durable before Decide returns it.
+type Recorder struct{ Log *Log }
+
+// Record implements engine.Recorder.
+func (r Recorder) Record(ctx context.Context, in engine.Input, d *engine.Decision) error {
+	_, err := r.Log.Append(ctx, FromDecision(in, d))
+	return err
+}
