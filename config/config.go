@@ -1,0 +1,492 @@
+// Package config reads the gateway's one YAML file and checks it before
+// anything starts. Every error names the field it is about. Secrets are
+// never in the file: fields ending in _env name the environment variable
+// that holds them.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// ErrInvalid wraps every validation error.
+var ErrInvalid = errors.New("invalid config")
+
+// Config is the whole file.
+type Config struct {
+	Vault      string                `yaml:"vault"`     // host folder holding every workspace
+	StateDir   string                `yaml:"state_dir"` // store and, by default, the audit log
+	Policies   string                `yaml:"policies"`  // policy folder
+	Connectors map[string]*Connector `yaml:"connectors"`
+	Users      map[string]User       `yaml:"users"`
+	Roles      map[string]Role       `yaml:"roles"`
+	Workspaces map[string]Workspace  `yaml:"workspaces"`
+	Audit      Audit                 `yaml:"audit"`
+	Admin      Admin                 `yaml:"admin"`
+	Model      Model                 `yaml:"model"`
+	Runtime    Runtime               `yaml:"runtime"`
+	MCP        MCP                   `yaml:"mcp"`
+}
+
+// Connector is one chat bot. The policy-relevant fields mirror the guide's
+// connectors; the rest say how to reach the platform.
+type Connector struct {
+	Type              string   `yaml:"type"` // telegram, discord, matrix, local
+	Public            bool     `yaml:"public"`
+	AllowedUsers      []string `yaml:"allowed_users"` // platform user IDs
+	Owners            []string `yaml:"owners"`        // platform user IDs
+	DefaultTrustLevel string   `yaml:"default_trust_level"`
+	AllowDirect       bool     `yaml:"allow_direct"`
+	AllowHooks        bool     `yaml:"allow_hooks"`
+	NetworkEnabled    bool     `yaml:"network_enabled"`
+	ReadOnly          bool     `yaml:"read_only"`
+	RequireMention    *bool    `yaml:"require_mention"`
+	Pairing           *bool    `yaml:"pairing"`
+	SharedChatSession bool     `yaml:"shared_chat_sessions"`
+	Workspace         string   `yaml:"workspace"`
+	DefaultRole       string   `yaml:"default_role"`
+
+	TokenEnv       string `yaml:"token_env"`      // telegram, discord: bot token
+	APIEndpoint    string `yaml:"api_endpoint"`   // telegram: Bot API base URL
+	WebhookListen  string `yaml:"webhook_listen"` // telegram: webhook mode
+	WebhookSecret  string `yaml:"webhook_secret_env"`
+	Homeserver     string `yaml:"homeserver_url"`   // matrix
+	UserID         string `yaml:"user_id"`          // matrix: the bot's MXID
+	AccessTokenEnv string `yaml:"access_token_env"` // matrix
+	Encryption     bool   `yaml:"encryption"`       // matrix: E2EE
+	Listen         string `yaml:"listen"`           // local: HTTP listener
+}
+
+// User is an identity's standing, keyed by "<type>:<platform id>".
+type User struct {
+	Role      string `yaml:"role"`
+	Workspace string `yaml:"workspace"`
+	Blocked   bool   `yaml:"blocked"`
+}
+
+// Role carries the limits and permissions policy reads for a role. Zero
+// values mean "the policy's built-in default for this role".
+type Role struct {
+	Models              []string `yaml:"models" json:"models,omitempty"`
+	TokensPerDay        int64    `yaml:"tokens_per_day" json:"tokens_per_day,omitempty"`
+	MessagesPerMinute   float64  `yaml:"messages_per_minute" json:"messages_per_minute,omitempty"`
+	MessageBurst        float64  `yaml:"message_burst" json:"message_burst,omitempty"`
+	ToolCallsPerMinute  float64  `yaml:"tool_calls_per_minute" json:"tool_calls_per_minute,omitempty"`
+	ToolCallBurst       float64  `yaml:"tool_call_burst" json:"tool_call_burst,omitempty"`
+	ModelCallsPerMinute float64  `yaml:"model_calls_per_minute" json:"model_calls_per_minute,omitempty"`
+	ModelCallBurst      float64  `yaml:"model_call_burst" json:"model_call_burst,omitempty"`
+	Network             *bool    `yaml:"network" json:"network,omitempty"`
+	ReadOnly            *bool    `yaml:"read_only" json:"read_only,omitempty"`
+	Tools               []string `yaml:"tools" json:"tools,omitempty"`
+	EgressHosts         []string `yaml:"egress_hosts" json:"egress_hosts,omitempty"`
+	MemoryMB            int64    `yaml:"memory_mb" json:"memory_mb,omitempty"`
+	CPUs                float64  `yaml:"cpus" json:"cpus,omitempty"`
+	PIDs                int64    `yaml:"pids" json:"pids,omitempty"`
+	TmpfsMB             int64    `yaml:"tmpfs_mb" json:"tmpfs_mb,omitempty"`
+	TurnTimeoutSeconds  float64  `yaml:"turn_timeout_seconds" json:"turn_timeout_seconds,omitempty"`
+}
+
+// Workspace is a shared folder and who may use it.
+type Workspace struct {
+	Members         []string `yaml:"members" json:"members"`
+	ReadOnlyMembers []string `yaml:"read_only_members" json:"read_only_members"`
+	ReadOnly        bool     `yaml:"read_only" json:"read_only"`
+}
+
+// Audit configures the audit log.
+type Audit struct {
+	Dir        string `yaml:"dir"`
+	MaxBytes   int64  `yaml:"max_bytes"`
+	RecordText bool   `yaml:"record_text"` // record message text (off by default)
+}
+
+// Admin configures the metrics and health listener.
+type Admin struct {
+	Listen string `yaml:"listen"`
+}
+
+// Model configures the model provider the gateway forwards to.
+type Model struct {
+	Provider  string `yaml:"provider"` // none, openai, anthropic
+	BaseURL   string `yaml:"base_url"`
+	APIKeyEnv string `yaml:"api_key_env"`
+	Model     string `yaml:"model"`
+}
+
+// Runtime configures where sessions run.
+type Runtime struct {
+	Socket    string `yaml:"containerd_socket"`
+	Namespace string `yaml:"namespace"`
+	Image     string `yaml:"image"`
+}
+
+// MCP lists upstream MCP servers besides the built-in vault server.
+type MCP struct {
+	Upstreams []Upstream `yaml:"upstreams"`
+}
+
+// Upstream is one MCP server: a command (stdio) or a URL (streamable HTTP).
+type Upstream struct {
+	Name    string            `yaml:"name"`
+	Command []string          `yaml:"command"`
+	URL     string            `yaml:"url"`
+	Tools   map[string]string `yaml:"tools"` // tool name -> read|write|exec
+}
+
+// Load reads, decodes and validates the file at path. A file that holds
+// secret references must not be readable by others (checkPerm).
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	c, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if err := checkPerm(c, st.Mode().Perm()); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// checkPerm refuses a world-readable or world-writable config that names
+// secrets: whoever can read it learns where the tokens are, and whoever can
+// write it can point the gateway anywhere.
+func checkPerm(c *Config, perm fs.FileMode) error {
+	if perm&0o002 != 0 {
+		return fmt.Errorf("%w: the file is world-writable (mode %04o); chmod o-w it", ErrInvalid, perm)
+	}
+	if perm&0o004 != 0 && c.namesSecrets() {
+		return fmt.Errorf("%w: the file names secrets and is world-readable (mode %04o); chmod o-r it", ErrInvalid, perm)
+	}
+	return nil
+}
+
+func (c *Config) namesSecrets() bool {
+	if c.Model.APIKeyEnv != "" {
+		return true
+	}
+	for _, k := range c.Connectors {
+		if k.TokenEnv != "" || k.AccessTokenEnv != "" || k.WebhookSecret != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// Parse decodes and validates a config. Unknown fields are errors: a typo
+// must not silently turn a setting off.
+func Parse(b []byte) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	c.defaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Config) defaults() {
+	if c.StateDir == "" {
+		c.StateDir = "/var/lib/parachute"
+	}
+	if c.Policies == "" {
+		c.Policies = "policies"
+	}
+	if c.Audit.Dir == "" {
+		c.Audit.Dir = strings.TrimRight(c.StateDir, "/") + "/audit"
+	}
+	if c.Admin.Listen == "" {
+		c.Admin.Listen = "127.0.0.1:9464"
+	}
+	if c.Model.Provider == "" {
+		c.Model.Provider = "none"
+	}
+	if c.Runtime.Namespace == "" {
+		c.Runtime.Namespace = "parachute"
+	}
+	for _, k := range c.Connectors {
+		if k == nil {
+			continue
+		}
+		if k.DefaultTrustLevel == "" {
+			k.DefaultTrustLevel = "sandboxed"
+		}
+		if k.Type == "local" && k.Listen == "" {
+			k.Listen = "127.0.0.1:8765"
+		}
+	}
+}
+
+var (
+	nameRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	envRE     = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*$`)
+	idRE      = regexp.MustCompile(`^(telegram|discord|matrix|local):.+$`)
+	platforms = map[string]bool{"telegram": true, "discord": true, "matrix": true, "local": true}
+)
+
+// Validate checks the whole config and returns every problem found, each
+// naming its field, joined into one error wrapping ErrInvalid.
+func (c *Config) Validate() error {
+	var errs []string
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, field+": "+fmt.Sprintf(format, args...))
+	}
+	if c.Vault == "" {
+		bad("vault", "required: the folder holding the workspaces")
+	}
+	if len(c.Connectors) == 0 {
+		bad("connectors", "at least one connector is required")
+	}
+	for _, name := range sortedNames(c.Connectors) {
+		k := c.Connectors[name]
+		f := "connectors." + name
+		if !nameRE.MatchString(name) {
+			bad(f, "name must be lowercase letters, digits, '-' or '_'")
+		}
+		if k == nil {
+			bad(f, "empty connector")
+			continue
+		}
+		if !platforms[k.Type] {
+			bad(f+".type", "%q is not one of telegram, discord, matrix, local", k.Type)
+		}
+		switch k.DefaultTrustLevel {
+		case "sandboxed":
+		case "direct":
+			if k.Public {
+				bad(f+".default_trust_level", "direct trust on a public connector is never allowed (direct-trust-public-bot): anyone could run code on this host")
+			} else if !k.AllowDirect {
+				bad(f+".default_trust_level", "direct needs allow_direct: true, and applies only to owners")
+			}
+		default:
+			bad(f+".default_trust_level", "%q is not sandboxed or direct", k.DefaultTrustLevel)
+		}
+		if k.Public && k.AllowDirect {
+			bad(f+".allow_direct", "a public connector can never allow direct trust")
+		}
+		if k.Public && k.AllowHooks {
+			bad(f+".allow_hooks", "a public connector can never run vault hooks")
+		}
+		if k.AllowHooks && !k.AllowDirect {
+			bad(f+".allow_hooks", "hooks run only for direct sessions; set allow_direct too or remove allow_hooks")
+		}
+		if !k.Public && len(k.AllowedUsers) == 0 && len(k.Owners) == 0 && (k.Pairing != nil && !*k.Pairing) {
+			bad(f, "a private connector with no allowed_users, no owners and pairing off admits nobody")
+		}
+		for i, id := range append(append([]string{}, k.AllowedUsers...), k.Owners...) {
+			if strings.TrimSpace(id) == "" || strings.Contains(id, ":") && k.Type != "matrix" {
+				bad(fmt.Sprintf("%s.allowed_users/owners[%d]", f, i), "%q is not a platform user ID (give the bare ID, e.g. 123456789)", id)
+			}
+		}
+		for field, env := range map[string]string{"token_env": k.TokenEnv, "access_token_env": k.AccessTokenEnv, "webhook_secret_env": k.WebhookSecret} {
+			if env != "" && !envRE.MatchString(env) {
+				bad(f+"."+field, "%q is not an environment variable name; the secret itself never goes in the file", env)
+			}
+		}
+		switch k.Type {
+		case "telegram", "discord":
+			if k.TokenEnv == "" {
+				bad(f+".token_env", "required: the environment variable holding the bot token")
+			}
+		case "matrix":
+			if k.Homeserver == "" {
+				bad(f+".homeserver_url", "required")
+			}
+			if k.UserID == "" {
+				bad(f+".user_id", "required: the bot's Matrix ID")
+			}
+			if k.AccessTokenEnv == "" {
+				bad(f+".access_token_env", "required: the environment variable holding the access token")
+			}
+		}
+		if k.Workspace != "" {
+			if _, ok := c.Workspaces[k.Workspace]; !ok {
+				bad(f+".workspace", "%q is not a workspace in workspaces", k.Workspace)
+			}
+		}
+	}
+	for _, id := range sortedNames(c.Users) {
+		u := c.Users[id]
+		if !idRE.MatchString(id) {
+			bad("users."+id, "key must be an identity <type>:<platform user id>, e.g. telegram:123456789")
+		}
+		if u.Workspace != "" {
+			if _, ok := c.Workspaces[u.Workspace]; !ok {
+				bad("users."+id+".workspace", "%q is not a workspace in workspaces", u.Workspace)
+			}
+		}
+	}
+	for _, slug := range sortedNames(c.Workspaces) {
+		if !nameRE.MatchString(slug) {
+			bad("workspaces."+slug, "slug must be lowercase letters, digits, '-' or '_'")
+		}
+		w := c.Workspaces[slug]
+		for i, id := range append(append([]string{}, w.Members...), w.ReadOnlyMembers...) {
+			if !idRE.MatchString(id) {
+				bad(fmt.Sprintf("workspaces.%s.members[%d]", slug, i), "%q is not an identity <type>:<platform user id>", id)
+			}
+		}
+	}
+	switch c.Model.Provider {
+	case "none":
+	case "openai", "anthropic":
+		if c.Model.APIKeyEnv != "" && !envRE.MatchString(c.Model.APIKeyEnv) {
+			bad("model.api_key_env", "%q is not an environment variable name", c.Model.APIKeyEnv)
+		}
+		if c.Model.Model == "" {
+			bad("model.model", "required when a provider is set")
+		}
+	default:
+		bad("model.provider", "%q is not none, openai or anthropic", c.Model.Provider)
+	}
+	for i, u := range c.MCP.Upstreams {
+		f := fmt.Sprintf("mcp.upstreams[%d]", i)
+		if !nameRE.MatchString(u.Name) || u.Name == "vault" {
+			bad(f+".name", "%q must be a lowercase name other than the built-in 'vault'", u.Name)
+		}
+		if (len(u.Command) == 0) == (u.URL == "") {
+			bad(f, "give exactly one of command (stdio) or url (streamable HTTP)")
+		}
+		for tool, class := range u.Tools {
+			if class != "read" && class != "write" && class != "exec" {
+				bad(f+".tools."+tool, "%q is not read, write or exec", class)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w:\n  %s", ErrInvalid, strings.Join(errs, "\n  "))
+	}
+	return nil
+}
+
+// PolicyData is the operator data policies see as data.parachute.config.
+// Only what policy needs goes in: no endpoints, no secret names.
+func (c *Config) PolicyData() map[string]any {
+	connectors := map[string]any{}
+	for name, k := range c.Connectors {
+		m := map[string]any{
+			"type":                 k.Type,
+			"public":               k.Public,
+			"allowed_users":        strs(k.AllowedUsers),
+			"owners":               strs(k.Owners),
+			"default_trust_level":  k.DefaultTrustLevel,
+			"allow_direct":         k.AllowDirect,
+			"allow_hooks":          k.AllowHooks,
+			"network_enabled":      k.NetworkEnabled,
+			"read_only":            k.ReadOnly,
+			"shared_chat_sessions": k.SharedChatSession,
+		}
+		if k.RequireMention != nil {
+			m["require_mention"] = *k.RequireMention
+		}
+		if k.Pairing != nil {
+			m["pairing"] = *k.Pairing
+		}
+		if k.Workspace != "" {
+			m["workspace"] = k.Workspace
+		}
+		if k.DefaultRole != "" {
+			m["default_role"] = k.DefaultRole
+		}
+		connectors[name] = m
+	}
+	users := map[string]any{}
+	for id, u := range c.Users {
+		m := map[string]any{"blocked": u.Blocked}
+		if u.Role != "" {
+			m["role"] = u.Role
+		}
+		if u.Workspace != "" {
+			m["workspace"] = u.Workspace
+		}
+		users[id] = m
+	}
+	roles := map[string]any{}
+	for name, r := range c.Roles {
+		roles[name] = r // JSON tags with omitempty: unset fields keep the policy default
+	}
+	workspaces := map[string]any{}
+	for slug, w := range c.Workspaces {
+		workspaces[slug] = map[string]any{
+			"members":           strs(w.Members),
+			"read_only_members": strs(w.ReadOnlyMembers),
+			"read_only":         w.ReadOnly,
+		}
+	}
+	return map[string]any{"connectors": connectors, "users": users, "roles": roles, "workspaces": workspaces}
+}
+
+func strs(s []string) []any {
+	out := make([]any, len(s))
+	for i, v := range s {
+		out[i] = v
+	}
+	return out
+}
+
+func sortedNames[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// UnmarshalYAML lets IDs be written as YAML numbers (allowed_users:
+// [123456789]) without losing digits: they are taken as written.
+func (k *Connector) UnmarshalYAML(n *yaml.Node) error {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		key, val := n.Content[i], n.Content[i+1]
+		if (key.Value == "allowed_users" || key.Value == "owners") && val.Kind == yaml.SequenceNode {
+			for _, item := range val.Content {
+				if item.Kind == yaml.ScalarNode && item.Tag == "!!int" {
+					if _, err := strconv.ParseUint(item.Value, 10, 64); err != nil {
+						return fmt.Errorf("line %d: %s: %q is not a user ID", item.Line, key.Value, item.Value)
+					}
+					item.Tag = "!!str"
+				}
+			}
+		}
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if key := n.Content[i]; !connectorFields[key.Value] {
+			return fmt.Errorf("line %d: field %s not found in connector", key.Line, key.Value)
+		}
+	}
+	type plain Connector
+	return n.Decode((*plain)(k))
+}
+
+// connectorFields are the keys a connector may have (node.Decode does not
+// inherit the decoder's KnownFields).
+var connectorFields = func() map[string]bool {
+	m := map[string]bool{}
+	t := reflect.TypeFor[Connector]()
+	for i := 0; i < t.NumField(); i++ {
+		if tag := t.Field(i).Tag.Get("yaml"); tag != "" {
+			m[strings.Split(tag, ",")[0]] = true
+		}
+	}
+	return m
+}()
