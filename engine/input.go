@@ -58,6 +58,14 @@ type Binding struct {
 	Source    string // "pairing" or "invite"
 }
 
+func (b *Binding) object() ast.Value {
+	return ast.NewObject(
+		item("role", ast.String(b.Role)),
+		item("workspace", ast.String(b.Workspace)),
+		item("source", ast.String(b.Source)),
+	)
+}
+
 // MessageInput is the input of parachute.message.
 type MessageInput struct {
 	Connector     string // connector name, a key of data.parachute.config.connectors
@@ -98,11 +106,7 @@ func (m MessageInput) Value() ast.Value {
 		item("text_length", astNumber(int64(m.TextLength))),
 	)
 	if m.Binding != nil {
-		obj.Insert(ast.InternedTerm("binding"), ast.NewTerm(ast.NewObject(
-			item("role", ast.String(m.Binding.Role)),
-			item("workspace", ast.String(m.Binding.Workspace)),
-			item("source", ast.String(m.Binding.Source)),
-		)))
+		obj.Insert(ast.InternedTerm("binding"), ast.NewTerm(m.Binding.object()))
 	}
 	if m.RequestedTrustLevel != "" {
 		obj.Insert(ast.InternedTerm("requested_trust_level"), ast.StringTerm(m.RequestedTrustLevel))
@@ -128,10 +132,13 @@ type SessionFacts struct {
 	ReadOnly      bool
 	Network       bool
 	Unverified    bool
+	// Binding is the identity's pairing or invite binding on this
+	// connector, if any; an invite can grant a shared workspace.
+	Binding *Binding
 }
 
 func (s SessionFacts) object() ast.Value {
-	return ast.NewObject(
+	obj := ast.NewObject(
 		item("id", ast.String(s.ID)),
 		item("turn_id", ast.String(s.TurnID)),
 		item("identity", ast.String(s.Identity)),
@@ -144,6 +151,10 @@ func (s SessionFacts) object() ast.Value {
 		item("network", ast.Boolean(s.Network)),
 		item("unverified", ast.Boolean(s.Unverified)),
 	)
+	if s.Binding != nil {
+		obj.Insert(ast.InternedTerm("binding"), ast.NewTerm(s.Binding.object()))
+	}
+	return obj
 }
 
 // SessionInput is the input of parachute.session: the facts of the session
