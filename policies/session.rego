@@ -1,0 +1,114 @@
+# parachute.session decides whether a session may start and which sandbox it
+# gets: runtime, seccomp profile, limits, network, hooks, workspace mount.
+# It re-checks trust on its own: a session decision never trusts the message
+# decision that led to it. See policies/README.md.
+package parachute.session
+
+import data.parachute.lib
+
+s := input.session
+
+connector := lib.connectors[s.connector]
+
+settings := lib.role_settings(s.role)
+
+is_public if connector.public == true
+
+# Direct trust, re-checked from the data: private connector, allow_direct,
+# the identity among the connector's owners, a verified sender.
+direct_ok if {
+	not is_public
+	connector.allow_direct == true
+	s.role == "owner"
+	lib.id_in(object.get(connector, "owners", []), lib.platform_id(s.identity))
+	not s.unverified == true
+}
+
+is_direct if {
+	s.trust_level == "direct"
+	direct_ok
+}
+
+deny contains "unknown-connector" if not connector
+
+valid_trust if s.trust_level in {"sandboxed", "direct"}
+
+known_role if s.role in object.keys(lib.builtin_roles)
+
+deny contains "invalid-trust-level" if not valid_trust
+
+deny contains "direct-trust-public-bot" if {
+	s.trust_level == "direct"
+	is_public
+}
+
+deny contains "direct-trust-not-permitted" if {
+	s.trust_level == "direct"
+	not direct_ok
+}
+
+deny contains "invalid-workspace" if not lib.valid_workspace(s.workspace)
+
+deny contains "invalid-session" if not is_string(s.id)
+
+deny contains "invalid-session" if s.id == ""
+
+deny contains "invalid-session" if not is_string(s.identity)
+
+# Guests, public bots and unverified senders get the strict profile.
+strict if s.role == "guest"
+
+strict if is_public
+
+strict if s.unverified == true
+
+strict if not known_role
+
+seccomp_profile := "default" if {
+	not strict
+} else := "strict"
+
+runtime := "direct" if {
+	is_direct
+} else := "containerd"
+
+# Vault hooks run on the host, so only for a direct owner session on a
+# connector that allows them. Never for sandboxed.
+default hooks := false
+
+hooks if {
+	is_direct
+	connector.allow_hooks == true
+}
+
+default network := false
+
+network if {
+	s.network == true
+	connector.network_enabled == true
+	settings.network == true
+}
+
+# The workspace is mounted read-only unless the session says otherwise.
+read_only := false if {
+	s.read_only == false
+} else := true
+
+decision := {"allow": false, "reasons": sort(deny)} if count(deny) > 0
+
+decision := {
+	"allow": true,
+	"reasons": [],
+	"runtime": runtime,
+	"seccomp_profile": seccomp_profile,
+	"memory_mb": settings.memory_mb,
+	"cpus": settings.cpus,
+	"pids": settings.pids,
+	"tmpfs_mb": settings.tmpfs_mb,
+	"turn_timeout_seconds": settings.turn_timeout_seconds,
+	"network": network,
+	"hooks": hooks,
+	"read_only": read_only,
+} if {
+	count(deny) == 0
+}

@@ -1,0 +1,130 @@
+# parachute.tool decides one MCP tool call. The Go side resolves every path
+# argument (symlinks included) against the vault and hands over both the raw
+# string and the resolved vault-relative path; this policy decides on the
+# resolved path and checks the raw one too. See policies/README.md.
+package parachute.tool
+
+import data.parachute.lib
+
+s := input.session
+
+ws := s.workspace
+
+settings := lib.role_settings(s.role)
+
+access := input.tool.access
+
+is_write if access == "write"
+
+is_write if {
+	some p in input.paths
+	p.access == "write"
+}
+
+# A path is written when the tool writes or the path is marked written; a
+# write tool's every path counts (move_file changes its source too).
+written(_) if access == "write"
+
+written(p) if p.access == "write"
+
+inside(p) if {
+	p.inside_workspace == true
+	lib.within(p.resolved, ws)
+}
+
+allowlisted if input.tool.name in settings.tools
+
+is_direct if s.trust_level == "direct"
+
+slug := lib.shared_slug(ws)
+
+shared := lib.workspaces[slug]
+
+acl_member if s.identity in object.get(shared, "members", [])
+
+acl_member if s.identity in object.get(shared, "read_only_members", [])
+
+acl_member if s.binding.workspace == slug
+
+deny contains "invalid-workspace" if not lib.valid_workspace(ws)
+
+deny contains "invalid-tool" if not is_string(input.tool.name)
+
+valid_access if access in {"read", "write", "exec", "unknown"}
+
+deny contains "invalid-tool" if not valid_access
+
+deny contains "invalid-path" if {
+	some p in input.paths
+	p.error != ""
+}
+
+deny contains "invalid-path" if {
+	some p in input.paths
+	not is_string(p.resolved)
+}
+
+deny contains "path-outside-workspace" if {
+	some p in input.paths
+	not inside(p)
+}
+
+deny contains "read-only-mode" if {
+	is_write
+	not s.read_only == false
+}
+
+deny contains "read-only-mode" if {
+	is_write
+	s.identity in object.get(shared, "read_only_members", [])
+}
+
+deny contains "read-only-mode" if {
+	is_write
+	shared.read_only == true
+}
+
+# Nothing, at any trust level, writes under .parachute/hooks.
+deny contains "hooks-write-forbidden" if {
+	some p in input.paths
+	written(p)
+	lib.touches_hooks(p.resolved)
+}
+
+deny contains "hooks-write-forbidden" if {
+	some p in input.paths
+	written(p)
+	lib.touches_hooks(p.raw)
+}
+
+deny contains "unknown-tool" if {
+	access == "unknown"
+	not is_direct
+	not allowlisted
+}
+
+deny contains "exec-tool-sandboxed" if {
+	access == "exec"
+	not is_direct
+	not allowlisted
+}
+
+deny contains "workspace-acl" if {
+	slug
+	not shared
+}
+
+deny contains "workspace-acl" if {
+	shared
+	not acl_member
+}
+
+rate_limits := [{
+	"key": concat(":", ["tool", s.id]),
+	"rate": lib.per_second(settings.tool_calls_per_minute),
+	"burst": settings.tool_call_burst,
+}]
+
+decision := {"allow": false, "reasons": sort(deny)} if count(deny) > 0
+
+decision := {"allow": true, "reasons": [], "rate_limits": rate_limits} if count(deny) == 0
