@@ -24,9 +24,8 @@ matches(h, pattern) if {
 	endswith(h, substring(pattern, 1, -1))
 }
 
+# An IPv4 or IPv6 literal: "<ip>/32" is a valid CIDR for both families.
 is_ip if net.cidr_is_valid(concat("/", [host, "32"]))
-
-is_ip if net.cidr_is_valid(concat("/", [host, "128"]))
 
 private_ranges := [
 	"127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
@@ -35,9 +34,14 @@ private_ranges := [
 
 deny contains "network-disabled" if not s.network == true
 
-deny contains "invalid-host" if not is_string(input.host)
+# Negations only ever negate a rule: "not f(x)" is not true when x is
+# undefined, and a missing field must deny.
+host_ok if {
+	is_string(input.host)
+	input.host != ""
+}
 
-deny contains "invalid-host" if input.host == ""
+deny contains "invalid-host" if not host_ok
 
 deny contains "egress-host-not-allowed" if not host_allowed
 

@@ -18,15 +18,26 @@ model_allowed if "*" in settings.models
 
 model_allowed if input.model in settings.models
 
-deny contains "invalid-model" if not is_string(input.model)
+# Negations only ever negate a rule: "not f(x)" is not true when x is
+# undefined, and a missing field must deny.
+model_ok if {
+	is_string(input.model)
+	input.model != ""
+}
 
-deny contains "invalid-model" if input.model == ""
+usage_ok if {
+	is_number(used)
+	is_number(requested)
+}
 
-deny contains "model-not-allowed" if not model_allowed
+deny contains "invalid-model" if not model_ok
 
-deny contains "invalid-usage" if not is_number(used)
+deny contains "model-not-allowed" if {
+	model_ok
+	not model_allowed
+}
 
-deny contains "invalid-usage" if not is_number(requested)
+deny contains "invalid-usage" if not usage_ok
 
 deny contains "token-budget-exhausted" if used >= budget
 

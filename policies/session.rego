@@ -47,13 +47,20 @@ deny contains "direct-trust-not-permitted" if {
 	not direct_ok
 }
 
-deny contains "invalid-workspace" if not lib.valid_workspace(s.workspace)
+# Negations only ever negate a rule: "not f(x)" is not true when x is
+# undefined, and a missing field must deny.
+workspace_ok if lib.valid_workspace(s.workspace)
 
-deny contains "invalid-session" if not is_string(s.id)
+session_ok if {
+	is_string(s.id)
+	s.id != ""
+	is_string(s.identity)
+	s.identity != ""
+}
 
-deny contains "invalid-session" if s.id == ""
+deny contains "invalid-workspace" if not workspace_ok
 
-deny contains "invalid-session" if not is_string(s.identity)
+deny contains "invalid-session" if not session_ok
 
 # Guests, public bots and unverified senders get the strict profile.
 strict if s.role == "guest"

@@ -46,9 +46,17 @@ acl_member if s.identity in object.get(shared, "read_only_members", [])
 
 acl_member if s.binding.workspace == slug
 
-deny contains "invalid-workspace" if not lib.valid_workspace(ws)
+# Negations only ever negate a rule: "not f(x)" is not true when x is
+# undefined, and a missing field must deny.
+workspace_ok if lib.valid_workspace(ws)
 
-deny contains "invalid-tool" if not is_string(input.tool.name)
+name_ok if is_string(input.tool.name)
+
+resolved_ok(p) if is_string(p.resolved)
+
+deny contains "invalid-workspace" if not workspace_ok
+
+deny contains "invalid-tool" if not name_ok
 
 valid_access if access in {"read", "write", "exec", "unknown"}
 
@@ -61,7 +69,7 @@ deny contains "invalid-path" if {
 
 deny contains "invalid-path" if {
 	some p in input.paths
-	not is_string(p.resolved)
+	not resolved_ok(p)
 }
 
 deny contains "path-outside-workspace" if {
