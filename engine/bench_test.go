@@ -112,3 +112,14 @@ func BenchmarkDecideToolDeniedHooks(b *testing.B) {
 	}
 	benchDecide(b, e, func(int) Input { return in }, false)
 }
+
+// BenchmarkDecideBaseline is the engine's own cost around the smallest
+// policy: the floor under every other figure.
+func BenchmarkDecideBaseline(b *testing.B) {
+	e, err := New(context.Background(), Options{PolicyDir: "testdata/basic"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	in := MessageInput{Command: "deny"}
+	benchDecide(b, e, func(int) Input { return in }, false)
+}

@@ -235,6 +235,18 @@ func TestNewRefusesBrokenPolicy(t *testing.T) {
 			want: []string{"no .rego files"},
 		},
 		{
+			name: "defaults file may not set operator config",
+			edit: func(dir string) {
+				writeFile(t, filepath.Join(dir, "data.json"), `{"parachute": {"config": {"connectors": {}}}}`)
+			},
+			want: []string{"data.json defines parachute.config"},
+		},
+		{
+			name: "defaults file must be JSON",
+			edit: func(dir string) { writeFile(t, filepath.Join(dir, "data.json"), `{"parachute": `) },
+			want: []string{"data.json"},
+		},
+		{
 			name:  "missing folder",
 			dirOf: func(dir string) string { return filepath.Join(dir, "nope") },
 			want:  []string{"nope"},
@@ -350,6 +362,21 @@ func TestWatchReloadsOnEdit(t *testing.T) {
 	time.Sleep(600 * time.Millisecond) // a broken edit must not change anything
 	if e.Revision() != rev {
 		t.Fatal("broken edit swapped in by Watch")
+	}
+}
+
+func TestDefaultsFileReachesPolicyBesideConfig(t *testing.T) {
+	dir := copyPolicies(t)
+	writeFile(t, filepath.Join(dir, "data.json"), `{"parachute": {"defaults": {"greeting": "from defaults"}}}`)
+	writeFile(t, filepath.Join(dir, "extra.rego"), "package parachute.extra\n\nboth := [data.parachute.defaults.greeting, data.parachute.config.greeting]\n")
+	e := newEngine(t, Options{PolicyDir: dir, Data: map[string]any{"greeting": "from config"}})
+	rev := e.Revision()
+	writeFile(t, filepath.Join(dir, "data.json"), `{"parachute": {"defaults": {"greeting": "changed"}}}`)
+	if err := e.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if e.Revision() == rev {
+		t.Fatal("revision does not cover the defaults file")
 	}
 }
 

@@ -43,8 +43,16 @@ type policySet struct {
 type source struct {
 	modules map[string]*ast.Module // runtime modules by file path
 	tests   map[string]*ast.Module // *_test.rego modules
-	digest  []byte                 // sha256 over the file names and contents
+	// defaults is the policy folder's own data.json (data.parachute.defaults
+	// and the like), loaded as `opa test` and `opa eval -d` load it.
+	defaults map[string]any
+	digest   []byte // sha256 over the file names and contents
 }
+
+// DefaultsFile is the data file at the root of the policy folder that the
+// engine loads beside the operator data. It must not define
+// parachute.config, which is the operator's.
+const DefaultsFile = "data.json"
 
 // readSource parses every .rego file under dir. Parse errors name file:line.
 func readSource(dir string) (*source, error) {
@@ -100,6 +108,21 @@ func readSource(dir string) (*source, error) {
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w: %s", ErrPolicy, formatErrors(errs))
 	}
+	if b, err := os.ReadFile(filepath.Join(dir, DefaultsFile)); err == nil {
+		if err := json.Unmarshal(b, &src.defaults); err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrPolicy, filepath.Join(dir, DefaultsFile), err)
+		}
+		if p, ok := src.defaults["parachute"].(map[string]any); ok {
+			if _, ok := p["config"]; ok {
+				return nil, fmt.Errorf("%w: %s defines parachute.config, which only the gateway's config may set",
+					ErrPolicy, filepath.Join(dir, DefaultsFile))
+			}
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00", DefaultsFile, len(b))
+		h.Write(b)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %w", ErrPolicy, err)
+	}
 	src.digest = h.Sum(nil)
 	return src, nil
 }
@@ -120,7 +143,7 @@ func formatErrors(errs ast.Errors) string {
 // newStore holds the operator data at data.parachute.config. The data is
 // round-tripped through JSON so that any Go value from a config decoder
 // becomes plain JSON types.
-func newStore(data map[string]any) (storage.Store, []byte, error) {
+func newStore(defaults, data map[string]any) (storage.Store, []byte, error) {
 	if data == nil {
 		data = map[string]any{}
 	}
@@ -132,14 +155,23 @@ func newStore(data map[string]any) (storage.Store, []byte, error) {
 	if err := json.Unmarshal(b, &plain); err != nil {
 		return nil, nil, fmt.Errorf("%w: operator data: %w", ErrPolicy, err)
 	}
-	doc := map[string]any{"parachute": map[string]any{"config": plain}}
+	doc := map[string]any{}
+	for k, v := range defaults {
+		doc[k] = v
+	}
+	parachute, _ := doc["parachute"].(map[string]any)
+	merged := map[string]any{"config": plain}
+	for k, v := range parachute {
+		merged[k] = v
+	}
+	doc["parachute"] = merged
 	return inmem.NewFromObjectWithOpts(doc, inmem.OptReturnASTValuesOnRead(true)), b, nil
 }
 
 // compile builds a policy set from src and data, preparing one query per
 // entry point. When runTests is set the policy's own tests must pass too.
 func compile(ctx context.Context, src *source, data map[string]any, runTests bool, testTimeout time.Duration) (*policySet, error) {
-	store, dataJSON, err := newStore(data)
+	store, dataJSON, err := newStore(src.defaults, data)
 	if err != nil {
 		return nil, err
 	}
@@ -216,7 +248,10 @@ func testSource(ctx context.Context, src *source, timeout time.Duration) (TestRe
 	for k, v := range src.tests {
 		all[k] = v
 	}
-	store := inmem.New()
+	store, _, err := newStore(src.defaults, nil)
+	if err != nil {
+		return TestReport{}, err
+	}
 	txn, err := store.NewTransaction(ctx)
 	if err != nil {
 		return TestReport{}, err

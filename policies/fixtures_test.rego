@@ -21,7 +21,7 @@ config := {
 		},
 		"matrix-demo": {"type": "matrix", "public": true, "network_enabled": false},
 		"public-direct": {"type": "telegram", "public": true, "default_trust_level": "direct"},
-		"no-pairing": {"type": "telegram", "pairing": false, "allowed_users": [5]},
+		"no-pairing": {"type": "telegram", "pairing": false, "allowed_users": ["5"]},
 		"shared-group": {
 			"type": "telegram",
 			"allowed_users": ["7", "8"],

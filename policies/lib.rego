@@ -16,82 +16,21 @@ workspaces := object.get(config, "workspaces", {})
 
 data_roles := object.get(config, "roles", {})
 
-# Built-in roles. Operator data overlays them field by field; a role that is
-# not built in starts from guest.
-builtin_roles := {
-	"owner": {
-		"models": ["*"],
-		"tokens_per_day": 2000000,
-		"messages_per_minute": 60,
-		"message_burst": 20,
-		"tool_calls_per_minute": 600,
-		"tool_call_burst": 100,
-		"model_calls_per_minute": 120,
-		"model_call_burst": 30,
-		"network": true,
-		"read_only": false,
-		"tools": [],
-		"egress_hosts": [],
-		"egress_ports": [80, 443],
-		"memory_mb": 2048,
-		"cpus": 2,
-		"pids": 512,
-		"tmpfs_mb": 256,
-		"turn_timeout_seconds": 600,
-	},
-	"member": {
-		"models": ["*"],
-		"tokens_per_day": 200000,
-		"messages_per_minute": 20,
-		"message_burst": 5,
-		"tool_calls_per_minute": 120,
-		"tool_call_burst": 30,
-		"model_calls_per_minute": 30,
-		"model_call_burst": 10,
-		"network": true,
-		"read_only": false,
-		"tools": [],
-		"egress_hosts": [],
-		"egress_ports": [80, 443],
-		"memory_mb": 1024,
-		"cpus": 1,
-		"pids": 256,
-		"tmpfs_mb": 128,
-		"turn_timeout_seconds": 300,
-	},
-	"guest": {
-		"models": ["*"],
-		"tokens_per_day": 20000,
-		"messages_per_minute": 5,
-		"message_burst": 3,
-		"tool_calls_per_minute": 30,
-		"tool_call_burst": 10,
-		"model_calls_per_minute": 10,
-		"model_call_burst": 3,
-		"network": false,
-		"read_only": false,
-		"tools": [],
-		"egress_hosts": [],
-		"egress_ports": [443],
-		"memory_mb": 512,
-		"cpus": 0.5,
-		"pids": 128,
-		"tmpfs_mb": 64,
-		"turn_timeout_seconds": 120,
-	},
-}
+# Built-in roles live in policies/data.json (data.parachute.defaults): as
+# stored data they are read, not rebuilt, on every decision. Operator data
+# overlays them field by field; a role that is not built in starts from
+# guest.
+builtin_roles := data.parachute.defaults.roles
 
 # role_settings is the effective settings of a role.
 role_settings(name) := object.union(builtin_roles[name], object.get(data_roles, name, {})) if {
 	builtin_roles[name]
 } else := object.union(builtin_roles.guest, object.get(data_roles, name, {}))
 
-# id_in reports whether a platform ID is in a list of IDs given as strings
-# or numbers.
-id_in(list, id) if {
-	some x in list
-	sprintf("%v", [x]) == id
-}
+# id_in reports whether a platform ID is in a list of IDs. IDs are strings:
+# the gateway's config hands them to policy as written, so a Discord
+# snowflake never passes through a float.
+id_in(list, id) if id in list
 
 # platform_id is the part of an identity after "<type>:".
 platform_id(identity) := substring(identity, indexof(identity, ":") + 1, -1) if {
