@@ -365,7 +365,7 @@ func TestWatchReloadsOnEdit(t *testing.T) {
 	}
 }
 
-func TestDefaultsFileReachesPolicyBesideConfig(t *testing.T) {
+func TestDefaultsFileIsPartOfTheRevision(t *testing.T) {
 	dir := copyPolicies(t)
 	writeFile(t, filepath.Join(dir, "data.json"), `{"parachute": {"defaults": {"greeting": "from defaults"}}}`)
 	writeFile(t, filepath.Join(dir, "extra.rego"), "package parachute.extra\n\nboth := [data.parachute.defaults.greeting, data.parachute.config.greeting]\n")
