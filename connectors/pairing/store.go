@@ -556,3 +556,9 @@ func clip(s string, n int) string {
 	}
 	return string(r)
 }
+
+// DefaultFile is the store's file name inside the gateway's state_dir.
+const DefaultFile = "store.db"
+
+// PathIn is the store file of a state directory.
+func PathIn(stateDir string) string { return filepath.Join(stateDir, DefaultFile) }
