@@ -2,30 +2,31 @@
 # defaults, built-in roles, identity escaping, workspace and path checks.
 package parachute.lib
 
-# Operator data from the gateway's config (data.parachute.config). Every key
-# is optional; a missing key means "nothing configured", never "anything".
-default config := {}
+# Operator data from the gateway's config lives at data.parachute.config.
+# Every key is optional; a missing key means "nothing configured", never
+# "anything". Look-ups go straight to the one entry they need: a rule whose
+# value is a whole section (every user) would be copied on every decision.
+connector(name) := data.parachute.config.connectors[name]
 
-config := data.parachute.config
+user(identity) := data.parachute.config.users[identity]
 
-connectors := object.get(config, "connectors", {})
+workspace(slug) := data.parachute.config.workspaces[slug]
 
-users := object.get(config, "users", {})
-
-workspaces := object.get(config, "workspaces", {})
-
-data_roles := object.get(config, "roles", {})
+data_role(name) := r if {
+	r := data.parachute.config.roles[name]
+} else := {}
 
 # Built-in roles live in policies/data.json (data.parachute.defaults): as
 # stored data they are read, not rebuilt, on every decision. Operator data
 # overlays them field by field; a role that is not built in starts from
 # guest.
-builtin_roles := data.parachute.defaults.roles
-
 # role_settings is the effective settings of a role.
-role_settings(name) := object.union(builtin_roles[name], object.get(data_roles, name, {})) if {
-	builtin_roles[name]
-} else := object.union(builtin_roles.guest, object.get(data_roles, name, {}))
+role_settings(name) := object.union(data.parachute.defaults.roles[name], data_role(name)) if {
+	data.parachute.defaults.roles[name]
+} else := object.union(data.parachute.defaults.roles.guest, data_role(name))
+
+# builtin_role reports whether name is one of the built-in roles.
+builtin_role(name) if data.parachute.defaults.roles[name]
 
 # id_in reports whether a platform ID is in a list of IDs. IDs are strings:
 # the gateway's config hands them to policy as written, so a Discord

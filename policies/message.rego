@@ -5,13 +5,15 @@ package parachute.message
 
 import data.parachute.lib
 
-connector := lib.connectors[input.connector]
+connector := lib.connector(input.connector)
 
 identity := input.sender.id
 
 platform_id := input.sender.platform_id
 
-user := object.get(lib.users, identity, {})
+user := u if {
+	u := lib.user(identity)
+} else := {}
 
 is_public if connector.public == true
 
@@ -89,7 +91,7 @@ slug := input.requested_workspace if {
 	connector.workspace != ""
 }
 
-shared := lib.workspaces[slug]
+shared := lib.workspace(slug)
 
 member if identity in object.get(shared, "members", [])
 

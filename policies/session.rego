@@ -8,7 +8,7 @@ import data.parachute.lib
 
 s := input.session
 
-connector := lib.connectors[s.connector]
+connector := lib.connector(s.connector)
 
 settings := lib.role_settings(s.role)
 
@@ -33,7 +33,7 @@ deny contains "unknown-connector" if not connector
 
 valid_trust if s.trust_level in {"sandboxed", "direct"}
 
-known_role if s.role in object.keys(lib.builtin_roles)
+known_role if lib.builtin_role(s.role)
 
 deny contains "invalid-trust-level" if not valid_trust
 

@@ -38,7 +38,7 @@ is_direct if s.trust_level == "direct"
 
 slug := lib.shared_slug(ws)
 
-shared := lib.workspaces[slug]
+shared := lib.workspace(slug)
 
 acl_member if s.identity in object.get(shared, "members", [])
 
