@@ -413,5 +413,7 @@ func TestRouterChunksLongReplies(t *testing.T) {
 
 type fixedTurns string
 
-func (f fixedTurns) Turn(context.Context, connectors.TurnRequest) (string, error) { return string(f), nil }
-func (fixedTurns) NewSession(context.Context, connectors.TurnRequest) error        { return nil }
+func (f fixedTurns) Turn(context.Context, connectors.TurnRequest) (string, error) {
+	return string(f), nil
+}
+func (fixedTurns) NewSession(context.Context, connectors.TurnRequest) error { return nil }
