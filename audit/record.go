@@ -15,6 +15,7 @@ package audit
 
 import (
 	"context"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -102,6 +103,9 @@ func FromDecision(in engine.Input, d *engine.Decision) Record {
 	case engine.ModelInput:
 		session(in.Session)
 		r.Model = in.Model
+	case engine.EgressInput:
+		session(in.Session)
+		r.Host = net.JoinHostPort(in.Host, strconv.Itoa(in.Port))
 	case engine.RawInput:
 		if m, ok := in.Doc.(map[string]any); ok {
 			if s, ok := m["session"].(map[string]any); ok {

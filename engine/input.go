@@ -255,6 +255,26 @@ func (m ModelInput) Value() ast.Value {
 	)
 }
 
+// EgressInput is the input of parachute.egress: a sandbox asks the
+// gateway's proxy for a connection to Host:Port.
+type EgressInput struct {
+	Session SessionFacts
+	Host    string
+	Port    int
+}
+
+// Entry implements Input.
+func (EgressInput) Entry() Entry { return Egress }
+
+// Value implements Input.
+func (e EgressInput) Value() ast.Value {
+	return ast.NewObject(
+		item("session", e.Session.object()),
+		item("host", ast.String(e.Host)),
+		item("port", astNumber(int64(e.Port))),
+	)
+}
+
 // RawInput is an input given as a generic document, as `parachute policy
 // eval` reads it from a file. Value converts it on every call; typed inputs
 // are faster.
