@@ -267,6 +267,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, facts engine.Ses
 	}
 	out := r.Clone(r.Context())
 	out.RequestURI = ""
+	out.Host = "" // the URL's host, the one policy decided, is the Host sent
 	for _, h := range hopHeaders {
 		out.Header.Del(h)
 	}
