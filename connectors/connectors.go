@@ -69,10 +69,13 @@ type TurnRequest struct {
 	// SessionKey names the session this turn belongs to: per user (and per
 	// chat in groups) unless policy shares one session per chat.
 	SessionKey string
-	Identity   string
-	Message    *Message
-	Result     engine.MessageResult
-	Binding    *engine.Binding
+	// TurnID links the message decision to every tool call, model call
+	// and egress the turn causes (the message decision's ID).
+	TurnID   string
+	Identity string
+	Message  *Message
+	Result   engine.MessageResult
+	Binding  *engine.Binding
 }
 
 // Turns runs agent turns. The gateway's session manager implements it.

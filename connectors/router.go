@@ -229,7 +229,7 @@ func (r *Router) handle(ctx context.Context, m *Message, rep Replier) error {
 		return nil
 	}
 	res := d.MessageResult()
-	req := TurnRequest{SessionKey: SessionKey(m, res), Identity: id, Message: m, Result: res, Binding: bind}
+	req := TurnRequest{SessionKey: SessionKey(m, res), TurnID: d.ID, Identity: id, Message: m, Result: res, Binding: bind}
 	switch cmd {
 	case "help":
 		return r.say(ctx, rep, m, HelpText)
