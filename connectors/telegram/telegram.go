@@ -11,6 +11,7 @@ package telegram
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -44,9 +45,12 @@ type Options struct {
 	// "https://api.telegram.org/bot%s/%s").
 	Endpoint string
 	// WebhookListen switches to webhook mode: serve updates on this address.
-	// WebhookSecret is then required.
+	// WebhookSecret is then required. WebhookURL, if set, is registered with
+	// setWebhook (with the secret as secret_token) when Run starts;
+	// otherwise the operator registers it.
 	WebhookListen string
 	WebhookSecret string
+	WebhookURL    string
 	// DropPending skips updates queued while the bot was down.
 	DropPending bool
 	// PollTimeout is the long-poll timeout (default 25s).
@@ -152,6 +156,9 @@ func (c *Connector) Run(ctx context.Context, h connectors.Handler) error {
 	c.opts.Backoff.Reset()
 	c.log.Info().Str("bot", c.bot.Self.UserName).Msg("telegram connected")
 	if c.opts.WebhookListen != "" {
+		if err := c.setWebhook(); err != nil {
+			return err
+		}
 		return c.serveWebhook(ctx, h)
 	}
 	return c.poll(ctx, h)
@@ -175,6 +182,14 @@ func (c *Connector) poll(ctx context.Context, h connectors.Handler) error {
 			var te *tgbotapi.Error
 			if errors.As(err, &te) && te.Code == 401 {
 				return fmt.Errorf("telegram %s: %w", c.opts.Name, connectors.ErrUnauthorized)
+			}
+			if errors.As(err, &te) && te.Code == 409 {
+				// A webhook is registered, so getUpdates is refused. This
+				// connector was configured to poll: remove the webhook.
+				c.log.Warn().Msg("telegram webhook is set but polling is configured; deleting the webhook")
+				if _, derr := c.bot.Request(tgbotapi.DeleteWebhookConfig{DropPendingUpdates: c.opts.DropPending}); derr != nil {
+					c.log.Warn().Str("error", c.red.String(derr.Error())).Msg("telegram deleteWebhook failed")
+				}
 			}
 			wait := c.opts.Backoff.Next()
 			if errors.As(err, &te) && te.RetryAfter > 0 {
@@ -348,6 +363,9 @@ func (c *Connector) SendText(ctx context.Context, chatID, text string) error {
 	if err != nil {
 		return fmt.Errorf("telegram: chat ID %q: %w", chatID, err)
 	}
+	if c.bot == nil {
+		return fmt.Errorf("telegram %s: not connected", c.opts.Name)
+	}
 	msg := tgbotapi.NewMessage(id, text)
 	msg.DisableWebPagePreview = true
 	for attempt := 0; ; attempt++ {
@@ -366,7 +384,10 @@ func (c *Connector) SendText(ctx context.Context, chatID, text string) error {
 func (c *Connector) Typing(_ context.Context, chatID string) error {
 	id, err := strconv.ParseInt(chatID, 10, 64)
 	if err != nil {
-		return err
+		return fmt.Errorf("telegram: chat ID %q: %w", chatID, err)
+	}
+	if c.bot == nil {
+		return fmt.Errorf("telegram %s: not connected", c.opts.Name)
 	}
 	_, err = c.bot.Request(tgbotapi.NewChatAction(id, tgbotapi.ChatTyping))
 	return c.red.Error(err)
@@ -382,8 +403,11 @@ func (c *Connector) WebhookHandler(ctx context.Context, h connectors.Handler) ht
 			http.Error(w, "POST only", http.StatusMethodNotAllowed)
 			return
 		}
-		got := r.Header.Get(SecretHeader)
-		if subtle.ConstantTimeCompare([]byte(got), []byte(c.opts.WebhookSecret)) != 1 {
+		// Compare digests so the time taken says nothing about the
+		// secret's length either.
+		got := sha256.Sum256([]byte(r.Header.Get(SecretHeader)))
+		want := sha256.Sum256([]byte(c.opts.WebhookSecret))
+		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 || c.opts.WebhookSecret == "" {
 			c.log.Warn().Str("remote", r.RemoteAddr).Msg("telegram webhook: wrong secret token")
 			http.Error(w, "wrong secret token", http.StatusUnauthorized)
 			return
@@ -404,6 +428,19 @@ func (c *Connector) WebhookHandler(ctx context.Context, h connectors.Handler) ht
 		c.dispatch(ctx, h, &u, nil)
 		w.WriteHeader(http.StatusOK)
 	})
+}
+
+// setWebhook registers WebhookURL with the secret, if a URL is configured.
+func (c *Connector) setWebhook() error {
+	if c.opts.WebhookURL == "" {
+		return nil
+	}
+	p := tgbotapi.Params{"url": c.opts.WebhookURL, "secret_token": c.opts.WebhookSecret}
+	p.AddBool("drop_pending_updates", c.opts.DropPending)
+	if _, err := c.bot.MakeRequest("setWebhook", p); err != nil {
+		return c.red.Error(fmt.Errorf("telegram %s: setWebhook: %w", c.opts.Name, err))
+	}
+	return nil
 }
 
 func (c *Connector) serveWebhook(ctx context.Context, h connectors.Handler) error {

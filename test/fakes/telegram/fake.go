@@ -11,7 +11,12 @@
 //   - sendMessage: text must be 1-4096 characters after entity parsing
 //     (counted in UTF-16 code units) else 400 "Bad Request: message is too
 //     long" / "message text is empty";
-//   - flood control: 429 with parameters.retry_after in seconds.
+//   - flood control: 429 with parameters.retry_after in seconds;
+//   - setWebhook stores url and secret_token (1-256 characters of A-Z, a-z,
+//     0-9, _ and -, else 400); while a webhook is set getUpdates is 409
+//     "Conflict: can't use getUpdates method while webhook is active";
+//     deleteWebhook removes it;
+//   - sendChatAction needs chat_id and action.
 //
 // Tests push updates (as JSON, so malformed ones too), inject failures and
 // read what the bot sent.
@@ -57,6 +62,8 @@ type Server struct {
 	floodNext  int // sendMessage answered with 429 this many times
 	retryAfter int
 	calls      map[string]int
+	webhookURL string
+	webhookSec string
 }
 
 type update struct {
@@ -82,6 +89,7 @@ func (s *Server) PushRaw(raw string) {
 	}
 	_ = json.Unmarshal([]byte(raw), &head)
 	s.mu.Lock()
+	s.nextID = max(s.nextID, head.UpdateID)
 	s.updates = append(s.updates, update{head.UpdateID, json.RawMessage(raw)})
 	close(s.wake)
 	s.wake = make(chan struct{})
@@ -228,16 +236,62 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	case "sendMessage":
 		s.sendMessage(w, r)
 	case "sendChatAction":
+		if r.FormValue("chat_id") == "" || r.FormValue("action") == "" {
+			fail(w, 400, "Bad Request: chat_id and action are required", nil)
+			return
+		}
 		s.mu.Lock()
 		s.actions++
 		s.mu.Unlock()
 		reply(w, 200, map[string]any{"ok": true, "result": true})
+	case "setWebhook":
+		s.setWebhook(w, r)
+	case "deleteWebhook":
+		s.mu.Lock()
+		s.webhookURL, s.webhookSec = "", ""
+		s.mu.Unlock()
+		reply(w, 200, map[string]any{"ok": true, "result": true, "description": "Webhook was deleted"})
 	default:
 		fail(w, 404, "Not Found: method not found", nil)
 	}
 }
 
+func (s *Server) setWebhook(w http.ResponseWriter, r *http.Request) {
+	u, sec := r.FormValue("url"), r.FormValue("secret_token")
+	if len(sec) > 256 || strings.TrimFunc(sec, func(c rune) bool {
+		return c == '_' || c == '-' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+	}) != "" {
+		fail(w, 400, "Bad Request: secret token contains unallowed characters", nil)
+		return
+	}
+	s.mu.Lock()
+	s.webhookURL, s.webhookSec = u, sec
+	s.mu.Unlock()
+	reply(w, 200, map[string]any{"ok": true, "result": true, "description": "Webhook was set"})
+}
+
+// Webhook is the webhook URL and secret token set with setWebhook.
+func (s *Server) Webhook() (url, secret string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.webhookURL, s.webhookSec
+}
+
+// ChatActions is how many chat actions (typing) were sent.
+func (s *Server) ChatActions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.actions
+}
+
 func (s *Server) getUpdates(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	hooked := s.webhookURL != ""
+	s.mu.Unlock()
+	if hooked {
+		fail(w, 409, "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first", nil)
+		return
+	}
 	offset, _ := strconv.ParseInt(r.FormValue("offset"), 10, 64)
 	timeout, _ := strconv.Atoi(r.FormValue("timeout"))
 	limit, _ := strconv.Atoi(r.FormValue("limit"))
