@@ -72,12 +72,12 @@ func start(t *testing.T, turns *testkit.Turns, mut ...func(map[string]any)) *rig
 	return r
 }
 
-// sentinel pushes an owner message into chat and waits for its echo, so
+// sentinel pushes a message of an admitted sender into chat and waits for its echo, so
 // every update pushed before it into that chat has been handled (the
 // connector keeps each chat's messages in order).
-func (r *rig) sentinel(t *testing.T, chatID int64, chatType string) []fake.Sent {
+func (r *rig) sentinel(t *testing.T, from, chatID int64, chatType string) []fake.Sent {
 	t.Helper()
-	r.fake.Push(fake.Message{FromID: owner, ChatID: chatID, ChatType: chatType, Text: "@" + fake.BotUsername + " sentinel"})
+	r.fake.Push(fake.Message{FromID: from, ChatID: chatID, ChatType: chatType, Text: "@" + fake.BotUsername + " sentinel"})
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		sent := r.fake.Sent()
@@ -135,7 +135,7 @@ func TestTelegramMessages(t *testing.T) {
 				// and check ordering by waiting on the DM reply instead.
 				waitReplies(t, r, tt.wantReply != "")
 			} else {
-				r.sentinel(t, chat, typ)
+				r.sentinel(t, owner, chat, typ)
 			}
 			var got []string
 			for _, tr := range r.turns.Texts() {
@@ -173,7 +173,7 @@ func waitReplies(t *testing.T, r *rig, want bool) {
 		}
 		return
 	}
-	r.sentinel(t, owner, "private")
+	r.sentinel(t, owner, owner, "private")
 }
 
 func TestTelegramDuplicatesAndOrder(t *testing.T) {
@@ -189,8 +189,7 @@ func TestTelegramDuplicatesAndOrder(t *testing.T) {
 	r.fake.PushRaw(raw(504, 4, "four"))
 	r.fake.PushRaw(raw(502, 2, "two"))
 	r.fake.PushRaw(raw(503, 3, "three"))
-	got := r.fake.WaitSent(4, 10*time.Second)
-	r.sentinel(t, group, "group")
+	got := r.sentinel(t, alice, alice, "private")
 	want := []string{"one", "four", "two", "three"}
 	if tx := r.turns.Texts(); strings.Join(tx[:len(tx)-1], ",") != strings.Join(want, ",") {
 		t.Errorf("turns = %q, want %q (each once, in arrival order)", tx, want)
@@ -209,8 +208,7 @@ func TestTelegramEditsDoNotRun(t *testing.T) {
 	r.fake.Push(fake.Message{UpdateID: 701, MessageID: 70, FromID: alice, Text: "edited: rm -rf /", Edited: true})
 	r.fake.Push(fake.Message{UpdateID: 702, MessageID: 71, FromID: alice, Text: "edited, never seen before", Edited: true})
 	r.fake.Push(fake.Message{UpdateID: 703, MessageID: 72, FromID: alice, Text: "after"})
-	r.fake.WaitSent(2, 10*time.Second)
-	r.sentinel(t, owner, "private")
+	r.sentinel(t, alice, alice, "private")
 	got := r.turns.Texts()
 	if len(got) != 3 || got[0] != "original" || got[1] != "after" {
 		t.Errorf("turns = %q, want original, after, sentinel", got)
@@ -235,7 +233,7 @@ func TestTelegramMalformedUpdates(t *testing.T) {
 	if got := texts(r.fake.WaitSent(1, 10*time.Second)); len(got) != 1 || got[0] != "echo: still alive" {
 		t.Fatalf("replies = %q, want only the good message answered", got)
 	}
-	r.sentinel(t, owner, "private")
+	r.sentinel(t, alice, alice, "private")
 	if n := len(r.turns.All()); n != 2 {
 		t.Errorf("%d turns, want 2 (the good message and the sentinel)", n)
 	}
@@ -258,8 +256,7 @@ func TestTelegramChunkedReply(t *testing.T) {
 	}}
 	r := start(t, turns)
 	r.fake.Push(fake.Message{FromID: alice, Text: "tell me a lot"})
-	r.sentinel(t, group, "group")
-	sent := r.fake.Sent()
+	sent := r.sentinel(t, alice, alice, "private")
 	var parts []string
 	for _, s := range sent {
 		if s.ChatID != "1002" {
