@@ -1,0 +1,199 @@
+package model
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+)
+
+// Request is one request the fake received.
+type Request struct {
+	Provider string // openai or anthropic
+	Path     string
+	Header   http.Header
+	Body     []byte
+
+	Model     string
+	Stream    bool
+	MaxTokens int64
+	// System is the system prompt (OpenAI: the system messages joined).
+	System string
+	// Messages are the conversation messages, in order, flattened to text.
+	Messages []Message
+	// Tools are the tools offered to the model, in order.
+	Tools []Tool
+	// ToolResults are all tool results in the conversation, in order.
+	ToolResults []ToolResult
+}
+
+// Message is a conversation message flattened to its text.
+type Message struct {
+	Role string
+	Text string
+}
+
+// Tool is a tool offered to the model.
+type Tool struct {
+	Name        string
+	Description string
+	Schema      json.RawMessage // OpenAI parameters / Anthropic input_schema
+}
+
+// ToolResult is a tool's output sent back to the model.
+type ToolResult struct {
+	ID      string // tool_call_id / tool_use_id
+	Content string
+	IsError bool // Anthropic is_error; always false for OpenAI
+}
+
+// ToolNames returns the names of the tools offered.
+func (r Request) ToolNames() []string {
+	names := make([]string, len(r.Tools))
+	for i, t := range r.Tools {
+		names[i] = t.Name
+	}
+	return names
+}
+
+// LastUserText returns the text of the last user message.
+func (r Request) LastUserText() string {
+	for i := len(r.Messages) - 1; i >= 0; i-- {
+		if r.Messages[i].Role == "user" && r.Messages[i].Text != "" {
+			return r.Messages[i].Text
+		}
+	}
+	return ""
+}
+
+// Credentials returns the credential-bearing headers present, if any.
+func (r Request) Credentials() []string {
+	var found []string
+	for _, h := range []string{"Authorization", "X-Api-Key", "Api-Key", "Proxy-Authorization"} {
+		if r.Header.Get(h) != "" {
+			found = append(found, h)
+		}
+	}
+	return found
+}
+
+type wireRequest struct {
+	Model     string            `json:"model"`
+	Stream    bool              `json:"stream"`
+	MaxTokens int64             `json:"max_tokens"`
+	System    json.RawMessage   `json:"system"`
+	Messages  []json.RawMessage `json:"messages"`
+	Tools     []json.RawMessage `json:"tools"`
+}
+
+func (r *Request) parse() error {
+	var w wireRequest
+	if err := json.Unmarshal(r.Body, &w); err != nil {
+		return fmt.Errorf("body is not a JSON object: %w", err)
+	}
+	if w.Model == "" {
+		return fmt.Errorf("model is required")
+	}
+	r.Model, r.Stream, r.MaxTokens = w.Model, w.Stream, w.MaxTokens
+	if r.Provider == "anthropic" {
+		if w.MaxTokens <= 0 {
+			return fmt.Errorf("max_tokens is required")
+		}
+		r.System = blocksText(w.System)
+	}
+	for _, raw := range w.Messages {
+		if err := r.parseMessage(raw); err != nil {
+			return err
+		}
+	}
+	for _, raw := range w.Tools {
+		var t struct {
+			Type     string `json:"type"`
+			Function *struct {
+				Name        string          `json:"name"`
+				Description string          `json:"description"`
+				Parameters  json.RawMessage `json:"parameters"`
+			} `json:"function"`
+			Name        string          `json:"name"`
+			Description string          `json:"description"`
+			InputSchema json.RawMessage `json:"input_schema"`
+		}
+		if err := json.Unmarshal(raw, &t); err != nil {
+			return fmt.Errorf("tool is not an object: %w", err)
+		}
+		switch {
+		case r.Provider == "openai" && t.Function != nil && t.Type == "function":
+			r.Tools = append(r.Tools, Tool{t.Function.Name, t.Function.Description, t.Function.Parameters})
+		case r.Provider == "anthropic" && t.Name != "" && len(t.InputSchema) > 0:
+			r.Tools = append(r.Tools, Tool{t.Name, t.Description, t.InputSchema})
+		default:
+			return fmt.Errorf("tool %s is not in the %s format", raw, r.Provider)
+		}
+	}
+	return nil
+}
+
+func (r *Request) parseMessage(raw json.RawMessage) error {
+	var m struct {
+		Role       string          `json:"role"`
+		Content    json.RawMessage `json:"content"`
+		ToolCallID string          `json:"tool_call_id"`
+	}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return fmt.Errorf("message is not an object: %w", err)
+	}
+	switch {
+	case r.Provider == "openai" && m.Role == "system":
+		r.System = strings.TrimPrefix(r.System+"\n"+blocksText(m.Content), "\n")
+		return nil
+	case r.Provider == "openai" && m.Role == "tool":
+		if m.ToolCallID == "" {
+			return fmt.Errorf("tool message without tool_call_id")
+		}
+		r.ToolResults = append(r.ToolResults, ToolResult{ID: m.ToolCallID, Content: blocksText(m.Content)})
+	case r.Provider == "anthropic":
+		if m.Role != "user" && m.Role != "assistant" {
+			return fmt.Errorf("anthropic message role %q is not user or assistant", m.Role)
+		}
+		var blocks []struct {
+			Type      string          `json:"type"`
+			ToolUseID string          `json:"tool_use_id"`
+			Content   json.RawMessage `json:"content"`
+			IsError   bool            `json:"is_error"`
+		}
+		if json.Unmarshal(m.Content, &blocks) == nil {
+			for _, b := range blocks {
+				if b.Type == "tool_result" {
+					r.ToolResults = append(r.ToolResults, ToolResult{ID: b.ToolUseID, Content: blocksText(b.Content), IsError: b.IsError})
+				}
+			}
+		}
+	}
+	r.Messages = append(r.Messages, Message{Role: m.Role, Text: blocksText(m.Content)})
+	return nil
+}
+
+// blocksText flattens a string or a list of text blocks to text.
+func blocksText(raw json.RawMessage) string {
+	if len(raw) == 0 || string(raw) == "null" {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	var blocks []struct {
+		Type string `json:"type"`
+		Text string `json:"text"`
+	}
+	if json.Unmarshal(raw, &blocks) != nil {
+		return ""
+	}
+	var parts []string
+	for _, b := range blocks {
+		if b.Type == "text" {
+			parts = append(parts, b.Text)
+		}
+	}
+	return strings.Join(parts, "\n")
+}
