@@ -136,3 +136,29 @@ func TestExpire(t *testing.T) {
 		t.Fatalf("old ended session still there: %v", err)
 	}
 }
+
+func TestUsagePersistsPerDay(t *testing.T) {
+	ctx := context.Background()
+	s, path := openStore(t)
+	day := time.Date(2026, 11, 25, 23, 0, 0, 0, time.UTC)
+	u := Usage{Store: s, Now: func() time.Time { return day }}
+	if err := u.AddTokens(ctx, "local:a", 100); err != nil {
+		t.Fatal(err)
+	}
+	_ = u.AddTokens(ctx, "local:a", 50)
+	_ = u.AddTokens(ctx, "local:b", 7)
+	s.Close()
+	s2, err := OpenStore(StoreOptions{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	u.Store = s2
+	if n, _ := u.TokensToday(ctx, "local:a"); n != 150 {
+		t.Fatalf("after reopen local:a used %d, want 150", n)
+	}
+	u.Now = func() time.Time { return day.Add(2 * time.Hour) }
+	if n, _ := u.TokensToday(ctx, "local:a"); n != 0 {
+		t.Fatalf("next UTC day local:a used %d, want 0", n)
+	}
+}
