@@ -86,7 +86,7 @@ type Turn struct {
 
 // Result is how a turn ended.
 type Result struct {
-	ExitCode  int // -1 when the process was killed by a signal it did not survive
+	ExitCode  int // as the shim reports it: 128+N when killed by signal N
 	TimedOut  bool
 	Truncated bool
 	Duration  time.Duration

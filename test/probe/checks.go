@@ -1,0 +1,280 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+func checks(o options) []Result {
+	strict := o.profile == "strict"
+	var rs []Result
+	add := func(name string, ok bool, detail string, a ...any) {
+		rs = append(rs, Result{Check: name, OK: ok, Detail: fmt.Sprintf(detail, a...)})
+	}
+
+	// /proc/self/status: seccomp filter, no-new-privileges, capabilities.
+	status, _ := os.ReadFile("/proc/self/status")
+	field := func(k string) string {
+		for _, l := range strings.Split(string(status), "\n") {
+			if v, ok := strings.CutPrefix(l, k+":"); ok {
+				return strings.TrimSpace(v)
+			}
+		}
+		return "?"
+	}
+	add("seccomp-filter", field("Seccomp") == "2", "Seccomp: %s", field("Seccomp"))
+	add("no-new-privs", field("NoNewPrivs") == "1", "NoNewPrivs: %s", field("NoNewPrivs"))
+	for _, k := range []string{"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"} {
+		add("caps-"+strings.ToLower(k), field(k) == "0000000000000000", "%s: %s", k, field(k))
+	}
+	add("non-root", os.Getuid() == 65534 && os.Getgid() == 65534, "uid %d gid %d", os.Getuid(), os.Getgid())
+
+	// Syscalls both profiles refuse with EPERM.
+	nsfd, _ := unix.Open("/proc/self/ns/net", unix.O_RDONLY, 0)
+	denied := []struct {
+		name string
+		call func() syscall.Errno
+	}{
+		{"unshare", func() syscall.Errno { return errno(unix.Unshare(unix.CLONE_NEWUSER | unix.CLONE_NEWNS)) }},
+		{"mount", func() syscall.Errno { return errno(unix.Mount("tmpfs", "/tmp", "tmpfs", 0, "")) }},
+		{"chroot", func() syscall.Errno { return errno(unix.Chroot("/")) }},
+		{"setns", func() syscall.Errno { return errno(unix.Setns(nsfd, unix.CLONE_NEWNET)) }},
+		{"keyctl", func() syscall.Errno { return raw(unix.SYS_KEYCTL, unix.KEYCTL_GET_KEYRING_ID, 0, 0) }},
+		{"add_key", func() syscall.Errno { return raw(unix.SYS_ADD_KEY, 0, 0, 0) }},
+		{"bpf", func() syscall.Errno { return raw(unix.SYS_BPF, unix.BPF_PROG_LOAD, 0, 0) }},
+		{"userfaultfd", func() syscall.Errno { return raw(unix.SYS_USERFAULTFD, 0, 0, 0) }},
+		{"perf_event_open", func() syscall.Errno { return raw(unix.SYS_PERF_EVENT_OPEN, 0, 0, 0) }},
+		{"io_uring_setup", func() syscall.Errno { return raw(unix.SYS_IO_URING_SETUP, 1, 0, 0) }},
+		{"clone-newuser", cloneNewUser},
+	}
+	for _, d := range denied {
+		e := d.call()
+		add("eperm-"+d.name, e == unix.EPERM, "%s: %s", d.name, errnoString(e))
+	}
+	unix.Close(nsfd)
+	// clone3 answers ENOSYS so that libcs fall back to clone, where the
+	// namespace flags are filtered.
+	e := raw(unix.SYS_CLONE3, 0, 0, 0)
+	add("clone3-refused", e == unix.ENOSYS || e == unix.EPERM, "clone3: %s", errnoString(e))
+
+	// Syscalls only strict refuses. Called with an invalid target so that
+	// under default they fail harmlessly with another errno.
+	for _, d := range []struct {
+		name string
+		call func() syscall.Errno
+	}{
+		{"ptrace", func() syscall.Errno { return raw(unix.SYS_PTRACE, unix.PTRACE_PEEKDATA, 0, 0) }},
+		{"process_vm_readv", func() syscall.Errno { return raw6(unix.SYS_PROCESS_VM_READV, 0, 0, 0, 0, 0, 0) }},
+		{"personality", func() syscall.Errno { return raw(unix.SYS_PERSONALITY, 0xffffffff, 0, 0) }},
+	} {
+		e := d.call()
+		if strict {
+			add("strict-eperm-"+d.name, e == unix.EPERM, "%s: %s", d.name, errnoString(e))
+		} else {
+			add("default-allows-"+d.name, e != unix.EPERM, "%s: %s", d.name, errnoString(e))
+		}
+	}
+
+	// Network: only lo, nothing reachable, and under strict no IP socket.
+	ifs := interfaces()
+	add("only-lo", len(ifs) == 1 && ifs[0] == "lo", "interfaces %v", ifs)
+	for _, addr := range []string{"1.1.1.1:53", "10.0.0.1:80", "[2606:4700:4700::1111]:53"} {
+		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if c != nil {
+			c.Close()
+		}
+		add("no-route-"+addr, err != nil, "dial %s: %v", addr, err)
+	}
+	for _, f := range []struct {
+		name string
+		fam  int
+	}{{"AF_INET", unix.AF_INET}, {"AF_INET6", unix.AF_INET6}, {"AF_NETLINK", unix.AF_NETLINK}} {
+		fd, err := unix.Socket(f.fam, unix.SOCK_DGRAM, 0)
+		if err == nil {
+			unix.Close(fd)
+		}
+		if strict {
+			add("strict-no-socket-"+f.name, errors.Is(err, unix.EPERM), "socket(%s): %v", f.name, err)
+		}
+	}
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	if err == nil {
+		unix.Close(fd)
+	}
+	add("unix-socket", err == nil, "socket(AF_UNIX): %v", err)
+
+	// Filesystem.
+	add("rootfs-ro", isErr(os.WriteFile("/probe-write", []byte("x"), 0o644), unix.EROFS), "write /: %v", os.WriteFile("/probe-write", []byte("x"), 0o644))
+	wsErr := os.WriteFile("/workspace/.probe-write", []byte("x"), 0o644)
+	if o.workspaceRO {
+		add("workspace-ro", isErr(wsErr, unix.EROFS), "write /workspace: %v", wsErr)
+	} else {
+		add("workspace-rw", wsErr == nil, "write /workspace: %v", wsErr)
+		os.Remove("/workspace/.probe-write")
+	}
+	os.MkdirAll("/workspace/.parachute/hooks", 0o755)
+	hookErr := os.WriteFile("/workspace/.parachute/hooks/pre-session.sh", []byte("#!/bin/sh\n"), 0o755)
+	add("hooks-ro", hookErr != nil, "write hook: %v", hookErr)
+	sockErr := os.WriteFile("/run/parachute/probe", []byte("x"), 0o644)
+	add("socket-dir-ro", sockErr != nil, "write /run/parachute: %v", sockErr)
+	for _, p := range []string{"/proc/sysrq-trigger", "/proc/sys/kernel/core_pattern"} {
+		err := os.WriteFile(p, []byte("x"), 0)
+		add("proc-ro-"+p, err != nil, "write %s: %v", p, err)
+	}
+	tmpErr := os.WriteFile("/tmp/probe", []byte("#!/bin/sh\n"), 0o755)
+	add("tmp-writable", tmpErr == nil, "write /tmp: %v", tmpErr)
+	execErr := exec.Command("/tmp/probe").Run()
+	add("tmp-noexec", isErr(execErr, unix.EACCES), "exec /tmp/probe: %v", execErr)
+	for _, p := range []string{"/run/containerd/containerd.sock", "/var/run/docker.sock", "/var/run/containerd"} {
+		_, err := os.Stat(p)
+		add("no-host-"+p, err != nil, "stat %s: %v", p, err)
+	}
+
+	// Limits.
+	if o.pids > 0 {
+		n, e := forkBomb(o.pids * 4)
+		add("pids-limit", e == unix.EAGAIN && n < o.pids, "forked %d before %s (limit %d)", n, errnoString(e), o.pids)
+	}
+	if o.memoryMB > 0 {
+		exe, _ := os.Executable()
+		cmd := exec.Command(exe, "memhog", fmt.Sprint(o.memoryMB*4))
+		out, err := cmd.CombinedOutput()
+		killed := false
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL {
+			killed = true
+		}
+		add("oom-killed", killed, "memhog %d MB: %v %q", o.memoryMB*4, err, strings.TrimSpace(string(out)))
+	}
+	ratio := spin(time.Second)
+	add("cpu-ratio", true, "%.2f CPU seconds per second when spinning", ratio)
+	return rs
+}
+
+func errno(err error) syscall.Errno {
+	if err == nil {
+		return 0
+	}
+	var e syscall.Errno
+	if errors.As(err, &e) {
+		return e
+	}
+	return unix.EINVAL
+}
+
+func raw(nr, a1, a2, a3 uintptr) syscall.Errno {
+	_, _, e := syscall.RawSyscall(nr, a1, a2, a3)
+	return e
+}
+
+func raw6(nr, a1, a2, a3, a4, a5, a6 uintptr) syscall.Errno {
+	_, _, e := syscall.RawSyscall6(nr, a1, a2, a3, a4, a5, a6)
+	return e
+}
+
+func errnoString(e syscall.Errno) string {
+	if e == 0 {
+		return "success"
+	}
+	return unix.ErrnoName(e) + " (" + e.Error() + ")"
+}
+
+func isErr(err, target error) bool { return err != nil && errors.Is(err, target) }
+
+// cloneNewUser tries clone(CLONE_NEWUSER). Should it succeed, the child
+// exits at once.
+func cloneNewUser() syscall.Errno {
+	pid, _, e := syscall.RawSyscall(unix.SYS_CLONE, uintptr(unix.CLONE_NEWUSER|unix.SIGCHLD), 0, 0)
+	if e != 0 {
+		return e
+	}
+	if pid == 0 {
+		syscall.RawSyscall(unix.SYS_EXIT_GROUP, 0, 0, 0)
+	}
+	var ws syscall.WaitStatus
+	syscall.Wait4(int(pid), &ws, 0, nil)
+	return 0
+}
+
+// interfaces lists the network namespace's interfaces from /proc/net/dev
+// (no netlink socket needed, so it works under strict too).
+func interfaces() []string {
+	b, err := os.ReadFile("/proc/net/dev")
+	if err != nil {
+		return []string{"error: " + err.Error()}
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n")[2:] {
+		if name, _, ok := strings.Cut(strings.TrimSpace(l), ":"); ok {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// forkBomb forks children that only pause, until fork fails or max is
+// reached, then kills and reaps them all.
+func forkBomb(max int) (int, syscall.Errno) {
+	var pids []int
+	var last syscall.Errno
+	for len(pids) < max {
+		pid, _, e := syscall.RawSyscall(unix.SYS_CLONE, uintptr(unix.SIGCHLD), 0, 0)
+		if e != 0 {
+			last = e
+			break
+		}
+		if pid == 0 {
+			for {
+				syscall.RawSyscall(unix.SYS_PAUSE, 0, 0, 0)
+			}
+		}
+		pids = append(pids, int(pid))
+	}
+	for _, p := range pids {
+		syscall.Kill(p, syscall.SIGKILL)
+	}
+	for _, p := range pids {
+		var ws syscall.WaitStatus
+		syscall.Wait4(p, &ws, 0, nil)
+	}
+	return len(pids), last
+}
+
+// memhog allocates and touches mb megabytes, 16 MiB at a time.
+func memhog(mb int) {
+	var keep [][]byte
+	for i := 0; i < mb/16; i++ {
+		b := make([]byte, 16<<20)
+		for j := 0; j < len(b); j += 4096 {
+			b[j] = 1
+		}
+		keep = append(keep, b)
+	}
+	fmt.Println("memhog survived", len(keep)*16, "MB")
+}
+
+// spin busy-loops for wall time d and returns CPU time used per wall
+// second.
+func spin(d time.Duration) float64 {
+	var before, after unix.Rusage
+	unix.Getrusage(unix.RUSAGE_SELF, &before)
+	start := time.Now()
+	x := 0
+	for time.Since(start) < d {
+		for i := 0; i < 100000; i++ {
+			x += i
+		}
+	}
+	unix.Getrusage(unix.RUSAGE_SELF, &after)
+	cpu := time.Duration(after.Utime.Nano()-before.Utime.Nano()) + time.Duration(after.Stime.Nano()-before.Stime.Nano())
+	_ = unsafe.Pointer(&x)
+	return cpu.Seconds() / time.Since(start).Seconds()
+}

@@ -1,0 +1,114 @@
+// Command probe checks a session sandbox's walls from inside and prints the
+// results as JSON. The runtime's integration test installs it as
+// /parachute in a test image and runs it in sandboxes under each seccomp
+// profile; every result must be ok.
+//
+//	probe sandbox init            PID 1 (as `parachute sandbox init`)
+//	probe check [flags]           run every check, print JSON, exit 1 if one failed
+//	probe memhog MB               allocate and touch MB megabytes
+//	probe spin SECONDS            busy loop, print the CPU/wall ratio
+//	probe traceme                 PTRACE_TRACEME, then sleep
+//	probe traceme-init            PTRACE_TRACEME, then serve as PID 1
+//	probe sleep SECONDS           sleep
+//
+// Build it static: CGO_ENABLED=0 go build ./test/probe.
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/parachute-gateway/parachute/runtime/sandboxinit"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: probe check|memhog|spin|traceme|traceme-init|sleep|sandbox init")
+		os.Exit(2)
+	}
+	switch os.Args[1] {
+	case "sandbox":
+		if err := sandboxinit.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	case "check":
+		os.Exit(check(os.Args[2:]))
+	case "memhog":
+		mb, _ := strconv.Atoi(arg(2))
+		memhog(mb)
+	case "spin":
+		s, _ := strconv.ParseFloat(arg(2), 64)
+		fmt.Printf("%.3f\n", spin(time.Duration(s*float64(time.Second))))
+	case "traceme":
+		_, _, e := syscall.RawSyscall(syscall.SYS_PTRACE, syscall.PTRACE_TRACEME, 0, 0)
+		fmt.Println("traceme:", errnoString(e))
+		time.Sleep(time.Hour)
+	case "traceme-init":
+		syscall.RawSyscall(syscall.SYS_PTRACE, syscall.PTRACE_TRACEME, 0, 0)
+		sandboxinit.Run()
+	case "sleep":
+		s, _ := strconv.ParseFloat(arg(2), 64)
+		time.Sleep(time.Duration(s * float64(time.Second)))
+	default:
+		fmt.Fprintf(os.Stderr, "probe: unknown mode %q\n", os.Args[1])
+		os.Exit(2)
+	}
+}
+
+func arg(i int) string {
+	if len(os.Args) > i {
+		return os.Args[i]
+	}
+	return ""
+}
+
+// Result is one check.
+type Result struct {
+	Check  string `json:"check"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+}
+
+// Report is the probe's output.
+type Report struct {
+	Profile string   `json:"profile"`
+	Results []Result `json:"results"`
+}
+
+// options say what the sandbox is expected to be.
+type options struct {
+	profile     string // "default" or "strict"
+	workspaceRO bool
+	pids        int
+	memoryMB    int
+	heavy       bool // run the fork bomb and memory hog
+}
+
+func check(args []string) int {
+	var o options
+	fs := flag.NewFlagSet("check", flag.ExitOnError)
+	fs.StringVar(&o.profile, "profile", "strict", "seccomp profile the sandbox should have")
+	fs.BoolVar(&o.workspaceRO, "workspace-ro", false, "workspace should be read-only")
+	fs.IntVar(&o.pids, "pids", 0, "PID limit (0: skip the fork bomb)")
+	fs.IntVar(&o.memoryMB, "memory-mb", 0, "memory limit (0: skip the memory hog)")
+	fs.Parse(args)
+	rep := Report{Profile: o.profile}
+	for _, c := range checks(o) {
+		rep.Results = append(rep.Results, c)
+	}
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	enc.Encode(rep)
+	for _, r := range rep.Results {
+		if !r.OK {
+			return 1
+		}
+	}
+	return 0
+}
