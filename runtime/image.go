@@ -95,7 +95,7 @@ func BuildImage(ctx context.Context, o BuildOptions) (string, error) {
 	mdesc := add(manifest, "application/vnd.oci.image.manifest.v1+json")
 	mdesc["platform"] = map[string]string{"architecture": goruntime.GOARCH, "os": "linux"}
 	mdesc["annotations"] = map[string]string{
-		"io.containerd.image.name":         o.Ref,
+		"io.containerd.image.name":          o.Ref,
 		"org.opencontainers.image.ref.name": o.Ref,
 	}
 	index, err := json.Marshal(map[string]any{
