@@ -20,7 +20,7 @@ import (
 )
 
 // socketPath returns a short socket path (sun_path is ~108 bytes).
-func socketPath(t *testing.T) string {
+func socketPath(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "br")
 	if err != nil {
@@ -75,7 +75,7 @@ func (p *connectProxy) requests() []string {
 }
 
 // serveUnix serves h on a new unix socket and returns its path.
-func serveUnix(t *testing.T, h http.Handler) string {
+func serveUnix(t testing.TB, h http.Handler) string {
 	t.Helper()
 	path := socketPath(t)
 	ln, err := net.Listen("unix", path)
@@ -90,7 +90,7 @@ func serveUnix(t *testing.T, h http.Handler) string {
 
 // startBridge runs a bridge to socket on a loopback port until the test ends.
 // done is closed when Serve returns; *serveErr is its result then.
-func startBridge(t *testing.T, socket string, maxConns int) (addr string, cancel context.CancelFunc, done <-chan struct{}, serveErr *error) {
+func startBridge(t testing.TB, socket string, maxConns int) (addr string, cancel context.CancelFunc, done <-chan struct{}, serveErr *error) {
 	t.Helper()
 	b, err := New(Options{Socket: socket, MaxConns: maxConns})
 	if err != nil {
@@ -164,7 +164,7 @@ func TestBridgeReachesTargetsThroughTheSocketProxy(t *testing.T) {
 }
 
 // echoSocket serves a unix socket that echoes every byte back.
-func echoSocket(t *testing.T) string {
+func echoSocket(t testing.TB) string {
 	t.Helper()
 	path := socketPath(t)
 	ln, err := net.Listen("unix", path)
