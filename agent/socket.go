@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"time"
@@ -34,7 +35,11 @@ func NewSocketClient(socket string) *http.Client {
 		Transport: &http.Transport{
 			Proxy: nil,
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				return dialer.DialContext(ctx, "unix", socket)
+				c, err := dialer.DialContext(ctx, "unix", socket)
+				if err != nil {
+					return nil, fmt.Errorf("cannot reach the gateway socket %s: %w", socket, err)
+				}
+				return c, nil
 			},
 			MaxIdleConns:    4,
 			IdleConnTimeout: 30 * time.Second,
