@@ -7,12 +7,9 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/parachute-gateway/parachute/agent"
 	"github.com/parachute-gateway/parachute/bridge"
 )
-
-// defaultSocket mirrors agent.DefaultSocket: the session socket's path
-// inside the sandbox when PARACHUTE_SOCKET is unset.
-const defaultSocket = "/run/parachute/parachute.sock"
 
 func init() {
 	register(&command{name: "bridge", summary: "in the sandbox: forward a loopback TCP proxy port to the session socket", run: runBridge})
@@ -21,7 +18,7 @@ func init() {
 func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bridge", stderr)
 	listen := fs.String("listen", bridge.DefaultListen, "loopback `address` to listen on (HTTPS_PROXY=http://ADDRESS)")
-	socket := fs.String("socket", "", "session socket `path` (default $PARACHUTE_SOCKET, else "+defaultSocket+")")
+	socket := fs.String("socket", "", "session socket `path` (default $PARACHUTE_SOCKET, else "+agent.DefaultSocket+")")
 	maxConns := fs.Int("max-conns", bridge.DefaultMaxConns, "connections held at once; more are closed")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -30,10 +27,7 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
 	if *socket == "" {
-		*socket = os.Getenv("PARACHUTE_SOCKET")
-	}
-	if *socket == "" {
-		*socket = defaultSocket
+		*socket = agent.SocketPath(os.Getenv)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	b, err := bridge.New(bridge.Options{Socket: *socket, MaxConns: *maxConns, Logger: log})

@@ -1,0 +1,109 @@
+// Package agent is Parachute's reference agent: the program the gateway
+// runs inside a session's sandbox, once per chat turn.
+//
+// The sandbox has no network interface. The agent's only way out is the
+// session's unix socket, on which the gateway serves MCP tools (/mcp) and
+// the model APIs (/v1/chat/completions, /v1/messages). The agent holds no
+// credential and sends none; the gateway decides every tool call and model
+// call by policy and injects the model key itself. So this package is not a
+// security boundary: a compromised or prompt-injected agent can ask for
+// anything, and the gateway still decides.
+//
+// Contract (see docs/agent.md): one JSON Request on stdin; the reply text on
+// stdout and exit 0; or one line on stderr and exit 1.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// MaxStepsLimit is the largest PARACHUTE_MAX_STEPS accepted.
+const MaxStepsLimit = 64
+
+// Config is what the agent takes from its environment.
+type Config struct {
+	Socket   string
+	MaxSteps int
+}
+
+// ConfigFromEnv reads PARACHUTE_SOCKET and PARACHUTE_MAX_STEPS.
+func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	c := Config{Socket: SocketPath(getenv), MaxSteps: DefaultMaxSteps}
+	if s := getenv("PARACHUTE_MAX_STEPS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > MaxStepsLimit {
+			return c, fmt.Errorf("PARACHUTE_MAX_STEPS=%q is not a number from 1 to %d", s, MaxStepsLimit)
+		}
+		c.MaxSteps = n
+	}
+	return c, nil
+}
+
+// Run is one turn: it reads the request from stdin, writes the reply to
+// stdout and returns the process exit code (0 ok, 1 failed with one line on
+// stderr). getenv is os.Getenv in production.
+func Run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	reply, err := turn(ctx, stdin, getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, "agent: "+oneLine(err.Error(), 1000))
+		return 1
+	}
+	if _, err := io.WriteString(stdout, reply); err != nil {
+		fmt.Fprintln(stderr, "agent: writing the reply: "+oneLine(err.Error(), 200))
+		return 1
+	}
+	return 0
+}
+
+func turn(ctx context.Context, stdin io.Reader, getenv func(string) string) (string, error) {
+	cfg, err := ConfigFromEnv(getenv)
+	if err != nil {
+		return "", err
+	}
+	req, err := DecodeRequest(stdin)
+	if err != nil {
+		return "", err
+	}
+	reply, err := Answer(ctx, cfg, req)
+	if err != nil {
+		return "", err
+	}
+	reply = strings.ToValidUTF8(reply, "\uFFFD")
+	if strings.TrimSpace(reply) == "" {
+		return "", errors.New("the model returned an empty reply")
+	}
+	return reply, nil
+}
+
+// Answer produces the reply to one checked request.
+func Answer(ctx context.Context, cfg Config, req *Request) (string, error) {
+	client := NewSocketClient(cfg.Socket)
+	defer client.CloseIdleConnections()
+	if req.Model.Provider == ProviderNone {
+		return toolsOnly(ctx, client, req)
+	}
+	tools, err := ConnectTools(ctx, client)
+	if err != nil {
+		return "", err
+	}
+	defer tools.Close()
+	list, err := tools.List(ctx)
+	if err != nil {
+		return "", err
+	}
+	var conv conversation
+	switch req.Model.Provider {
+	case ProviderOpenAI:
+		conv = newOpenAI(client, req, list)
+	case ProviderAnthropic:
+		conv = newAnthropic(client, req, list)
+	default:
+		return "", fmt.Errorf("unknown model provider %q", req.Model.Provider)
+	}
+	return loop(ctx, conv, tools, cfg.MaxSteps)
+}

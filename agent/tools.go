@@ -1,0 +1,163 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// MaxToolOutputBytes bounds what one tool result contributes to the
+// conversation; the rest is cut with a note.
+const MaxToolOutputBytes = 64 << 10
+
+// Tool is a tool the gateway offers this session.
+type Tool struct {
+	Name        string
+	Description string
+	Schema      json.RawMessage // JSON Schema of the arguments (an object)
+}
+
+// ToolResult is a tool call's outcome as the model will read it.
+type ToolResult struct {
+	Text    string
+	IsError bool // the tool or the gateway's policy refused or failed
+}
+
+// Toolbox is the MCP client session to the gateway's /mcp endpoint.
+type Toolbox struct {
+	session *mcp.ClientSession
+	tools   map[string]Tool
+	order   []Tool
+}
+
+// ConnectTools opens an MCP session on the socket's /mcp endpoint.
+func ConnectTools(ctx context.Context, client *http.Client) (*Toolbox, error) {
+	c := mcp.NewClient(&mcp.Implementation{Name: "parachute-agent", Version: "1"}, nil)
+	session, err := c.Connect(ctx, &mcp.StreamableClientTransport{
+		Endpoint:   BaseURL + "/mcp",
+		HTTPClient: client,
+		// One short-lived process per turn: no server-initiated stream.
+		DisableStandaloneSSE: true,
+	}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the gateway's tools (/mcp): %w", err)
+	}
+	return &Toolbox{session: session}, nil
+}
+
+// Close ends the MCP session.
+func (tb *Toolbox) Close() error { return tb.session.Close() }
+
+// List returns the tools the gateway offers, in the gateway's order.
+func (tb *Toolbox) List(ctx context.Context) ([]Tool, error) {
+	if tb.tools != nil {
+		return tb.order, nil
+	}
+	tb.tools = map[string]Tool{}
+	for t, err := range tb.session.Tools(ctx, nil) {
+		if err != nil {
+			tb.tools = nil
+			return nil, fmt.Errorf("listing the gateway's tools: %w", err)
+		}
+		schema, err := json.Marshal(t.InputSchema)
+		if err != nil || t.InputSchema == nil || string(schema) == "null" {
+			schema = json.RawMessage(`{"type":"object"}`)
+		}
+		tool := Tool{Name: t.Name, Description: t.Description, Schema: schema}
+		tb.tools[t.Name] = tool
+		tb.order = append(tb.order, tool)
+	}
+	return tb.order, nil
+}
+
+// Call calls a tool. Whatever goes wrong — an unknown tool, bad arguments,
+// a policy denial, a protocol error — comes back as an error result for the
+// model to read; only a cancelled ctx is returned as an error.
+func (tb *Toolbox) Call(ctx context.Context, name string, args json.RawMessage) (ToolResult, error) {
+	if _, err := tb.List(ctx); err != nil {
+		return ToolResult{}, err
+	}
+	if _, ok := tb.tools[name]; !ok {
+		// Only tools the gateway listed are ever called.
+		return ToolResult{Text: fmt.Sprintf("no tool named %q; available: %s", name, strings.Join(tb.names(), ", ")), IsError: true}, nil
+	}
+	var argv map[string]any
+	if len(args) > 0 && string(args) != "null" {
+		if err := json.Unmarshal(args, &argv); err != nil {
+			return ToolResult{Text: fmt.Sprintf("arguments for %s are not a JSON object: %v", name, err), IsError: true}, nil
+		}
+	}
+	if argv == nil {
+		argv = map[string]any{}
+	}
+	res, err := tb.session.CallTool(ctx, &mcp.CallToolParams{Name: name, Arguments: argv})
+	if err != nil {
+		if ctx.Err() != nil {
+			return ToolResult{}, fmt.Errorf("calling tool %s: %w", name, ctx.Err())
+		}
+		return ToolResult{Text: fmt.Sprintf("tool %s failed: %v", name, err), IsError: true}, nil
+	}
+	return ToolResult{Text: resultText(res), IsError: res.IsError}, nil
+}
+
+func (tb *Toolbox) names() []string {
+	names := make([]string, len(tb.order))
+	for i, t := range tb.order {
+		names[i] = t.Name
+	}
+	return names
+}
+
+// resultText flattens a tool result to text: text blocks verbatim, other
+// content named but not inlined, structured content as JSON when there is
+// nothing else.
+func resultText(res *mcp.CallToolResult) string {
+	var parts []string
+	for _, c := range res.Content {
+		switch c := c.(type) {
+		case *mcp.TextContent:
+			parts = append(parts, c.Text)
+		case *mcp.ImageContent:
+			parts = append(parts, fmt.Sprintf("[image %s, %d bytes, not shown]", c.MIMEType, len(c.Data)))
+		case *mcp.AudioContent:
+			parts = append(parts, fmt.Sprintf("[audio %s, %d bytes, not shown]", c.MIMEType, len(c.Data)))
+		case *mcp.ResourceLink:
+			parts = append(parts, fmt.Sprintf("[resource %s]", c.URI))
+		case *mcp.EmbeddedResource:
+			if c.Resource != nil && c.Resource.Text != "" {
+				parts = append(parts, c.Resource.Text)
+			} else if c.Resource != nil {
+				parts = append(parts, fmt.Sprintf("[resource %s, not shown]", c.Resource.URI))
+			}
+		default:
+			parts = append(parts, "[non-text content, not shown]")
+		}
+	}
+	if len(parts) == 0 && res.StructuredContent != nil {
+		if b, err := json.Marshal(res.StructuredContent); err == nil {
+			parts = append(parts, string(b))
+		}
+	}
+	if len(parts) == 0 {
+		return "(no output)"
+	}
+	return truncate(strings.Join(parts, "\n"), MaxToolOutputBytes)
+}
+
+// truncate cuts s to at most n bytes on a UTF-8 boundary, with a note.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + fmt.Sprintf("\n[… %d more bytes cut]", len(s)-cut)
+}
+
+func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
