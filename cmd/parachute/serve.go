@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/rs/zerolog"
+
+	"github.com/parachute-gateway/parachute/config"
+	"github.com/parachute-gateway/parachute/gateway"
+)
+
+func init() {
+	register(&command{name: "serve", summary: "run the gateway (connectors, sessions, sandboxes, audit)", run: runServe})
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", stderr)
+	path := fs.String("config", "/etc/parachute/parachute.yaml", "config file")
+	pretty := fs.Bool("pretty", false, "human-readable log lines instead of JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var out io.Writer = stderr
+	if *pretty {
+		out = zerolog.ConsoleWriter{Out: stderr, TimeFormat: "15:04:05"}
+	}
+	log := zerolog.New(out).With().Timestamp().Logger()
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	g, err := gateway.New(ctx, cfg, gateway.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				next, err := config.Load(*path)
+				if err == nil {
+					err = g.Reload(ctx, next)
+				}
+				if err != nil {
+					log.Error().Err(err).Msg("config reload refused; the running config stays")
+				}
+			}
+		}
+	}()
+	go func() {
+		<-g.Ready()
+		fmt.Fprintf(stdout, "parachute: serving; metrics on http://%s/metrics\n", g.AdminAddr())
+		for _, c := range g.Connectors() {
+			fmt.Fprintf(stdout, "parachute: connector %s running\n", c.Name())
+		}
+	}()
+	return g.Run(ctx)
+}

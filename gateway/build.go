@@ -1,0 +1,88 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sort"
+
+	"github.com/parachute-gateway/parachute/connectors"
+	"github.com/parachute-gateway/parachute/connectors/local"
+	"github.com/parachute-gateway/parachute/runtime"
+	"github.com/parachute-gateway/parachute/sessions"
+)
+
+// DefaultContainerdSocket is where the gateway looks for containerd when
+// the config names no socket.
+const DefaultContainerdSocket = "/run/containerd/containerd.sock"
+
+// runtimes makes the sandbox runtimes: containerd always, the direct
+// host runner only when some private connector allows direct trust.
+func (g *Gateway) runtimes(ctx context.Context) (map[string]sessions.Sandboxes, error) {
+	addr := g.cfg.Runtime.Socket
+	if addr == "" {
+		addr = DefaultContainerdSocket
+	}
+	c, err := runtime.NewContainerd(ctx, runtime.ContainerdOptions{
+		Address:    addr,
+		Namespace:  g.cfg.Runtime.Namespace,
+		SeccompDir: filepath.Join(g.cfg.Policies, "seccomp"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("runtime.containerd_socket: %w (run `parachute doctor`)", err)
+	}
+	g.closers = append(g.closers, func(context.Context) { c.Close() })
+	if n, err := c.RemoveOrphans(ctx); err != nil {
+		return nil, fmt.Errorf("runtime: removing orphan sandboxes: %w", err)
+	} else if n > 0 {
+		g.log.Warn().Int("removed", n).Msg("removed sandboxes left by an earlier run")
+	}
+	rts := map[string]sessions.Sandboxes{"containerd": c}
+	// The direct host runner arrives with runtime.NewDirect; until then a
+	// session decision for "direct" fails closed (no such runtime).
+	return rts, nil
+}
+
+// connectors makes one connector per config entry, sorted by name.
+func (g *Gateway) connectors() ([]connectors.Connector, error) {
+	names := make([]string, 0, len(g.cfg.Connectors))
+	for n := range g.cfg.Connectors {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var out []connectors.Connector
+	for _, name := range names {
+		k := g.cfg.Connectors[name]
+		field := "connectors." + name
+		var c connectors.Connector
+		var err error
+		switch k.Type {
+		case "local":
+			c, err = local.New(local.Options{Name: name, Listen: k.Listen})
+		default:
+			err = fmt.Errorf("type %q is not supported by this build", k.Type)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", field, err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// countingRuntime counts sandbox starts and failures.
+type countingRuntime struct {
+	next sessions.Sandboxes
+	name string
+	m    *metrics
+}
+
+func (c countingRuntime) Start(ctx context.Context, s runtime.Spec) (runtime.Sandbox, error) {
+	sb, err := c.next.Start(ctx, s)
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	c.m.sandboxStarts.WithLabelValues(c.name, result).Inc()
+	return sb, err
+}

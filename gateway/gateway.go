@@ -1,0 +1,337 @@
+// Package gateway wires the parts into `parachute serve`: the config, the
+// policy engine, the audit log, the pairing and session stores, the sandbox
+// runtimes, each session's socket (MCP, model and egress proxies), the chat
+// connectors and the admin listener (metrics, health).
+//
+// The order of start is the order of trust: nothing listens before the
+// policy compiled and the audit log opened, and on shutdown every sandbox
+// is stopped before the audit log closes.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+
+	"github.com/parachute-gateway/parachute/audit"
+	"github.com/parachute-gateway/parachute/config"
+	"github.com/parachute-gateway/parachute/connectors"
+	"github.com/parachute-gateway/parachute/connectors/pairing"
+	"github.com/parachute-gateway/parachute/engine"
+	"github.com/parachute-gateway/parachute/sessions"
+)
+
+// Options are what `parachute serve` passes besides the config.
+type Options struct {
+	Logger zerolog.Logger
+	// Runtimes overrides the sandbox runtimes made from the config (tests).
+	Runtimes map[string]sessions.Sandboxes
+	// Connectors overrides the connectors made from the config (tests).
+	Connectors []connectors.Connector
+	// Getenv reads secrets (default os.Getenv).
+	Getenv func(string) string
+}
+
+// Gateway is a configured, not yet running gateway.
+type Gateway struct {
+	cfg     *config.Config
+	log     zerolog.Logger
+	getenv  func(string) string
+	Engine  *engine.Engine
+	Audit   *audit.Log
+	Pairing *pairing.Store
+	Store   *sessions.Store
+	Manager *sessions.Manager
+	Router  *connectors.Router
+	conns   []connectors.Connector
+	metrics *metrics
+	closers []func(context.Context)
+
+	ready   chan struct{}
+	admin   net.Listener
+	adminMu sync.Mutex
+}
+
+// New builds the gateway from a validated config: it opens the audit log,
+// compiles the policies (refusing to start without a valid one), opens
+// the stores and makes the runtimes and connectors. Nothing runs yet.
+func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	g := &Gateway{cfg: cfg, log: opts.Logger, getenv: opts.Getenv, ready: make(chan struct{})}
+	if g.getenv == nil {
+		g.getenv = os.Getenv
+	}
+	defer func() {
+		if err != nil {
+			g.close(context.WithoutCancel(ctx))
+		}
+	}()
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state_dir: %w", err)
+	}
+	if err := os.MkdirAll(cfg.Vault, 0o750); err != nil {
+		return nil, fmt.Errorf("vault: %w", err)
+	}
+
+	g.Audit, err = audit.Open(cfg.Audit.Dir, audit.Options{MaxBytes: cfg.Audit.MaxBytes})
+	if err != nil {
+		return nil, fmt.Errorf("audit.dir: %w", err)
+	}
+	g.closers = append(g.closers, func(context.Context) { g.Audit.Close() })
+
+	var mgr *sessions.Manager
+	g.metrics = newMetrics(func() float64 {
+		if mgr == nil {
+			return 0
+		}
+		return float64(mgr.Active())
+	})
+	g.Engine, err = engine.New(ctx, engine.Options{
+		PolicyDir: cfg.Policies,
+		Data:      cfg.PolicyData(),
+		Recorder:  recorder{next: audit.Recorder{Log: g.Audit}, m: g.metrics},
+		Logger:    g.log.With().Str("component", "engine").Logger(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("policies: %w", err)
+	}
+
+	g.Pairing, err = pairing.Open(ctx, pairing.Options{Path: pairing.PathIn(cfg.StateDir), Recorder: authRecorder{g.Audit}})
+	if err != nil {
+		return nil, fmt.Errorf("pairing store: %w", err)
+	}
+	g.Store, err = sessions.OpenStore(sessions.StoreOptions{Path: filepath.Join(cfg.StateDir, "sessions.db")})
+	if err != nil {
+		return nil, fmt.Errorf("session store: %w", err)
+	}
+	g.closers = append(g.closers, func(context.Context) { g.Store.Close() })
+
+	runtimes := opts.Runtimes
+	if runtimes == nil {
+		runtimes, err = g.runtimes(ctx)
+		if err != nil {
+			return nil, err
+		}
+	}
+	for name, rt := range runtimes {
+		runtimes[name] = countingRuntime{next: rt, name: name, m: g.metrics}
+	}
+	sock, err := g.socketHandler()
+	if err != nil {
+		return nil, err
+	}
+	mgr, err = sessions.NewManager(sessions.Options{
+		Store: g.Store, Decider: g.Engine, Runtimes: runtimes, Audit: g.Audit,
+		Vault: cfg.Vault, SocketRoot: filepath.Join(cfg.StateDir, "s"), Socket: sock,
+		Image: cfg.Runtime.Image, Model: sessions.Model{Provider: providerName(cfg.Model.Provider), Name: cfg.Model.Model},
+		Logger: g.log.With().Str("component", "sessions").Logger(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	g.Manager = mgr
+	g.closers = append(g.closers, mgr.Close)
+
+	g.Router, err = connectors.NewRouter(connectors.RouterOptions{
+		Decider: g.Engine, Turns: mgr, Pairing: g.Pairing,
+		Logger: g.log.With().Str("component", "router").Logger(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	g.conns = opts.Connectors
+	if g.conns == nil {
+		g.conns, err = g.connectors()
+		if err != nil {
+			return nil, err
+		}
+	}
+	return g, nil
+}
+
+func providerName(p string) string {
+	if p == "none" {
+		return ""
+	}
+	return p
+}
+
+// Reload applies a new config (SIGHUP): its policy data is swapped in if
+// it validates; fields that need a restart (listeners, stores, runtimes)
+// are reported and left as they are.
+func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if err := g.Engine.SetData(ctx, cfg.PolicyData()); err != nil {
+		return fmt.Errorf("policy data: %w", err)
+	}
+	g.log.Info().Str("policy_revision", g.Engine.Revision()).Msg("config reloaded (connectors, listeners and runtime settings take effect on restart)")
+	return nil
+}
+
+// Run runs every connector, the admin listener, the policy watcher and
+// the session reaper until ctx ends, then stops everything it started.
+// A connector that fails is logged and retried; it never stops the others.
+func (g *Gateway) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	adminErr := make(chan error, 1)
+	if err := g.startAdmin(ctx, &wg, adminErr); err != nil {
+		g.close(context.WithoutCancel(ctx))
+		return err
+	}
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = g.Engine.Watch(ctx) }()
+	go func() { defer wg.Done(); g.Manager.Run(ctx, time.Minute) }()
+	for _, c := range g.conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g.runConnector(ctx, c)
+		}()
+	}
+	close(g.ready)
+	g.log.Info().Int("connectors", len(g.conns)).Str("policy_revision", g.Engine.Revision()).Msg("gateway running")
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-adminErr:
+	}
+	cancel()
+	wg.Wait()
+	g.close(context.WithoutCancel(ctx))
+	return err
+}
+
+// runConnector runs c, restarting it with backoff when it returns an
+// error other than a refused credential.
+func (g *Gateway) runConnector(ctx context.Context, c connectors.Connector) {
+	log := g.log.With().Str("connector", c.Name()).Logger()
+	backoff := time.Second
+	for ctx.Err() == nil {
+		err := c.Run(ctx, g.Router)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, connectors.ErrUnauthorized):
+			log.Error().Err(err).Msg("connector stopped: the platform refused its credentials; fix the token and restart")
+			return
+		case err != nil:
+			log.Warn().Err(err).Dur("retry_in", backoff).Msg("connector failed; restarting")
+		default:
+			log.Warn().Dur("retry_in", backoff).Msg("connector returned; restarting")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Minute)
+	}
+}
+
+// Ready is closed once Run has started everything.
+func (g *Gateway) Ready() <-chan struct{} { return g.ready }
+
+// AdminAddr is the admin listener's address once running.
+func (g *Gateway) AdminAddr() net.Addr {
+	g.adminMu.Lock()
+	defer g.adminMu.Unlock()
+	if g.admin == nil {
+		return nil
+	}
+	return g.admin.Addr()
+}
+
+// Connectors returns the gateway's connectors.
+func (g *Gateway) Connectors() []connectors.Connector { return g.conns }
+
+func (g *Gateway) startAdmin(ctx context.Context, wg *sync.WaitGroup, errc chan<- error) error {
+	if err := loopbackOnly("admin.listen", g.cfg.Admin.Listen); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", g.cfg.Admin.Listen)
+	if err != nil {
+		return fmt.Errorf("admin.listen: %w", err)
+	}
+	g.adminMu.Lock()
+	g.admin = ln
+	g.adminMu.Unlock()
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		select {
+		case <-g.ready:
+		default:
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready policy_revision=" + g.Engine.Revision() + "\n"))
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("admin listener: %w", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	return nil
+}
+
+// loopbackOnly refuses a listen address that is not on loopback.
+func loopbackOnly(field, addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%s: %q: %w", field, addr, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("%s: %q is not a loopback address; the admin listener is never exposed", field, addr)
+	}
+	return nil
+}
+
+// close stops what New and Run opened, in reverse order.
+func (g *Gateway) close(ctx context.Context) {
+	for i := len(g.closers) - 1; i >= 0; i-- {
+		g.closers[i](ctx)
+	}
+	g.closers = nil
+}
+
+// authRecorder puts pairing and invite events in the audit log.
+type authRecorder struct{ log *audit.Log }
+
+func (a authRecorder) RecordAuth(ctx context.Context, e pairing.Event) error {
+	r := audit.Record{Kind: "pairing", Connector: e.Connector, User: e.Identity, Decision: "deny",
+		Detail: map[string]string{"event": e.Kind}}
+	if e.OK {
+		r.Decision = "allow"
+	}
+	if e.Reason != "" {
+		r.Reasons = []string{e.Reason}
+	}
+	_, err := a.log.Append(ctx, r)
+	return err
+}

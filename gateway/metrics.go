@@ -1,0 +1,82 @@
+package gateway
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/parachute-gateway/parachute/engine"
+)
+
+// metrics are the gateway's Prometheus series, served on the admin
+// listener's /metrics.
+type metrics struct {
+	reg             *prometheus.Registry
+	decisions       *prometheus.CounterVec
+	decisionLatency *prometheus.HistogramVec
+	rateLimited     *prometheus.CounterVec
+	auditLatency    prometheus.Histogram
+	auditFailures   prometheus.Counter
+	sandboxStarts   *prometheus.CounterVec
+}
+
+func newMetrics(active func() float64) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parachute_decisions_total", Help: "Policy decisions by entry point and result.",
+		}, []string{"entry", "result"}),
+		decisionLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "parachute_decision_seconds", Help: "Policy decision latency.",
+			Buckets: []float64{10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 5e-3, 25e-3, 0.25},
+		}, []string{"entry"}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parachute_rate_limited_total", Help: "Decisions denied by a rate limit, by entry point.",
+		}, []string{"entry"}),
+		auditLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "parachute_audit_append_seconds", Help: "Durable audit append latency.",
+			Buckets: []float64{50e-6, 100e-6, 200e-6, 500e-6, 1e-3, 5e-3, 25e-3, 0.1},
+		}),
+		auditFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parachute_audit_failures_total", Help: "Audit appends that failed (the decision was then denied).",
+		}),
+		sandboxStarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parachute_sandbox_starts_total", Help: "Sandbox starts by runtime and result.",
+		}, []string{"runtime", "result"}),
+	}
+	m.reg.MustRegister(m.decisions, m.decisionLatency, m.rateLimited, m.auditLatency, m.auditFailures, m.sandboxStarts,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "parachute_sessions_active", Help: "Sessions with a running sandbox.",
+		}, active),
+		prometheus.NewGoCollector(),
+	)
+	return m
+}
+
+// recorder counts every decision and times the audit append it wraps.
+type recorder struct {
+	next engine.Recorder
+	m    *metrics
+}
+
+func (r recorder) Record(ctx context.Context, in engine.Input, d *engine.Decision) error {
+	entry := string(d.Entry)
+	result := "deny"
+	if d.Allow {
+		result = "allow"
+	}
+	r.m.decisions.WithLabelValues(entry, result).Inc()
+	r.m.decisionLatency.WithLabelValues(entry).Observe(d.Latency.Seconds())
+	if slices.Contains(d.Reasons, engine.ReasonRateLimited) {
+		r.m.rateLimited.WithLabelValues(entry).Inc()
+	}
+	start := time.Now()
+	err := r.next.Record(ctx, in, d)
+	r.m.auditLatency.Observe(time.Since(start).Seconds())
+	if err != nil {
+		r.m.auditFailures.Inc()
+	}
+	return err
+}

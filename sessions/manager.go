@@ -1,0 +1,570 @@
+package sessions
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/parachute-gateway/parachute/audit"
+	"github.com/parachute-gateway/parachute/connectors"
+	"github.com/parachute-gateway/parachute/engine"
+	"github.com/parachute-gateway/parachute/runtime"
+)
+
+// Decider decides policy inputs; *engine.Engine implements it.
+type Decider interface {
+	Decide(ctx context.Context, in engine.Input) engine.Decision
+}
+
+// Sandboxes starts session sandboxes; *runtime.Containerd and
+// *runtime.Direct implement it.
+type Sandboxes interface {
+	Start(ctx context.Context, s runtime.Spec) (runtime.Sandbox, error)
+}
+
+// Auditor appends records that are not policy decisions (session start
+// and stop, hooks); *audit.Log implements it.
+type Auditor interface {
+	Append(ctx context.Context, r audit.Record) (audit.Record, error)
+}
+
+// SocketName is the session socket's file name in its folder (mounted
+// at runtime.SocketDir inside a sandbox).
+const SocketName = "parachute.sock"
+
+// Model is what the agent is told about the model it may use.
+type Model struct {
+	Provider  string `json:"provider"` // "openai", "anthropic" or "" (tools-only)
+	Name      string `json:"name,omitempty"`
+	MaxTokens int    `json:"max_tokens,omitempty"`
+}
+
+// Options configure a Manager.
+type Options struct {
+	Store   *Store
+	Decider Decider
+	// Runtimes by the session decision's runtime name: "containerd" and,
+	// only where direct trust is wanted, "direct". A decision naming a
+	// runtime that is not here fails closed.
+	Runtimes map[string]Sandboxes
+	Audit    Auditor
+	// Vault is the host folder holding every workspace.
+	Vault string
+	// SocketRoot holds one folder per live session with its socket (keep
+	// the path short: unix socket paths are limited to 107 bytes).
+	SocketRoot string
+	// Socket returns the handler served on a session's socket (MCP, model
+	// and egress routes); the gateway composes it.
+	Socket func(l *Live) (http.Handler, error)
+	// Agent is the command run for each turn in a containerd sandbox
+	// (default /parachute agent); AgentDirect the one run on the host for
+	// direct sessions (default: this executable, agent).
+	Agent       []string
+	AgentDirect []string
+	Image       string
+	Model       Model
+	// IdleSandbox stops a warm sandbox unused this long (default 10 min);
+	// SessionTTL ends a session idle this long (default 24 h).
+	IdleSandbox time.Duration
+	SessionTTL  time.Duration
+	// Hook runs the workspace's pre-session hook on the host; it is called
+	// only for direct sessions whose decision allows hooks, and must
+	// itself refuse anything else (runtime.RunPreSessionHook). nil: hooks
+	// never run.
+	Hook        func(ctx context.Context, workspace string, p engine.SessionProfile, timeout time.Duration) (ran bool, out []byte, err error)
+	HookTimeout time.Duration // default 30 s
+	Logger      zerolog.Logger
+	Now         func() time.Time
+}
+
+// Manager runs agent turns in owner-bound sessions; it implements
+// connectors.Turns.
+type Manager struct {
+	opts  Options
+	locks sync.Map // session key -> *sync.Mutex
+
+	mu   sync.Mutex
+	live map[string]*Live // session ID -> running sandbox
+}
+
+// Live is a session whose sandbox is running.
+type Live struct {
+	Session Session
+	Profile engine.SessionProfile
+	// ClientRoot is the workspace as the agent sees it: /workspace in a
+	// sandbox, the host folder for a direct session.
+	ClientRoot string
+	// HostRoot is the workspace folder on the host.
+	HostRoot string
+
+	facts    atomic.Pointer[engine.SessionFacts]
+	sandbox  runtime.Sandbox
+	server   *http.Server
+	sockDir  string
+	lastUsed atomic.Int64
+}
+
+// Facts returns the session facts of the turn in progress: what every
+// tool, model and egress decision on this session's socket is made about.
+func (l *Live) Facts() engine.SessionFacts { return *l.facts.Load() }
+
+// SocketPath is the host path of the session's socket.
+func (l *Live) SocketPath() string { return filepath.Join(l.sockDir, SocketName) }
+
+// NewManager returns a Manager.
+func NewManager(opts Options) (*Manager, error) {
+	switch {
+	case opts.Store == nil, opts.Decider == nil, opts.Socket == nil:
+		return nil, errors.New("sessions: Store, Decider and Socket are required")
+	case opts.Vault == "" || opts.SocketRoot == "":
+		return nil, errors.New("sessions: Vault and SocketRoot are required")
+	case opts.Runtimes["containerd"] == nil && opts.Runtimes["direct"] == nil:
+		return nil, errors.New("sessions: no runtime configured")
+	}
+	if len(opts.Agent) == 0 {
+		opts.Agent = []string{"/parachute", "agent"}
+	}
+	if len(opts.AgentDirect) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("sessions: %w", err)
+		}
+		opts.AgentDirect = []string{exe, "agent"}
+	}
+	if opts.IdleSandbox <= 0 {
+		opts.IdleSandbox = 10 * time.Minute
+	}
+	if opts.SessionTTL <= 0 {
+		opts.SessionTTL = 24 * time.Hour
+	}
+	if opts.HookTimeout <= 0 {
+		opts.HookTimeout = 30 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if err := os.MkdirAll(opts.SocketRoot, 0o700); err != nil {
+		return nil, fmt.Errorf("sessions: socket root: %w", err)
+	}
+	return &Manager{opts: opts, live: map[string]*Live{}}, nil
+}
+
+func (m *Manager) lock(key string) func() {
+	v, _ := m.locks.LoadOrStore(key, &sync.Mutex{})
+	mu := v.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
+}
+
+// turnInput is what the agent reads on stdin (docs/agent.md).
+type turnInput struct {
+	SessionID string  `json:"session_id"`
+	TurnID    string  `json:"turn_id"`
+	Identity  string  `json:"identity"`
+	Text      string  `json:"text"`
+	History   []Entry `json:"history"`
+	Model     Model   `json:"model"`
+	Workspace string  `json:"workspace"`
+}
+
+// Turn implements connectors.Turns: one message of an allowed sender runs
+// as one agent process in the sender's session sandbox.
+func (m *Manager) Turn(ctx context.Context, req connectors.TurnRequest) (string, error) {
+	unlock := m.lock(req.SessionKey)
+	defer unlock()
+	now := m.opts.Now()
+	tmpl := Session{Owner: req.Identity, Connector: req.Message.Connector, ChatID: req.Message.ChatID, Workspace: req.Result.Workspace}
+	sess, _, err := m.opts.Store.Acquire(ctx, req.SessionKey, tmpl, m.opts.SessionTTL, now)
+	if err != nil {
+		return "", fmt.Errorf("sessions: %w", err)
+	}
+	turnID := req.TurnID
+	if turnID == "" {
+		turnID = newID()
+	}
+	facts := engine.SessionFacts{
+		ID: sess.ID, TurnID: turnID, Identity: req.Identity,
+		Connector: req.Message.Connector, ConnectorType: req.Message.Type,
+		Role: req.Result.Role, TrustLevel: req.Result.TrustLevel, Workspace: sess.Workspace,
+		ReadOnly: req.Result.ReadOnly, Network: req.Result.Network,
+		Unverified: req.Message.Unverified, Binding: req.Binding,
+	}
+	if sess.Workspace != req.Result.Workspace {
+		// Policy moved this identity to another workspace: a session never
+		// changes workspace, so start a fresh one.
+		if err := m.end(ctx, req.SessionKey, req.Identity); err != nil {
+			return "", err
+		}
+		return m.Turn(ctx, req)
+	}
+
+	live, note, err := m.ensure(ctx, sess, facts)
+	if err != nil {
+		var denied *DeniedError
+		if errors.As(err, &denied) {
+			return denied.Reply(), nil
+		}
+		return "", err
+	}
+	live.facts.Store(&facts)
+	history, err := m.opts.Store.History(ctx, sess.ID)
+	if err != nil {
+		return "", fmt.Errorf("sessions: %w", err)
+	}
+	reply, err := m.exec(ctx, live, turnInput{
+		SessionID: sess.ID, TurnID: turnID, Identity: req.Identity, Text: req.Message.Text,
+		History: history, Model: m.opts.Model, Workspace: live.ClientRoot,
+	})
+	if errors.Is(err, runtime.ErrUnavailable) || errors.Is(err, runtime.ErrStopped) {
+		// The sandbox went away under us (containerd restarted): start a
+		// new one once, and say so.
+		m.stopLive(context.WithoutCancel(ctx), sess.ID, "sandbox-lost")
+		live, _, err = m.ensure(ctx, sess, facts)
+		if err != nil {
+			return "", err
+		}
+		live.facts.Store(&facts)
+		note = "(Your sandbox was restarted; files in your workspace are kept.)\n"
+		reply, err = m.exec(ctx, live, turnInput{
+			SessionID: sess.ID, TurnID: turnID, Identity: req.Identity, Text: req.Message.Text,
+			History: history, Model: m.opts.Model, Workspace: live.ClientRoot,
+		})
+	}
+	if err != nil {
+		return "", err
+	}
+	t := m.opts.Now()
+	if err := m.opts.Store.Record(ctx, sess.ID, t,
+		Entry{Role: "user", Content: req.Message.Text, Time: now, TurnID: turnID},
+		Entry{Role: "assistant", Content: reply, Time: t, TurnID: turnID}); err != nil {
+		return "", fmt.Errorf("sessions: %w", err)
+	}
+	return note + reply, nil
+}
+
+// NewSession implements connectors.Turns: /new ends the current session
+// and stops its sandbox.
+func (m *Manager) NewSession(ctx context.Context, req connectors.TurnRequest) error {
+	unlock := m.lock(req.SessionKey)
+	defer unlock()
+	return m.end(ctx, req.SessionKey, req.Identity)
+}
+
+func (m *Manager) end(ctx context.Context, key, owner string) error {
+	id, err := m.opts.Store.End(ctx, key, owner, m.opts.Now())
+	if err != nil {
+		return fmt.Errorf("sessions: %w", err)
+	}
+	if id != "" {
+		m.stopLive(ctx, id, "new-session")
+	}
+	return nil
+}
+
+// DeniedError is a session policy refused to start. It is answered to the
+// user, not logged as a failure.
+type DeniedError struct{ Decision engine.Decision }
+
+func (e *DeniedError) Error() string {
+	return "session denied: " + strings.Join(e.Decision.Reasons, ", ")
+}
+
+// Reply is what the user is told.
+func (e *DeniedError) Reply() string {
+	if e.Decision.Reply != "" {
+		return e.Decision.Reply
+	}
+	return "Your session cannot start (" + strings.Join(e.Decision.Reasons, ", ") + ")."
+}
+
+// ensure returns the live sandbox of sess, starting one when there is
+// none: the session decision picks the profile, the workspace folder is
+// made, the socket is served and the sandbox started.
+func (m *Manager) ensure(ctx context.Context, sess Session, facts engine.SessionFacts) (*Live, string, error) {
+	m.mu.Lock()
+	l := m.live[sess.ID]
+	m.mu.Unlock()
+	if l != nil {
+		l.lastUsed.Store(m.opts.Now().UnixNano())
+		return l, "", nil
+	}
+	d := m.opts.Decider.Decide(ctx, engine.SessionInput{Session: facts})
+	if !d.Allow {
+		return nil, "", &DeniedError{Decision: d}
+	}
+	prof := d.SessionProfile()
+	rt := m.opts.Runtimes[prof.Runtime]
+	if rt == nil {
+		return nil, "", fmt.Errorf("sessions: policy chose runtime %q, which this gateway does not run", prof.Runtime)
+	}
+	host, err := m.workspace(sess.Workspace)
+	if err != nil {
+		return nil, "", err
+	}
+	l = &Live{Session: sess, Profile: prof, HostRoot: host, ClientRoot: runtime.WorkspaceDir}
+	if prof.Runtime == "direct" {
+		l.ClientRoot = host
+	}
+	l.facts.Store(&facts)
+	l.sockDir = filepath.Join(m.opts.SocketRoot, sess.ID)
+	if err := m.serve(l); err != nil {
+		return nil, "", err
+	}
+	if prof.Runtime == "direct" && prof.Hooks {
+		m.runHook(ctx, l)
+	}
+	var env []string
+	if prof.Network {
+		env = append(env, "HTTPS_PROXY=http://127.0.0.1:3128", "HTTP_PROXY=http://127.0.0.1:3128")
+	}
+	sb, err := rt.Start(ctx, runtime.Spec{
+		SessionID: sess.ID, Owner: sess.Owner, Image: m.opts.Image,
+		Workspace: host, SocketDir: l.sockDir, Profile: prof, Env: env,
+	})
+	if err != nil {
+		l.server.Close()
+		os.RemoveAll(l.sockDir)
+		return nil, "", fmt.Errorf("sessions: start sandbox: %w", err)
+	}
+	l.sandbox = sb
+	l.lastUsed.Store(m.opts.Now().UnixNano())
+	m.mu.Lock()
+	m.live[sess.ID] = l
+	m.mu.Unlock()
+	m.event(ctx, l, "session-start", nil)
+	return l, "", nil
+}
+
+// workspace returns the host folder of a vault-relative workspace, made
+// if missing. The policy already validated the name; this re-checks that
+// it stays inside the vault.
+func (m *Manager) workspace(rel string) (string, error) {
+	clean := filepath.Clean("/" + rel)
+	if rel == "" || clean == "/" || clean != "/"+rel || strings.Contains(rel, "\x00") {
+		return "", fmt.Errorf("sessions: workspace %q is not a clean vault-relative path", rel)
+	}
+	host := filepath.Join(m.opts.Vault, rel)
+	if err := os.MkdirAll(host, 0o750); err != nil {
+		return "", fmt.Errorf("sessions: workspace: %w", err)
+	}
+	return host, nil
+}
+
+// serve starts the session's socket server.
+func (m *Manager) serve(l *Live) error {
+	if err := os.RemoveAll(l.sockDir); err != nil {
+		return fmt.Errorf("sessions: socket dir: %w", err)
+	}
+	if err := os.MkdirAll(l.sockDir, 0o755); err != nil {
+		return fmt.Errorf("sessions: socket dir: %w", err)
+	}
+	h, err := m.opts.Socket(l)
+	if err != nil {
+		return fmt.Errorf("sessions: socket handler: %w", err)
+	}
+	ln, err := net.Listen("unix", l.SocketPath())
+	if err != nil {
+		return fmt.Errorf("sessions: socket: %w", err)
+	}
+	// The sandbox user is not root; the folder is reachable only inside
+	// the sandbox it is mounted into (the socket root is 0700 on the host).
+	if err := os.Chmod(l.SocketPath(), 0o666); err != nil {
+		ln.Close()
+		return fmt.Errorf("sessions: socket: %w", err)
+	}
+	l.server = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go l.server.Serve(ln) //nolint:errcheck // ends with Close
+	return nil
+}
+
+// limitedBuffer keeps the first max bytes written to it.
+type limitedBuffer struct {
+	bytes.Buffer
+	max       int
+	truncated bool
+}
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	if room := b.max - b.Len(); room < len(p) {
+		b.truncated = true
+		if room > 0 {
+			b.Buffer.Write(p[:room])
+		}
+		return len(p), nil
+	}
+	return b.Buffer.Write(p)
+}
+
+// exec runs one agent process for the turn.
+func (m *Manager) exec(ctx context.Context, l *Live, in turnInput) (string, error) {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return "", err
+	}
+	args := m.opts.Agent
+	env := []string{"PARACHUTE_SOCKET=" + runtime.SocketDir + "/" + SocketName}
+	if l.Profile.Runtime == "direct" {
+		args = m.opts.AgentDirect
+		env = []string{"PARACHUTE_SOCKET=" + l.SocketPath()}
+	}
+	stdout := &limitedBuffer{max: 256 << 10}
+	stderr := &limitedBuffer{max: 4 << 10}
+	res, err := l.sandbox.Exec(ctx, runtime.Turn{
+		Args: args, Stdin: bytes.NewReader(body), Stdout: stdout, Stderr: stderr,
+		Timeout: l.Profile.TurnTimeout, Env: env,
+	})
+	l.lastUsed.Store(m.opts.Now().UnixNano())
+	if err != nil {
+		return "", fmt.Errorf("sessions: turn: %w", err)
+	}
+	reply := strings.TrimSpace(stdout.String())
+	switch {
+	case res.TimedOut:
+		return "The agent took too long and was stopped.", nil
+	case res.ExitCode != 0:
+		msg := firstLine(stderr.String())
+		if msg == "" {
+			msg = fmt.Sprintf("exit code %d", res.ExitCode)
+		}
+		return "The agent failed: " + msg, nil
+	case reply == "":
+		return "(The agent gave no reply.)", nil
+	}
+	if res.Truncated || stdout.truncated {
+		reply += "\n[reply truncated]"
+	}
+	return reply, nil
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}
+
+// runHook runs the workspace's pre-session hook on the host, for a direct
+// session whose decision allows hooks, and records that it ran.
+func (m *Manager) runHook(ctx context.Context, l *Live) {
+	if m.opts.Hook == nil {
+		return
+	}
+	ran, out, err := m.opts.Hook(ctx, l.HostRoot, l.Profile, m.opts.HookTimeout)
+	if !ran && err == nil {
+		return
+	}
+	detail := map[string]string{"output": firstLine(string(out))}
+	if err != nil {
+		detail["error"] = err.Error()
+	}
+	m.event(ctx, l, "hook", detail)
+}
+
+func (m *Manager) event(ctx context.Context, l *Live, kind string, detail map[string]string) {
+	if m.opts.Audit == nil {
+		return
+	}
+	f := l.Facts()
+	r := audit.Record{
+		Kind: kind, Connector: f.Connector, User: f.Identity, SessionID: l.Session.ID,
+		TurnID: f.TurnID, TrustLevel: f.TrustLevel, Workspace: f.Workspace, Detail: detail,
+	}
+	if _, err := m.opts.Audit.Append(ctx, r); err != nil {
+		m.opts.Logger.Error().Err(err).Str("session_id", l.Session.ID).Str("kind", kind).Msg("audit append failed")
+	}
+}
+
+// stopLive stops the sandbox and socket of session id, if running.
+func (m *Manager) stopLive(ctx context.Context, id, why string) {
+	m.mu.Lock()
+	l := m.live[id]
+	delete(m.live, id)
+	m.mu.Unlock()
+	if l == nil {
+		return
+	}
+	if err := l.sandbox.Stop(ctx); err != nil {
+		m.opts.Logger.Error().Err(err).Str("session_id", id).Msg("sandbox stop failed")
+	}
+	l.server.Close()
+	os.RemoveAll(l.sockDir)
+	m.event(ctx, l, "session-stop", map[string]string{"why": why})
+}
+
+// Live returns the running session with id, if any.
+func (m *Manager) Live(id string) *Live {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.live[id]
+}
+
+// Active is the number of running sandboxes.
+func (m *Manager) Active() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.live)
+}
+
+// Reap stops sandboxes idle longer than IdleSandbox and ends sessions idle
+// longer than SessionTTL. The gateway calls it periodically.
+func (m *Manager) Reap(ctx context.Context) error {
+	now := m.opts.Now()
+	m.mu.Lock()
+	var idle []string
+	for id, l := range m.live {
+		if now.Sub(time.Unix(0, l.lastUsed.Load())) >= m.opts.IdleSandbox {
+			idle = append(idle, id)
+		}
+	}
+	m.mu.Unlock()
+	for _, id := range idle {
+		m.stopLive(ctx, id, "idle")
+	}
+	_, err := m.opts.Store.Expire(ctx, m.opts.SessionTTL, 7*24*time.Hour, now)
+	return err
+}
+
+// Run reaps every interval until ctx ends, then stops every sandbox.
+func (m *Manager) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := m.Reap(ctx); err != nil {
+				m.opts.Logger.Error().Err(err).Msg("session reaping failed")
+			}
+		}
+	}
+}
+
+// Close stops every sandbox and socket: nothing is left running.
+func (m *Manager) Close(ctx context.Context) {
+	m.mu.Lock()
+	ids := make([]string, 0, len(m.live))
+	for id := range m.live {
+		ids = append(ids, id)
+	}
+	m.mu.Unlock()
+	for _, id := range ids {
+		m.stopLive(ctx, id, "shutdown")
+	}
+}
