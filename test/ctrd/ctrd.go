@@ -171,7 +171,8 @@ func StartDaemon(ctx context.Context) (*Daemon, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("start containerd: %w", err)
 	}
-	go func() { d.cmd.Wait(); close(d.done) }()
+	cmd, done := d.cmd, d.done
+	go func() { cmd.Wait(); close(done) }()
 	if err := d.waitReady(ctx, 15*time.Second); err != nil {
 		log := d.LogTail()
 		d.Stop()
@@ -280,4 +281,31 @@ func unmountUnder(dir string) {
 	for i := len(mps) - 1; i >= 0; i-- {
 		syscall.Unmount(mps[i], syscall.MNT_DETACH)
 	}
+}
+
+// Kill stops the daemon process abruptly (SIGKILL), leaving its folder and
+// shims: a containerd crash, for reconnect tests.
+func (d *Daemon) Kill() {
+	d.cmd.Process.Kill()
+	<-d.done
+}
+
+// Restart starts the daemon again on the same folder and socket after
+// Kill.
+func (d *Daemon) Restart(ctx context.Context) error {
+	logf, err := os.OpenFile(filepath.Join(d.Dir, "containerd.log"), os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	d.cmd = exec.Command(d.cmd.Path, d.cmd.Args[1:]...)
+	d.cmd.Stdout, d.cmd.Stderr = logf, logf
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	d.done = make(chan struct{})
+	if err := d.cmd.Start(); err != nil {
+		return err
+	}
+	cmd, done := d.cmd, d.done
+	go func() { cmd.Wait(); close(done) }()
+	return d.waitReady(ctx, 15*time.Second)
 }

@@ -121,9 +121,10 @@ func checks(o options) []Result {
 		add("workspace-rw", wsErr == nil, "write /workspace: %v", wsErr)
 		os.Remove("/workspace/.probe-write")
 	}
-	os.MkdirAll("/workspace/.parachute/hooks", 0o755)
+	mkErr := os.Mkdir("/workspace/.parachute/new", 0o755)
+	add("hooks-dir-ro", isErr(mkErr, unix.EROFS), "mkdir in /workspace/.parachute: %v", mkErr)
 	hookErr := os.WriteFile("/workspace/.parachute/hooks/pre-session.sh", []byte("#!/bin/sh\n"), 0o755)
-	add("hooks-ro", hookErr != nil, "write hook: %v", hookErr)
+	add("hooks-ro", isErr(hookErr, unix.EROFS), "write hook: %v", hookErr)
 	sockErr := os.WriteFile("/run/parachute/probe", []byte("x"), 0o644)
 	add("socket-dir-ro", sockErr != nil, "write /run/parachute: %v", sockErr)
 	for _, p := range []string{"/proc/sysrq-trigger", "/proc/sys/kernel/core_pattern"} {
