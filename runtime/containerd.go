@@ -46,7 +46,8 @@ type ContainerdOptions struct {
 type Containerd struct {
 	opts     ContainerdOptions
 	client   *containerd.Client
-	unpacked sync.Map // image ref -> true once known unpacked
+	unpacked sync.Map   // image ref -> true once known unpacked
+	dialMu   sync.Mutex // one redial at a time
 }
 
 // NewContainerd returns a runtime talking to containerd at opts.Address.
@@ -111,15 +112,28 @@ func (c *Containerd) ns(ctx context.Context) context.Context {
 }
 
 // wrap marks an error caused by an unreachable containerd with
-// ErrUnavailable. The gRPC connection redials by itself; nothing to reset.
+// ErrUnavailable.
 func (c *Containerd) wrap(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	if errdefs.IsUnavailable(err) || status.Code(err) == codes.Unavailable {
+	if unavailable(err) {
 		return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
 	}
 	return fmt.Errorf("containerd %s: %w", op, err)
+}
+
+func unavailable(err error) bool {
+	return errdefs.IsUnavailable(err) || status.Code(err) == codes.Unavailable
+}
+
+// redial replaces the gRPC connection. gRPC redials by itself too, but
+// after a failure it waits out a backoff; a fresh connection lets the
+// first call after containerd is back succeed.
+func (c *Containerd) redial() {
+	c.dialMu.Lock()
+	defer c.dialMu.Unlock()
+	c.client.Reconnect()
 }
 
 // Start creates and starts the sandbox of one session. Nothing is left
@@ -192,6 +206,11 @@ func (c *Containerd) Start(ctx context.Context, s Spec) (Sandbox, error) {
 // image returns the image ref, unpacked into the snapshotter.
 func (c *Containerd) image(ctx context.Context, ref string) (containerd.Image, error) {
 	img, err := c.client.GetImage(ctx, ref)
+	if err != nil && unavailable(err) {
+		// The first call after a containerd restart: redial, try once more.
+		c.redial()
+		img, err = c.client.GetImage(ctx, ref)
+	}
 	if errdefs.IsNotFound(err) {
 		return nil, fmt.Errorf("%w: %s (build it: parachute image build)", ErrImageNotFound, ref)
 	}

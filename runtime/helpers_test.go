@@ -63,8 +63,16 @@ func testRuntime(t testing.TB) *Containerd {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rt.Close() })
+	importProbe(t, rt)
+	return rt
+}
+
+// importProbe imports the probe image unless it is there already.
+func importProbe(t testing.TB, rt *Containerd) {
+	t.Helper()
+	ctx := context.Background()
 	if _, err := rt.Client().GetImage(rt.ns(ctx), probeRef); err == nil {
-		return rt
+		return
 	}
 	o := BuildOptions{Binary: buildProbe(t), Ref: probeRef, Out: filepath.Join(t.TempDir(), "probe.tar")}
 	if _, err := os.Stat("/bin/busybox"); err == nil {
@@ -77,7 +85,6 @@ func testRuntime(t testing.TB) *Containerd {
 	if err := rt.ImportImage(ctx, tar, ""); err != nil {
 		t.Fatal(err)
 	}
-	return rt
 }
 
 func limitsProfile(seccomp string, readOnly bool) engine.SessionProfile {
