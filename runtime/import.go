@@ -14,6 +14,14 @@ import (
 // carries.
 func (c *Containerd) ImportImage(ctx context.Context, tarPath string, ref string) error {
 	ctx = c.ns(ctx)
+	// A lease keeps containerd's garbage collector off the blobs (the index
+	// above all, which no image references until the import ends) while
+	// they are written and unpacked.
+	ctx, done, err := c.client.WithLease(ctx)
+	if err != nil {
+		return c.wrap("import image", err)
+	}
+	defer done(context.WithoutCancel(ctx)) //nolint:errcheck // the lease expires anyway
 	f, err := os.Open(tarPath)
 	if err != nil {
 		return err
