@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/parachute-gateway/parachute/engine"
+	"github.com/parachute-gateway/parachute/runtime"
+	"github.com/parachute-gateway/parachute/runtime/sandboxinit"
+)
+
+func init() {
+	register(&command{name: "sandbox run", summary: "run one command in a fresh session sandbox: [flags] -- CMD…", run: sandboxRun})
+	register(&command{name: "sandbox init", summary: "PID 1 inside a sandbox (reaps orphans); not for use on the host", run: sandboxInit})
+}
+
+// exitError carries the sandboxed command's exit code to main.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+func (e exitError) ExitCode() int { return e.code }
+
+// containerdFlags are the flags every containerd-facing command shares.
+type containerdFlags struct {
+	address, namespace, seccompDir string
+}
+
+func (f *containerdFlags) register(fs interface {
+	StringVar(*string, string, string, string)
+}) {
+	fs.StringVar(&f.address, "address", runtime.DefaultAddress, "containerd socket")
+	fs.StringVar(&f.namespace, "namespace", runtime.DefaultNamespace, "containerd namespace")
+	fs.StringVar(&f.seccompDir, "seccomp-dir", runtime.DefaultSeccompDir, "folder of seccomp profiles (<dir>/<name>/profile.json)")
+}
+
+func (f *containerdFlags) options() runtime.ContainerdOptions {
+	return runtime.ContainerdOptions{Address: f.address, Namespace: f.namespace, SeccompDir: f.seccompDir}
+}
+
+func sandboxRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("sandbox run [flags] -- CMD…", stderr)
+	var cf containerdFlags
+	cf.register(fs)
+	p := engine.SessionProfile{Runtime: "containerd"}
+	fs.StringVar(&p.Seccomp, "profile", "strict", "seccomp profile name")
+	fs.BoolVar(&p.Network, "network", false, "mark the session as allowed egress (through the gateway's proxy; the sandbox never gets an interface)")
+	fs.BoolVar(&p.ReadOnly, "read-only", false, "mount the workspace read-only")
+	fs.Int64Var(&p.MemoryMB, "memory-mb", 512, "memory limit, swap included")
+	fs.Float64Var(&p.CPUs, "cpus", 1, "CPU quota in cores")
+	fs.Int64Var(&p.PIDs, "pids", 256, "PID limit")
+	fs.Int64Var(&p.TmpfsMB, "tmpfs-mb", 64, "size of /tmp")
+	fs.DurationVar(&p.TurnTimeout, "timeout", 2*time.Minute, "kill the command after this long")
+	workspace := fs.String("workspace", "", "host folder mounted at /workspace (default: the current folder)")
+	image := fs.String("image", runtime.DefaultImage, "sandbox image")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return fmt.Errorf("%w: no command: parachute sandbox run [flags] -- CMD…", errUsage)
+	}
+	ws := *workspace
+	if ws == "" {
+		var err error
+		if ws, err = os.Getwd(); err != nil {
+			return err
+		}
+	}
+	rt, err := runtime.NewContainerd(ctx, cf.options())
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	sb, err := rt.Start(ctx, runtime.Spec{
+		SessionID: "run-" + randomHex(6), Owner: "cli:" + currentUser(),
+		Image: *image, Workspace: ws, Profile: p,
+	})
+	if err != nil {
+		return err
+	}
+	defer sb.Stop(context.WithoutCancel(ctx))
+	turn := runtime.Turn{Args: fs.Args(), Stdout: stdout, Stderr: stderr}
+	if st, err := os.Stdin.Stat(); err == nil && st.Mode()&os.ModeCharDevice == 0 {
+		turn.Stdin = os.Stdin // piped or redirected: pass it on
+	}
+	res, err := sb.Exec(ctx, turn)
+	if err != nil {
+		return err
+	}
+	if res.TimedOut {
+		fmt.Fprintf(stderr, "parachute sandbox run: killed after %v\n", p.TurnTimeout)
+	}
+	if res.Truncated {
+		fmt.Fprintf(stderr, "parachute sandbox run: output truncated at %d bytes\n", runtime.DefaultOutputLimit)
+	}
+	if res.ExitCode != 0 {
+		return exitError{res.ExitCode}
+	}
+	return nil
+}
+
+func sandboxInit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return sandboxinit.Run()
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func currentUser() string {
+	if u := os.Getenv("SUDO_USER"); u != "" {
+		return u
+	}
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	return fmt.Sprint(os.Getuid())
+}

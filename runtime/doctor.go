@@ -1,0 +1,146 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+)
+
+// Check is one finding of Doctor.
+type Check struct {
+	Name   string
+	OK     bool
+	Detail string
+	Fix    string // what to do when not OK
+}
+
+// DoctorOptions say what Doctor checks against.
+type DoctorOptions struct {
+	Containerd ContainerdOptions
+	Image      string   // "" = DefaultImage
+	Profiles   []string // seccomp profiles that must load (default: default, strict)
+}
+
+// Doctor checks that this host can run sandboxes: root, containerd
+// reachable, runc, seccomp, cgroups, the seccomp profiles and the image.
+func Doctor(ctx context.Context, o DoctorOptions) []Check {
+	var cs []Check
+	add := func(name string, ok bool, detail, fix string) {
+		cs = append(cs, Check{Name: name, OK: ok, Detail: detail, Fix: fix})
+	}
+	add("root", os.Geteuid() == 0, fmt.Sprintf("euid %d", os.Geteuid()),
+		"run the gateway as root: containerd's socket and sandbox creation need it")
+
+	rt, err := NewContainerd(ctx, o.Containerd)
+	if err == nil {
+		defer rt.Close()
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		var v string
+		v, err = rt.Ping(pctx)
+		cancel()
+		if err == nil {
+			add("containerd", true, fmt.Sprintf("version %s at %s", v, rt.opts.Address), "")
+		}
+	}
+	if err != nil {
+		add("containerd", false, err.Error(),
+			"install containerd (apt-get install containerd) and start it (systemctl start containerd), or pass --address SOCKET")
+	}
+
+	if path, lerr := exec.LookPath("runc"); lerr != nil {
+		add("runc", false, lerr.Error(), "apt-get install runc (crun does not work with hybrid cgroups)")
+	} else {
+		out, _ := exec.CommandContext(ctx, path, "--version").Output()
+		add("runc", true, path+": "+firstLine(string(out)), "")
+	}
+
+	status, serr := os.ReadFile("/proc/self/status")
+	hasSeccomp := serr == nil && strings.Contains(string(status), "\nSeccomp:")
+	add("seccomp", hasSeccomp, "kernel reports a Seccomp field in /proc/self/status",
+		"use a kernel built with CONFIG_SECCOMP and CONFIG_SECCOMP_FILTER")
+
+	ver, cok, fix := cgroupCheck()
+	add("cgroups", cok, ver, fix)
+
+	profiles := o.Profiles
+	if len(profiles) == 0 {
+		profiles = []string{"default", "strict"}
+	}
+	for _, p := range profiles {
+		_, err := loadSeccomp(o.Containerd.SeccompDir, p)
+		detail := "loads"
+		if err != nil {
+			detail = err.Error()
+		}
+		add("seccomp profile "+p, err == nil, detail,
+			"run from the folder holding policies/, or pass --seccomp-dir; the file is <dir>/"+p+"/profile.json")
+	}
+
+	ref := o.Image
+	if ref == "" {
+		ref = DefaultImage
+	}
+	if rt != nil {
+		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := rt.client.GetImage(rt.ns(ictx), ref)
+		cancel()
+		detail := ref + " in namespace " + rt.opts.Namespace
+		if err != nil {
+			detail = err.Error()
+		}
+		add("image", err == nil, detail, "build and import it: parachute image build")
+	} else {
+		add("image", false, "containerd unreachable", "fix containerd first, then: parachute image build")
+	}
+	return cs
+}
+
+// cgroupCheck reports the cgroup version and whether the controllers the
+// limits need are there.
+func cgroupCheck() (string, bool, string) {
+	if b, err := os.ReadFile("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		have := strings.Fields(string(b))
+		var missing []string
+		for _, c := range []string{"memory", "pids", "cpu"} {
+			if !containsStr(have, c) {
+				missing = append(missing, c)
+			}
+		}
+		if len(missing) > 0 {
+			return "v2, missing controllers " + strings.Join(missing, ","), false, "enable them in the parent's cgroup.subtree_control"
+		}
+		return "v2 (memory, pids, cpu)", true, ""
+	}
+	var missing []string
+	for _, c := range []string{"memory", "pids", "cpu"} {
+		if _, err := os.Stat("/sys/fs/cgroup/" + c); errors.Is(err, os.ErrNotExist) {
+			missing = append(missing, c)
+		}
+	}
+	kind := "v1"
+	if _, err := os.Stat("/sys/fs/cgroup/unified"); err == nil {
+		kind = "v1 (hybrid)"
+	}
+	if len(missing) > 0 {
+		return kind + ", missing controllers " + strings.Join(missing, ","), false, "mount the memory, pids and cpu cgroup controllers"
+	}
+	return kind + " (memory, pids, cpu)", true, ""
+}
+
+func containsStr(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
+	return l
+}
