@@ -38,8 +38,12 @@ func (g *Gateway) runtimes(ctx context.Context) (map[string]sessions.Sandboxes, 
 		g.log.Warn().Int("removed", n).Msg("removed sandboxes left by an earlier run")
 	}
 	rts := map[string]sessions.Sandboxes{"containerd": c}
-	// The direct host runner arrives with runtime.NewDirect; until then a
-	// session decision for "direct" fails closed (no such runtime).
+	for _, k := range g.cfg.Connectors {
+		if k != nil && k.AllowDirect && !k.Public {
+			rts["direct"] = runtime.NewDirect(runtime.DirectOptions{})
+			break
+		}
+	}
 	return rts, nil
 }
 

@@ -27,6 +27,7 @@ import (
 	"github.com/parachute-gateway/parachute/connectors"
 	"github.com/parachute-gateway/parachute/connectors/pairing"
 	"github.com/parachute-gateway/parachute/engine"
+	"github.com/parachute-gateway/parachute/runtime"
 	"github.com/parachute-gateway/parachute/sessions"
 )
 
@@ -135,6 +136,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 		Store: g.Store, Decider: g.Engine, Runtimes: runtimes, Audit: g.Audit,
 		Vault: cfg.Vault, SocketRoot: filepath.Join(cfg.StateDir, "s"), Socket: sock,
 		Image: cfg.Runtime.Image, Model: sessions.Model{Provider: providerName(cfg.Model.Provider), Name: cfg.Model.Model},
+		Hook:   runtime.RunPreSessionHook,
 		Logger: g.log.With().Str("component", "sessions").Logger(),
 	})
 	if err != nil {
