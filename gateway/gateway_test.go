@@ -71,6 +71,10 @@ func policyDir() string {
 }
 
 func start(t *testing.T) (*gateway.Gateway, *local.Connector, *config.Config) {
+	return startB(t)
+}
+
+func startB(t testing.TB) (*gateway.Gateway, *local.Connector, *config.Config) {
 	t.Helper()
 	dir := t.TempDir()
 	cfg, err := config.Parse([]byte(fmt.Sprintf(`
@@ -84,6 +88,8 @@ connectors:
     listen: 127.0.0.1:0
     owners: [owner]
     allowed_users: [alice, bob]
+roles:
+  member: {messages_per_minute: 6000000, message_burst: 100000}
 `, dir, policyDir())))
 	if err != nil {
 		t.Fatal(err)
