@@ -128,6 +128,10 @@ type Runtime struct {
 	Socket    string `yaml:"containerd_socket"`
 	Namespace string `yaml:"namespace"`
 	Image     string `yaml:"image"`
+	// AgentCommand is run in the sandbox for each turn (default
+	// ["/parachute", "agent"]); an operator's own agent in their own image
+	// honours the contract in docs/agent.md.
+	AgentCommand []string `yaml:"agent_command"`
 }
 
 // MCP lists upstream MCP servers besides the built-in vault server.

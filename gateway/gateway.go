@@ -135,7 +135,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 	mgr, err = sessions.NewManager(sessions.Options{
 		Store: g.Store, Decider: g.Engine, Runtimes: runtimes, Audit: g.Audit,
 		Vault: cfg.Vault, SocketRoot: filepath.Join(cfg.StateDir, "s"), Socket: sock,
-		Image: cfg.Runtime.Image, Model: sessions.Model{Provider: providerName(cfg.Model.Provider), Name: cfg.Model.Model},
+		Image: cfg.Runtime.Image, Agent: cfg.Runtime.AgentCommand, Model: sessions.Model{Provider: providerName(cfg.Model.Provider), Name: cfg.Model.Model},
 		Hook:   runtime.RunPreSessionHook,
 		Logger: g.log.With().Str("component", "sessions").Logger(),
 	})
