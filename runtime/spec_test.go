@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -211,6 +212,11 @@ func TestSeccompDefaultAndStrict(t *testing.T) {
 		}
 		if !socketAllowed(f, unix.AF_UNIX) {
 			t.Error("unix sockets denied")
+		}
+	}
+	for _, f := range []*specs.LinuxSeccomp{def, strict} {
+		if goruntime.GOARCH == "amd64" && !slices.Equal(f.Architectures, []specs.Arch{specs.ArchX86_64}) {
+			t.Errorf("architectures %v, want only the native x86_64 ABI", f.Architectures)
 		}
 	}
 	if !allowed(def, "ptrace") || !socketAllowed(def, unix.AF_INET) {
