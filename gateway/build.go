@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/parachute-gateway/parachute/connectors"
+	"github.com/parachute-gateway/parachute/connectors/discord"
 	"github.com/parachute-gateway/parachute/connectors/local"
+	"github.com/parachute-gateway/parachute/connectors/telegram"
 	"github.com/parachute-gateway/parachute/runtime"
 	"github.com/parachute-gateway/parachute/sessions"
 )
@@ -63,6 +66,18 @@ func (g *Gateway) connectors() ([]connectors.Connector, error) {
 		switch k.Type {
 		case "local":
 			c, err = local.New(local.Options{Name: name, Listen: k.Listen})
+		case "telegram":
+			endpoint := k.APIEndpoint
+			if endpoint != "" && !strings.Contains(endpoint, "%s") {
+				endpoint = strings.TrimRight(endpoint, "/") + "/bot%s/%s"
+			}
+			c, err = telegram.New(telegram.Options{
+				Name: name, Token: g.getenv(k.TokenEnv), Endpoint: endpoint,
+				WebhookListen: k.WebhookListen, WebhookSecret: g.getenv(k.WebhookSecret),
+				Logger: g.log,
+			})
+		case "discord":
+			c, err = discord.New(discord.Options{Name: name, Token: g.getenv(k.TokenEnv), Logger: g.log})
 		default:
 			err = fmt.Errorf("type %q is not supported by this build", k.Type)
 		}
