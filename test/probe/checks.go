@@ -123,8 +123,13 @@ func checks(o options) []Result {
 	}
 	mkErr := os.Mkdir("/workspace/.parachute/new", 0o755)
 	add("hooks-dir-ro", isErr(mkErr, unix.EROFS), "mkdir in /workspace/.parachute: %v", mkErr)
-	hookErr := os.WriteFile("/workspace/.parachute/hooks/pre-session.sh", []byte("#!/bin/sh\n"), 0o755)
-	add("hooks-ro", isErr(hookErr, unix.EROFS), "write hook: %v", hookErr)
+	if _, err := os.Stat("/workspace/.parachute/hooks"); err == nil {
+		hookErr := os.WriteFile("/workspace/.parachute/hooks/pre-session.sh", []byte("#!/bin/sh\n"), 0o755)
+		add("hooks-ro", isErr(hookErr, unix.EROFS), "write hook: %v", hookErr)
+	} else {
+		hookErr := os.Mkdir("/workspace/.parachute/hooks", 0o755)
+		add("hooks-ro", isErr(hookErr, unix.EROFS), "create hooks folder: %v", hookErr)
+	}
 	sockErr := os.WriteFile("/run/parachute/probe", []byte("x"), 0o644)
 	add("socket-dir-ro", sockErr != nil, "write /run/parachute: %v", sockErr)
 	for _, p := range []string{"/proc/sysrq-trigger", "/proc/sys/kernel/core_pattern"} {
