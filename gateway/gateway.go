@@ -224,7 +224,11 @@ func (g *Gateway) runConnector(ctx context.Context, c connectors.Connector) {
 	log := g.log.With().Str("connector", c.Name()).Logger()
 	backoff := time.Second
 	for ctx.Err() == nil {
-		err := c.Run(ctx, g.Router)
+		var h connectors.Handler = g.Router
+		if g.cfg.Audit.RecordText {
+			h = textRecorder{next: g.Router, log: g.Audit}
+		}
+		err := c.Run(ctx, h)
 		switch {
 		case ctx.Err() != nil:
 			return
@@ -336,4 +340,20 @@ func (a authRecorder) RecordAuth(ctx context.Context, e pairing.Event) error {
 	}
 	_, err := a.log.Append(ctx, r)
 	return err
+}
+
+// textRecorder appends each message's text to the audit log before
+// handling it, when audit.record_text is on (it is off by default: the
+// log then holds who did what, not what they said).
+type textRecorder struct {
+	next connectors.Handler
+	log  *audit.Log
+}
+
+func (t textRecorder) Handle(ctx context.Context, m *connectors.Message, r connectors.Replier) error {
+	if _, err := t.log.Append(ctx, audit.Record{Kind: "message-text", Connector: m.Connector, User: m.Identity(),
+		Detail: map[string]string{"chat_id": m.ChatID, "message_id": m.MessageID, "text": m.Text}}); err != nil {
+		return fmt.Errorf("gateway: recording message text: %w", err)
+	}
+	return t.next.Handle(ctx, m, r)
 }

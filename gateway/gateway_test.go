@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	goruntime "runtime"
 	"strings"
@@ -140,7 +141,7 @@ func send(t *testing.T, c *local.Connector, user, text string) string {
 func TestMessageToReplyIsDecidedAndAudited(t *testing.T) {
 	g, conn, cfg := start(t)
 
-	if got := send(t, conn, "alice", "hello"); !strings.Contains(got, "echo: hello") {
+	if got := send(t, conn, "alice", "hello-private-words"); !strings.Contains(got, "echo: hello-private-words") {
 		t.Fatalf("alice got %q", got)
 	}
 	if got := send(t, conn, "alice", "again"); !strings.Contains(got, "model route: 503") {
@@ -178,6 +179,12 @@ func TestMessageToReplyIsDecidedAndAudited(t *testing.T) {
 	for _, r := range recs {
 		if r.Kind == "session" && !turnIDs[r.TurnID] {
 			t.Errorf("session decision's turn_id %q links to no message decision", r.TurnID)
+		}
+	}
+	files, _ := audit.Files(cfg.Audit.Dir)
+	for _, f := range files {
+		if b, _ := os.ReadFile(f); strings.Contains(string(b), "hello-private-words") {
+			t.Error("message text reached the audit log though audit.record_text is off")
 		}
 	}
 	if rep, err := audit.Verify(cfg.Audit.Dir); err != nil || !rep.OK() {
