@@ -1,0 +1,200 @@
+package mcpproxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/parachute-gateway/parachute/engine"
+	"github.com/parachute-gateway/parachute/mcpproxy/pathguard"
+)
+
+// ReasonInvalidArguments is the reason for a call whose arguments are not a
+// JSON object; it is refused before policy, as nothing can be resolved.
+const ReasonInvalidArguments = "invalid-arguments"
+
+// handler is the tools/call handler of one catalog entry.
+func (s *Session) handler(e *entry) mcp.ToolHandler {
+	return func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return s.call(ctx, e, req.Params.Arguments), nil
+	}
+}
+
+// call decides and, if allowed, forwards one tool call. It always returns a
+// result: a denial or an upstream failure is a result with IsError set.
+func (s *Session) call(ctx context.Context, e *entry, raw json.RawMessage) *mcp.CallToolResult {
+	args, err := decodeArgs(raw)
+	if err != nil {
+		return denied([]string{ReasonInvalidArguments}, err.Error())
+	}
+	if !s.p.isApproved(e) {
+		return denied([]string{ReasonToolChanged}, fmt.Sprintf(
+			"the definition of %s changed since it was approved; an operator must run `parachute mcp approve %s`", e.key, e.key))
+	}
+	paths := s.resolveArgs(e, args)
+	in := engine.ToolInput{
+		Session: s.facts(),
+		Tool:    engine.ToolFacts{Name: e.def.Name, Server: e.server, Access: e.access},
+		Paths:   make([]engine.PathFacts, len(paths)),
+	}
+	for i, p := range paths {
+		in.Paths[i] = p.path.Facts
+	}
+	d := s.p.opts.Decider.Decide(ctx, in)
+	if !d.Allow {
+		return denied(d.Reasons, d.Reply)
+	}
+	for _, p := range paths {
+		if err := p.rewrite(args, s.hostView(e, p.path)); err != nil {
+			return denied([]string{"invalid-path"}, err.Error())
+		}
+	}
+	res, err := s.forward(ctx, e, args)
+	if err != nil {
+		return errResult("error: " + err.Error())
+	}
+	return s.clientView(res)
+}
+
+// denied is the result of a refused call: one line naming the reasons and,
+// if there is one, the reply for the user.
+func denied(reasons []string, reply string) *mcp.CallToolResult {
+	text := "denied: " + strings.Join(reasons, ", ")
+	if reply != "" {
+		text += " — " + reply
+	}
+	return errResult(text)
+}
+
+func errResult(text string) *mcp.CallToolResult {
+	return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: text}}}
+}
+
+// decodeArgs reads the arguments as a JSON object, keeping numbers as
+// written. Absent arguments are an empty object.
+func decodeArgs(raw json.RawMessage) (map[string]any, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return map[string]any{}, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var args map[string]any
+	if err := dec.Decode(&args); err != nil || args == nil {
+		return nil, errors.New("arguments must be a JSON object")
+	}
+	if dec.More() {
+		return nil, errors.New("arguments must be one JSON object")
+	}
+	return args, nil
+}
+
+// argPath is one resolved path argument and where it sits in the arguments.
+type argPath struct {
+	name  string // argument name
+	index int    // position in an array argument, or -1
+	path  pathguard.Path
+}
+
+// rewrite replaces the argument's value with v.
+func (a argPath) rewrite(args map[string]any, v string) error {
+	if a.index < 0 {
+		args[a.name] = v
+		return nil
+	}
+	list, ok := args[a.name].([]any)
+	if !ok || a.index >= len(list) {
+		return fmt.Errorf("argument %s changed while it was being resolved", a.name)
+	}
+	list[a.index] = v
+	return nil
+}
+
+// resolveArgs resolves every path argument the call carries, in argument
+// name order. A path argument that is not a string (or an array of strings)
+// becomes a path fact with an error, which policy refuses.
+func (s *Session) resolveArgs(e *entry, args map[string]any) []argPath {
+	access := engine.AccessRead
+	if e.access != engine.AccessRead {
+		// Writes, exec and unknown tools may change what they touch.
+		access = engine.AccessWrite
+	}
+	names := make([]string, 0, len(args))
+	for name := range args {
+		if e.pathArgs[name] {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	var out []argPath
+	for _, name := range names {
+		switch v := args[name].(type) {
+		case string:
+			out = append(out, argPath{name: name, index: -1, path: s.guard.Resolve(name, v, access)})
+		case []any:
+			for i, item := range v {
+				arg := fmt.Sprintf("%s[%d]", name, i)
+				str, ok := item.(string)
+				if !ok {
+					out = append(out, argPath{name: name, index: i, path: badPath(arg, item, access)})
+					continue
+				}
+				out = append(out, argPath{name: name, index: i, path: s.guard.Resolve(arg, str, access)})
+			}
+		default:
+			out = append(out, argPath{name: name, index: -1, path: badPath(name, v, access)})
+		}
+	}
+	return out
+}
+
+func badPath(arg string, v any, access string) pathguard.Path {
+	raw, _ := json.Marshal(v)
+	return pathguard.Path{Facts: engine.PathFacts{Arg: arg, Raw: string(raw), Access: access,
+		Error: "path argument is not a string"}}
+}
+
+// hostView is the path an upstream is given: the built-in server works
+// relative to the workspace root, other upstreams get the resolved absolute
+// host path.
+func (s *Session) hostView(e *entry, p pathguard.Path) string {
+	if e.remote == nil {
+		return p.Rel
+	}
+	return p.Host
+}
+
+func (s *Session) forward(ctx context.Context, e *entry, args map[string]any) (*mcp.CallToolResult, error) {
+	if e.remote != nil {
+		return e.remote.call(ctx, e.def.Name, args)
+	}
+	if s.vault == nil {
+		return nil, errors.New("the built-in tools are not served")
+	}
+	raw, err := json.Marshal(args)
+	if err != nil {
+		return nil, err
+	}
+	return s.vault.Call(ctx, e.def.Name, raw)
+}
+
+// clientView replaces the host workspace folder in text results with the
+// client's name for it, so a sandboxed agent sees /workspace paths.
+func (s *Session) clientView(res *mcp.CallToolResult) *mcp.CallToolResult {
+	host := s.guard.HostRoot()
+	if s.client == "" || s.client == host {
+		return res
+	}
+	for _, c := range res.Content {
+		if t, ok := c.(*mcp.TextContent); ok {
+			t.Text = strings.ReplaceAll(t.Text, host, s.client)
+		}
+	}
+	return res
+}
