@@ -49,6 +49,15 @@ func (d *Dedup) First(key string) bool {
 	return true
 }
 
+// Seen reports whether key is remembered, without recording it.
+func (d *Dedup) Seen(key string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.expire(d.now())
+	_, ok := d.seen[key]
+	return ok
+}
+
 // Forget removes key, so a message whose handling failed before anything
 // was done can be delivered again.
 func (d *Dedup) Forget(key string) {
