@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/parachute-gateway/parachute/test/ctrd"
 )
 
 type probeReport struct {
@@ -131,7 +133,7 @@ func TestExecBasics(t *testing.T) {
 	rt := testRuntime(t)
 	sb, _ := startSandbox(t, rt, limitsProfile("strict", false))
 	if _, err := os.Stat("/bin/busybox"); err != nil {
-		t.Skip("busybox-static not installed")
+		ctrd.Unavailable(t, "busybox-static not installed")
 	}
 	t.Run("exit code", func(t *testing.T) {
 		res, _, _ := run(t, sb, "/bin/sh", "-c", "exit 7")
@@ -279,5 +281,30 @@ func TestStartRefusals(t *testing.T) {
 	}
 	if _, err := rt.Start(context.Background(), Spec{SessionID: "x", Image: "parachute.local/nonesuch:1", Workspace: t.TempDir(), Profile: limitsProfile("strict", true)}); !errors.Is(err, ErrImageNotFound) {
 		t.Errorf("missing image: %v", err)
+	}
+}
+
+// TestStopDuringTurn: Stop does not wait for a running turn; the turn ends
+// with the sandbox.
+func TestStopDuringTurn(t *testing.T) {
+	rt := testRuntime(t)
+	sb, _ := startSandbox(t, rt, limitsProfile("strict", true))
+	done := make(chan error, 1)
+	go func() {
+		_, err := sb.Exec(context.Background(), Turn{Args: []string{"/parachute", "sleep", "300"}})
+		done <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if err := sb.Stop(context.Background()); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("turn still running 30s after Stop")
+	}
+	assertGone(t, rt, sb.ID())
+	if _, err := sb.Exec(context.Background(), Turn{Args: []string{"/parachute", "sleep", "0"}}); !errors.Is(err, ErrStopped) {
+		t.Errorf("exec after stop: %v", err)
 	}
 }

@@ -28,8 +28,9 @@ type ctrSandbox struct {
 	spec    *specs.Spec
 	profile engine.SessionProfile
 
-	mu      sync.Mutex // one turn at a time; Stop waits for the turn
-	turns   int
+	turn    sync.Mutex // one turn at a time
+	turns   int        // guarded by turn
+	mu      sync.Mutex // guards stopped; held by Stop while it removes
 	stopped bool
 }
 
@@ -43,9 +44,12 @@ func (b *ctrSandbox) Exec(ctx context.Context, t Turn) (Result, error) {
 	if len(t.Args) == 0 {
 		return Result{}, fmt.Errorf("%w: turn has no command", ErrInvalidSpec)
 	}
+	b.turn.Lock()
+	defer b.turn.Unlock()
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.stopped {
+	stopped := b.stopped
+	b.mu.Unlock()
+	if stopped {
 		return Result{}, ErrStopped
 	}
 	ctx = b.rt.ns(ctx)
@@ -157,7 +161,9 @@ func (b *ctrSandbox) drain(p containerd.Process) {
 	p.IO().Close()
 }
 
-// Stop kills every process and deletes task, container and snapshot.
+// Stop kills every process and deletes task, container and snapshot. It
+// does not wait for a running turn: the turn dies with the sandbox and its
+// Exec returns.
 func (b *ctrSandbox) Stop(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 )
 
 // ErrNotPID1 is returned by Run when the process is not PID 1.
@@ -25,18 +26,24 @@ func Run() error {
 	}
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, syscall.SIGCHLD, syscall.SIGUSR1, syscall.SIGTERM, syscall.SIGINT)
-	for sig := range sigs {
-		switch sig {
-		case syscall.SIGUSR1:
-			syscall.Kill(-1, syscall.SIGKILL)
-		case syscall.SIGTERM, syscall.SIGINT:
-			syscall.Kill(-1, syscall.SIGKILL)
-			reap()
-			return nil
+	// SIGCHLDs coalesce; a slow sweep catches any zombie a lost signal left.
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case sig := <-sigs:
+			switch sig {
+			case syscall.SIGUSR1:
+				syscall.Kill(-1, syscall.SIGKILL)
+			case syscall.SIGTERM, syscall.SIGINT:
+				syscall.Kill(-1, syscall.SIGKILL)
+				reap()
+				return nil
+			}
+		case <-tick.C:
 		}
 		reap()
 	}
-	return nil
 }
 
 // reap collects every exited child without blocking.
