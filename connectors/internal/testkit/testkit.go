@@ -7,10 +7,13 @@ package testkit
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -53,10 +56,24 @@ func anys(s []string) []any {
 	return out
 }
 
-// Engine is the real engine over the real policies with data.
+// Recorder encodes every decision as JSON, as an audit log would, and
+// counts them.
+type Recorder struct{ n atomic.Int64 }
+
+// Record implements engine.Recorder.
+func (r *Recorder) Record(_ context.Context, in engine.Input, d *engine.Decision) error {
+	r.n.Add(1)
+	return json.NewEncoder(io.Discard).Encode(map[string]any{"id": d.ID, "allow": d.Allow, "reasons": d.Reasons, "input": in.Value().String()})
+}
+
+// N is the number of decisions recorded.
+func (r *Recorder) N() int64 { return r.n.Load() }
+
+// Engine is the real engine over the real policies with data, recording
+// every decision (as the gateway does).
 func Engine(t testing.TB, data map[string]any) *engine.Engine {
 	t.Helper()
-	e, err := engine.New(context.Background(), engine.Options{PolicyDir: PolicyDir(), Data: data})
+	e, err := engine.New(context.Background(), engine.Options{PolicyDir: PolicyDir(), Data: data, Recorder: &Recorder{}})
 	if err != nil {
 		t.Fatalf("engine.New: %v", err)
 	}
