@@ -57,6 +57,9 @@ var (
 	ErrNotDir      = errors.New("a path component is not a directory")
 	ErrUnresolved  = errors.New("path could not be resolved")
 	ErrNotAbsolute = errors.New("root folder must be an absolute path")
+	// ErrHardLink: a regular file with more than one link may be the same
+	// file as one outside the workspace, which no path check can see.
+	ErrHardLink = errors.New("file has more than one hard link")
 )
 
 // Guard resolves path arguments for one workspace. It is safe for
@@ -142,6 +145,9 @@ func (g *Guard) Resolve(arg, raw, access string) Path {
 	p.Host = real
 	p.Facts.Resolved = rel
 	if wsRel, ok := within(g.host, real); ok {
+		if fi, err := os.Lstat(real); err == nil && fi.Mode().IsRegular() && hardLinked(fi) {
+			return Path{Facts: engine.PathFacts{Arg: arg, Raw: raw, Access: access, Error: ErrHardLink.Error()}}
+		}
 		p.Facts.InsideWorkspace = true
 		p.Rel = wsRel
 	}
@@ -219,7 +225,7 @@ func resolve(abs string) (string, error) {
 			return "", fmt.Errorf("%w: %w", ErrUnresolved, err)
 		}
 		if fi.Mode()&os.ModeSymlink == 0 {
-			if len(todo) > 0 && !fi.IsDir() && !onlyDots(todo) {
+			if !onlyDots(todo) && !fi.IsDir() {
 				return "", ErrNotDir
 			}
 			done = next
@@ -262,4 +268,9 @@ func onlyDots(parts []string) bool {
 		}
 	}
 	return true
+}
+
+func hardLinked(fi os.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && st.Nlink > 1
 }

@@ -26,6 +26,7 @@ func layout(t *testing.T) (vault, outside string) {
 	must(t, os.Symlink(outside+"/not-yet", ws+"/dangling"))
 	must(t, os.Symlink("notes.md", ws+"/inner"))
 	must(t, os.Symlink("/proc/self/root/etc", ws+"/proc-link"))
+	must(t, os.Link(outside+"/secret", ws+"/hard"))
 	must(t, os.Symlink("loop2", ws+"/loop1"))
 	must(t, os.Symlink("loop1", ws+"/loop2"))
 	return vault, outside
@@ -79,6 +80,7 @@ func TestResolve(t *testing.T) {
 		{"too long", strings.Repeat("a/", MaxLen), "", false, "too long"},
 		{"link loop", "loop1", "", false, "symbolic links"},
 		{"through a file", "notes.md/x", "", false, "not a directory"},
+		{"hard link to outside file", "hard", "", false, "hard link"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
