@@ -15,7 +15,13 @@ import (
 	"github.com/parachute-gateway/parachute/test/ctrd"
 )
 
-func TestMain(m *testing.M) { ctrd.Main(m) }
+func TestMain(m *testing.M) {
+	ctrd.Main(m, func() {
+		if probeBin != "" && probeErr == nil {
+			os.RemoveAll(filepath.Dir(probeBin))
+		}
+	})
+}
 
 // probeRef is the test image: test/probe as /parachute, plus busybox.
 const probeRef = "parachute.local/probe:test"

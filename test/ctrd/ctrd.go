@@ -52,9 +52,17 @@ var (
 // first use and stopped when the tests end. Use it as TestMain's body:
 //
 //	func TestMain(m *testing.M) { ctrd.Main(m) }
-func Main(m *testing.M) {
+//
+// The cleanups run after the daemon has stopped.
+func Main(m *testing.M, cleanups ...func()) {
 	mainMode = true
 	code := m.Run()
+	defer func() {
+		for _, c := range cleanups {
+			c()
+		}
+		os.Exit(code)
+	}()
 	sharedMu.Lock()
 	if shared != nil {
 		if err := shared.Stop(); err != nil {
@@ -63,7 +71,6 @@ func Main(m *testing.M) {
 		shared = nil
 	}
 	sharedMu.Unlock()
-	os.Exit(code)
 }
 
 // Start returns the address of a running containerd, skipping (or, under
