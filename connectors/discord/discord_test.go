@@ -305,14 +305,17 @@ func TestDiscordChunksAndSafeFormatting(t *testing.T) {
 
 func TestDiscordTokenRefused(t *testing.T) {
 	tests := []struct {
-		name  string
-		token string // the fake's token; the connector's is always `token`
+		name    string
+		token   string // the fake's REST token; the connector's is always `token`
+		gateway string // the fake's gateway token, "" = the same
 	}{
-		{"REST refuses the token", "some-other-token"},
+		{"REST refuses the token", "some-other-token", ""},
+		{"gateway refuses IDENTIFY (close 4004)", token, "some-other-token"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := fake.New(tt.token)
+			f.GatewayToken = tt.gateway
 			defer f.Close()
 			lg := &testkit.Log{}
 			c, err := discord.New(discord.Options{Name: "dc", Token: token, APIBase: f.Base(), Logger: lg.Logger()})

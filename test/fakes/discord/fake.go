@@ -59,6 +59,9 @@ type Server struct {
 	Token string
 	// HeartbeatInterval is sent in HELLO (default 45s, as Discord).
 	HeartbeatInterval time.Duration
+	// GatewayToken, if set, is the token IDENTIFY must carry instead of
+	// Token (to test a token the gateway refuses with close code 4004).
+	GatewayToken string
 	// ReplayOverlap makes a RESUME replay this many dispatches the client
 	// had already seen, as an at-least-once gateway may.
 	ReplayOverlap int
@@ -225,7 +228,11 @@ func (s *Server) gateway(w http.ResponseWriter, r *http.Request) {
 				Token string `json:"token"`
 			}
 			_ = json.Unmarshal(p.D, &d)
-			if strings.TrimPrefix(d.Token, "Bot ") != s.Token {
+			want := s.Token
+			if s.GatewayToken != "" {
+				want = s.GatewayToken
+			}
+			if strings.TrimPrefix(d.Token, "Bot ") != want {
 				_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(4004, "Authentication failed."), time.Now().Add(time.Second))
 				return
 			}
