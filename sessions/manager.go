@@ -327,7 +327,12 @@ func (m *Manager) ensure(ctx context.Context, sess Session, facts engine.Session
 	}
 	var env []string
 	if prof.Network {
-		env = append(env, "HTTPS_PROXY=http://127.0.0.1:3128", "HTTP_PROXY=http://127.0.0.1:3128")
+		// PID 1 serves the egress bridge on loopback (sandbox init), and
+		// every turn finds it through the usual proxy variables.
+		env = append(env, "PARACHUTE_BRIDGE_LISTEN=127.0.0.1:3128",
+			"PARACHUTE_SOCKET="+runtime.SocketDir+"/"+SocketName,
+			"HTTPS_PROXY=http://127.0.0.1:3128", "HTTP_PROXY=http://127.0.0.1:3128",
+			"https_proxy=http://127.0.0.1:3128", "http_proxy=http://127.0.0.1:3128")
 	}
 	sb, err := rt.Start(ctx, runtime.Spec{
 		SessionID: sess.ID, Owner: sess.Owner, Image: m.opts.Image,

@@ -41,3 +41,19 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	log.Info("bridge listening", "listen", ln.Addr().String(), "socket", *socket, "max_conns", *maxConns)
 	return b.Serve(ctx, ln)
 }
+
+// serveBridge runs the egress bridge on addr until ctx ends (used by
+// `parachute sandbox init` for sessions with network).
+func serveBridge(ctx context.Context, addr, socket string) error {
+	b, err := bridge.New(bridge.Options{Socket: socket})
+	if err != nil {
+		return err
+	}
+	ln, err := bridge.Listen(ctx, addr)
+	if err != nil {
+		return err
+	}
+	return b.Serve(ctx, ln)
+}
+
+func socketFromEnv() string { return agent.SocketPath(os.Getenv) }

@@ -104,6 +104,16 @@ func sandboxRun(ctx context.Context, args []string, stdout, stderr io.Writer) er
 }
 
 func sandboxInit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	// A session with network gets the egress bridge from PID 1: loopback
+	// TCP (HTTPS_PROXY) forwarded to the session socket, where the
+	// gateway decides every destination. Without it there is no way out.
+	if addr := os.Getenv("PARACHUTE_BRIDGE_LISTEN"); addr != "" && os.Getpid() == 1 {
+		go func() {
+			if err := serveBridge(ctx, addr, socketFromEnv()); err != nil {
+				fmt.Fprintf(stderr, "parachute sandbox init: egress bridge: %v\n", err)
+			}
+		}()
+	}
 	return sandboxinit.Run()
 }
 
