@@ -128,7 +128,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 	for name, rt := range runtimes {
 		runtimes[name] = countingRuntime{next: rt, name: name, m: g.metrics}
 	}
-	sock, err := g.socketHandler()
+	sock, err := g.socketHandler(ctx)
 	if err != nil {
 		return nil, err
 	}

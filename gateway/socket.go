@@ -1,11 +1,17 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
+	"path/filepath"
 
 	"github.com/parachute-gateway/parachute/egress"
 	"github.com/parachute-gateway/parachute/engine"
+	"github.com/parachute-gateway/parachute/mcpproxy"
 	"github.com/parachute-gateway/parachute/modelproxy"
 	"github.com/parachute-gateway/parachute/sessions"
 )
@@ -18,19 +24,22 @@ import (
 //	CONNECT, absolute URLs the egress proxy, when the session has network
 //
 // Every request on it is about that session: the socket is the identity.
-func (g *Gateway) socketHandler() (func(*sessions.Live) (http.Handler, error), error) {
+func (g *Gateway) socketHandler(ctx context.Context) (func(*sessions.Live) (http.Handler, error), error) {
 	noModel := refuse(http.StatusServiceUnavailable, "model-not-configured",
 		"no model is configured on this gateway: set model.provider in the gateway config")
 	usage := sessions.Usage{Store: g.Store}
-	mcpFor, err := g.mcpFactory()
+	mcpFor, err := g.mcpFactory(ctx)
 	if err != nil {
 		return nil, err
 	}
 	return func(l *sessions.Live) (http.Handler, error) {
 		facts := func(*http.Request) (engine.SessionFacts, bool) { return l.Facts(), true }
+		mcpH, mcpClose, err := mcpFor(l)
+		if err != nil {
+			return nil, err
+		}
 		mux := http.NewServeMux()
-		mux.Handle("/mcp", mcpFor(l))
-		mux.Handle("/mcp/", mcpFor(l))
+		mux.Handle("/mcp", mcpH)
 		var model http.Handler = noModel
 		if p := providerName(g.cfg.Model.Provider); p != "" {
 			mp, err := modelproxy.New(modelproxy.Options{
@@ -52,15 +61,28 @@ func (g *Gateway) socketHandler() (func(*sessions.Live) (http.Handler, error), e
 			}
 			out = ep
 		}
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Method == http.MethodConnect || r.URL.IsAbs() {
-				out.ServeHTTP(w, r)
-				return
-			}
-			mux.ServeHTTP(w, r)
-		}), nil
+		return &sessionSocket{mux: mux, egress: out, closer: mcpClose}, nil
 	}, nil
 }
+
+// sessionSocket routes a session socket's requests; Close releases the
+// session's MCP server when the session stops.
+type sessionSocket struct {
+	mux    *http.ServeMux
+	egress http.Handler
+	closer io.Closer
+}
+
+func (s *sessionSocket) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodConnect || r.URL.IsAbs() {
+		s.egress.ServeHTTP(w, r)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// Close implements io.Closer.
+func (s *sessionSocket) Close() error { return s.closer.Close() }
 
 // refuse answers every request with status and a JSON error naming the
 // reason.
@@ -74,9 +96,33 @@ func refuse(status int, reason, msg string) http.Handler {
 	})
 }
 
-// mcpFactory is filled in by the MCP proxy wiring.
-func (g *Gateway) mcpFactory() (func(*sessions.Live) http.Handler, error) {
-	return func(*sessions.Live) http.Handler {
-		return refuse(http.StatusServiceUnavailable, "mcp-unavailable", "the MCP proxy is not wired yet")
+// mcpFactory starts the MCP proxy shared by all sessions (the built-in
+// vault tools plus the config's upstreams; an upstream that cannot be
+// reached stops the gateway from starting) and returns the per-session
+// handler factory. Each session's MCP server is bound to its workspace.
+func (g *Gateway) mcpFactory(ctx context.Context) (func(*sessions.Live) (http.Handler, io.Closer, error), error) {
+	ups := make([]mcpproxy.Upstream, 0, len(g.cfg.MCP.Upstreams))
+	for _, u := range g.cfg.MCP.Upstreams {
+		ups = append(ups, mcpproxy.Upstream{Name: u.Name, Command: u.Command, URL: u.URL, Tools: u.Tools})
+	}
+	vault, err := filepath.Abs(g.cfg.Vault)
+	if err != nil {
+		return nil, fmt.Errorf("vault: %w", err)
+	}
+	p, err := mcpproxy.New(ctx, mcpproxy.Options{
+		Decider: g.Engine, Vault: vault, Builtin: true, Upstreams: ups,
+		StateDir: filepath.Join(g.cfg.StateDir, "mcp"),
+		Logger:   slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mcp: %w", err)
+	}
+	g.closers = append(g.closers, func(context.Context) { p.Close() })
+	return func(l *sessions.Live) (http.Handler, io.Closer, error) {
+		s, err := p.NewSession(ctx, mcpproxy.SessionOptions{Facts: l.Facts, Workspace: l.Session.Workspace, ClientRoot: l.ClientRoot})
+		if err != nil {
+			return nil, nil, err
+		}
+		return s.Handler(), s, nil
 	}, nil
 }

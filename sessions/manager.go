@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -340,6 +341,9 @@ func (m *Manager) ensure(ctx context.Context, sess Session, facts engine.Session
 	})
 	if err != nil {
 		l.server.Close()
+		if c, ok := l.server.Handler.(io.Closer); ok {
+			c.Close()
+		}
 		os.RemoveAll(l.sockDir)
 		return nil, "", fmt.Errorf("sessions: start sandbox: %w", err)
 	}
@@ -508,6 +512,9 @@ func (m *Manager) stopLive(ctx context.Context, id, why string) {
 		m.opts.Logger.Error().Err(err).Str("session_id", id).Msg("sandbox stop failed")
 	}
 	l.server.Close()
+	if c, ok := l.server.Handler.(io.Closer); ok {
+		c.Close()
+	}
 	os.RemoveAll(l.sockDir)
 	m.event(ctx, l, "session-stop", map[string]string{"why": why})
 }

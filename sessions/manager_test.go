@@ -163,28 +163,28 @@ func TestTurnsAreOwnerBound(t *testing.T) {
 	ctx := context.Background()
 	m, rt, _ := newManager(t, testData())
 
-	a1, err := m.Turn(ctx, turn("dev", "alice", "a1"))
+	a1, err := m.Turn(ctx, turn("dev", "alice", "ALICE-ONE"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b1, err := m.Turn(ctx, turn("dev", "bob", "b1"))
+	b1, err := m.Turn(ctx, turn("dev", "bob", "BOB-ONE"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	a2, err := m.Turn(ctx, turn("dev", "alice", "a2"))
+	a2, err := m.Turn(ctx, turn("dev", "alice", "ALICE-TWO"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(a1, "socket=local:alice/") || !strings.HasSuffix(strings.SplitN(a1, " ", 3)[1], "/turn-a1") {
+	if !strings.Contains(a1, "socket=local:alice/") || !strings.HasSuffix(strings.SplitN(a1, " ", 3)[1], "/turn-ALICE-ONE") {
 		t.Errorf("alice's socket saw %q, want her identity and turn ID", a1)
 	}
-	if !strings.Contains(b1, "socket=local:bob/") || strings.Contains(b1, "a1") {
+	if !strings.Contains(b1, "socket=local:bob/") || strings.Contains(b1, "ALICE") {
 		t.Errorf("bob's turn %q shows alice's session or history", b1)
 	}
-	if !strings.Contains(a2, "history=user:a1|assistant:text=a1") {
+	if !strings.Contains(a2, "history=user:ALICE-ONE|assistant:text=ALICE-ONE") {
 		t.Errorf("alice's second turn %q lacks her history", a2)
 	}
-	if strings.Contains(a2, "b1") {
+	if strings.Contains(a2, "BOB") {
 		t.Errorf("alice's turn %q shows bob's history", a2)
 	}
 	if len(rt.started) != 2 {
