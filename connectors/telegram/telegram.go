@@ -19,6 +19,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -41,8 +42,9 @@ const SecretHeader = "X-Telegram-Bot-Api-Secret-Token"
 type Options struct {
 	Name  string // connector name from the config
 	Token string // the bot token, read from the environment by the caller
-	// Endpoint is the Bot API URL format (default tgbotapi.APIEndpoint,
-	// "https://api.telegram.org/bot%s/%s").
+	// Endpoint is the Bot API base URL ("https://api.telegram.org", the
+	// default) or a URL format with two %s for token and method
+	// ("https://api.telegram.org/bot%s/%s").
 	Endpoint string
 	// WebhookListen switches to webhook mode: serve updates on this address.
 	// WebhookSecret is then required. WebhookURL, if set, is registered with
@@ -83,11 +85,18 @@ func New(opts Options) (*Connector, error) {
 	if opts.WebhookListen != "" && opts.WebhookSecret == "" {
 		return nil, errors.New("telegram: webhook mode needs a webhook secret (webhook_secret_env)")
 	}
-	if opts.Endpoint == "" {
+	switch {
+	case opts.Endpoint == "":
 		opts.Endpoint = tgbotapi.APIEndpoint
+	case !strings.Contains(opts.Endpoint, "%"):
+		// A base URL (config api_endpoint), e.g. http://127.0.0.1:8081.
+		opts.Endpoint = strings.TrimSuffix(opts.Endpoint, "/") + "/bot%s/%s"
 	}
-	if strings.Count(opts.Endpoint, "%s") != 2 {
-		return nil, fmt.Errorf("telegram: endpoint must contain two %%s (token, method)")
+	if strings.Count(opts.Endpoint, "%s") != 2 || strings.Count(opts.Endpoint, "%") != 2 {
+		return nil, fmt.Errorf("telegram: endpoint must be a base URL or a format with two %%s (token, method)")
+	}
+	if u, err := url.Parse(strings.ReplaceAll(opts.Endpoint, "%s", "x")); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("telegram: endpoint %q is not an http(s) URL", opts.Endpoint)
 	}
 	if opts.PollTimeout <= 0 {
 		opts.PollTimeout = 25 * time.Second

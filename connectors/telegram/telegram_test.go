@@ -49,7 +49,7 @@ func start(t *testing.T, turns *testkit.Turns, mut ...func(map[string]any)) *rig
 	t.Cleanup(f.Close)
 	lg := &testkit.Log{}
 	c, err := telegram.New(telegram.Options{
-		Name: "tg", Token: token, Endpoint: f.Endpoint(), PollTimeout: time.Second,
+		Name: "tg", Token: token, Endpoint: f.URL + "/", PollTimeout: time.Second, // a base URL, as in the config
 		Logger: lg.Logger(), Backoff: connectors.Backoff{Min: 5 * time.Millisecond, Max: 20 * time.Millisecond},
 	})
 	if err != nil {
@@ -494,7 +494,8 @@ func TestTelegramOptions(t *testing.T) {
 		{"no name", telegram.Options{Token: token}, "name"},
 		{"no token", telegram.Options{Name: "tg"}, "token"},
 		{"webhook without secret", telegram.Options{Name: "tg", Token: token, WebhookListen: "127.0.0.1:0"}, "secret"},
-		{"endpoint without placeholders", telegram.Options{Name: "tg", Token: token, Endpoint: "http://x/"}, "endpoint"},
+		{"endpoint with one placeholder", telegram.Options{Name: "tg", Token: token, Endpoint: "http://x/bot%s"}, "endpoint"},
+		{"endpoint that is not http", telegram.Options{Name: "tg", Token: token, Endpoint: "file:///etc"}, "endpoint"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
