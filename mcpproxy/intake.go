@@ -23,6 +23,7 @@ const (
 var (
 	requestMethods = map[string]bool{
 		"initialize": true, "ping": true, "tools/list": true, "tools/call": true,
+		"logging/setLevel": true, // the SDK server advertises logging
 	}
 	notificationMethods = map[string]bool{
 		"notifications/initialized": true, "notifications/cancelled": true,

@@ -39,11 +39,17 @@ type lineConn struct {
 	err  error // set before msgs is closed
 	done chan struct{}
 	once sync.Once
+
+	// pending counts requests read and not yet answered: at the end of
+	// input, Read waits for them so that the last answers are written.
+	pmu     sync.Mutex
+	pending int
+	idle    chan struct{} // closed and replaced when pending drops to 0
 }
 
 func newLineConn(r io.Reader, w io.Writer, max int64) *lineConn {
 	c := &lineConn{in: bufio.NewReaderSize(r, 64<<10), max: max, out: w,
-		msgs: make(chan jsonrpc.Message), done: make(chan struct{})}
+		msgs: make(chan jsonrpc.Message), done: make(chan struct{}), idle: make(chan struct{})}
 	go c.readLoop()
 	return c
 }
@@ -109,10 +115,16 @@ func (c *lineConn) Read(ctx context.Context) (jsonrpc.Message, error) {
 	select {
 	case msg, ok := <-c.msgs:
 		if !ok {
+			c.drain(ctx)
 			if c.err == nil {
 				return nil, io.EOF
 			}
 			return nil, c.err
+		}
+		if req, isReq := msg.(*jsonrpc.Request); isReq && req.IsCall() {
+			c.pmu.Lock()
+			c.pending++
+			c.pmu.Unlock()
 		}
 		return msg, nil
 	case <-ctx.Done():
@@ -122,12 +134,43 @@ func (c *lineConn) Read(ctx context.Context) (jsonrpc.Message, error) {
 	}
 }
 
+// drain waits until every request read has been answered.
+func (c *lineConn) drain(ctx context.Context) {
+	for {
+		c.pmu.Lock()
+		n, idle := c.pending, c.idle
+		c.pmu.Unlock()
+		if n == 0 {
+			return
+		}
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			return
+		case <-c.done:
+			return
+		}
+	}
+}
+
 func (c *lineConn) Write(_ context.Context, msg jsonrpc.Message) error {
 	b, err := jsonrpc.EncodeMessage(msg)
 	if err != nil {
 		return err
 	}
-	return c.writeLine(b)
+	err = c.writeLine(b)
+	if _, isResp := msg.(*jsonrpc.Response); isResp {
+		c.pmu.Lock()
+		if c.pending > 0 {
+			c.pending--
+			if c.pending == 0 {
+				close(c.idle)
+				c.idle = make(chan struct{})
+			}
+		}
+		c.pmu.Unlock()
+	}
+	return err
 }
 
 func (c *lineConn) writeRaw(e *RPCError) {
