@@ -61,6 +61,11 @@ vault: /v
 connectors:
   demo: {type: matrix, public: true, default_trust_level: direct, allow_direct: true, homeserver_url: x, user_id: "@a:b", access_token_env: T}`,
 			"connectors.demo.default_trust_level: direct trust on a public connector is never allowed"},
+		{"matrix encryption not supported", `
+vault: /v
+connectors:
+  m: {type: matrix, homeserver_url: x, user_id: "@a:b", access_token_env: T, owners: ["@o:b"], encryption: true}`,
+			"connectors.m.encryption: end-to-end encryption is not supported yet"},
 		{"direct without allow_direct", `
 vault: /v
 connectors:

@@ -10,6 +10,7 @@ import (
 	"github.com/parachute-gateway/parachute/connectors"
 	"github.com/parachute-gateway/parachute/connectors/discord"
 	"github.com/parachute-gateway/parachute/connectors/local"
+	"github.com/parachute-gateway/parachute/connectors/matrix"
 	"github.com/parachute-gateway/parachute/connectors/telegram"
 	"github.com/parachute-gateway/parachute/runtime"
 	"github.com/parachute-gateway/parachute/sessions"
@@ -74,10 +75,14 @@ func (g *Gateway) connectors() ([]connectors.Connector, error) {
 			c, err = telegram.New(telegram.Options{
 				Name: name, Token: g.getenv(k.TokenEnv), Endpoint: endpoint,
 				WebhookListen: k.WebhookListen, WebhookSecret: g.getenv(k.WebhookSecret),
+				WebhookURL: k.WebhookURL, DropPending: k.DropPendingUpdates == nil || *k.DropPendingUpdates,
 				Logger: g.log,
 			})
 		case "discord":
 			c, err = discord.New(discord.Options{Name: name, Token: g.getenv(k.TokenEnv), Logger: g.log})
+		case "matrix":
+			c, err = matrix.New(matrix.Options{Name: name, Homeserver: k.Homeserver, UserID: k.UserID,
+				AccessToken: g.getenv(k.AccessTokenEnv), Logger: g.log})
 		default:
 			err = fmt.Errorf("type %q is not supported by this build", k.Type)
 		}

@@ -226,7 +226,7 @@ func (g *Gateway) runConnector(ctx context.Context, c connectors.Connector) {
 	for ctx.Err() == nil {
 		var h connectors.Handler = g.Router
 		if g.cfg.Audit.RecordText {
-			h = textRecorder{next: g.Router, log: g.Audit}
+			h = textRecorder{Router: g.Router, log: g.Audit}
 		}
 		err := c.Run(ctx, h)
 		switch {
@@ -345,9 +345,11 @@ func (a authRecorder) RecordAuth(ctx context.Context, e pairing.Event) error {
 // textRecorder appends each message's text to the audit log before
 // handling it, when audit.record_text is on (it is off by default: the
 // log then holds who did what, not what they said).
+// It embeds the Router so the connectors that ask it more than Handle
+// (Matrix invites) still reach it.
 type textRecorder struct {
-	next connectors.Handler
-	log  *audit.Log
+	*connectors.Router
+	log *audit.Log
 }
 
 func (t textRecorder) Handle(ctx context.Context, m *connectors.Message, r connectors.Replier) error {
@@ -355,5 +357,5 @@ func (t textRecorder) Handle(ctx context.Context, m *connectors.Message, r conne
 		Detail: map[string]string{"chat_id": m.ChatID, "message_id": m.MessageID, "text": m.Text}}); err != nil {
 		return fmt.Errorf("gateway: recording message text: %w", err)
 	}
-	return t.next.Handle(ctx, m, r)
+	return t.Router.Handle(ctx, m, r)
 }
