@@ -132,7 +132,7 @@ func (g *Guard) Resolve(arg, raw, access string) Path {
 		p.Facts.Error = err.Error()
 		return p
 	}
-	real, err := resolve(abs)
+	real, err := g.resolve(abs)
 	if err != nil {
 		p.Facts.Error = err.Error()
 		return p
@@ -200,9 +200,16 @@ func within(root, p string) (string, bool) {
 // component at a time. A component that does not exist ends the walk: it and
 // the rest are appended as they are. A dangling link is followed to where it
 // points. resolve never opens a file.
-func resolve(abs string) (string, error) {
-	done := "/"
-	todo := strings.Split(strings.TrimPrefix(abs, "/"), "/")
+//
+// A path beneath the workspace folder starts from it rather than from "/":
+// the folder and its ancestors were resolved by New and are not the
+// client's to change (the workspace is the only thing it can write to).
+func (g *Guard) resolve(abs string) (string, error) {
+	done, rest := "/", strings.TrimPrefix(abs, "/")
+	if r, ok := within(g.host, abs); ok {
+		done, rest = g.host, r
+	}
+	todo := strings.Split(rest, "/")
 	links := 0
 	for len(todo) > 0 {
 		name := todo[0]

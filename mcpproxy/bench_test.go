@@ -1,0 +1,113 @@
+package mcpproxy
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/parachute-gateway/parachute/engine"
+	"github.com/parachute-gateway/parachute/mcpproxy/vault"
+)
+
+// benchSetup returns a client straight to the built-in vault server and one
+// through the proxy to the same workspace, both over unix sockets with the
+// same transport options, and the proxy session.
+func benchSetup(b *testing.B) (direct, proxied *mcp.ClientSession, s *Session) {
+	b.Helper()
+	f := newFixture(b)
+	p, err := New(context.Background(), Options{Decider: newFastEngine(b, nil), Vault: f.vault, Builtin: true})
+	must(b, err)
+	s, err = p.NewSession(context.Background(), SessionOptions{
+		Facts: func() engine.SessionFacts { return facts(false) }, ClientRoot: "/workspace"})
+	must(b, err)
+	b.Cleanup(func() { s.Close() })
+	v, err := vault.New(f.ws, vault.Options{})
+	must(b, err)
+	b.Cleanup(func() { v.Close() })
+	srv := v.MCPServer()
+	plain := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv },
+		&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true, DisableLocalhostProtection: true})
+	return connectHTTP(b, plain), connectHTTP(b, s.Handler()), s
+}
+
+func readNotes(b *testing.B, cs *mcp.ClientSession, path string) time.Duration {
+	start := time.Now()
+	res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "read_file", Arguments: map[string]any{"path": path}})
+	d := time.Since(start)
+	if err != nil || res.IsError {
+		b.Fatalf("call failed: %v %v", err, res)
+	}
+	return d
+}
+
+func pct(d []time.Duration, p float64) float64 {
+	slices.Sort(d)
+	return float64(d[int(float64(len(d)-1)*p)].Nanoseconds()) / 1e3
+}
+
+// BenchmarkProxyOverhead interleaves a read_file call straight to the
+// built-in server and one through the proxy (policy decision and path
+// resolution included), both over a unix socket, and reports both latency
+// distributions and the difference of their medians and 99th percentiles.
+func BenchmarkProxyOverhead(b *testing.B) {
+	direct, proxied, _ := benchSetup(b)
+	for range 200 { // warm up both paths
+		readNotes(b, direct, "notes.md")
+		readNotes(b, proxied, "/workspace/notes.md")
+	}
+	dd := make([]time.Duration, 0, b.N)
+	pd := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for range b.N {
+		dd = append(dd, readNotes(b, direct, "notes.md"))
+		pd = append(pd, readNotes(b, proxied, "/workspace/notes.md"))
+	}
+	b.StopTimer()
+	d50, d99, p50, p99 := pct(dd, .5), pct(dd, .99), pct(pd, .5), pct(pd, .99)
+	b.ReportMetric(d50, "direct-p50-µs")
+	b.ReportMetric(d99, "direct-p99-µs")
+	b.ReportMetric(p50, "proxy-p50-µs")
+	b.ReportMetric(p99, "proxy-p99-µs")
+	b.ReportMetric(p50-d50, "added-p50-µs")
+	b.ReportMetric(p99-d99, "added-p99-µs")
+}
+
+// BenchmarkProxyThroughput runs policy-checked read_file calls through the
+// proxy from parallel clients over the unix socket and reports calls/s.
+func BenchmarkProxyThroughput(b *testing.B) {
+	_, proxied, _ := benchSetup(b)
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			readNotes(b, proxied, "/workspace/notes.md")
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
+}
+
+// BenchmarkDecideAndResolve is the proxy's own work per call without any
+// transport: argument decoding, path resolution, the policy decision and
+// the built-in read.
+func BenchmarkDecideAndResolve(b *testing.B) {
+	_, _, s := benchSetup(b)
+	e := s.p.catalog.byName["read_file"]
+	raw := []byte(`{"path":"/workspace/notes.md"}`)
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for range b.N {
+		start := time.Now()
+		if res := s.call(context.Background(), e, raw); res.IsError {
+			b.Fatal(res.Content[0].(*mcp.TextContent).Text)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	b.ReportMetric(pct(lat, .5), "p50-µs")
+	b.ReportMetric(pct(lat, .99), "p99-µs")
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "calls/s")
+}
