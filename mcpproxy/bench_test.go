@@ -30,7 +30,7 @@ func benchSetup(b *testing.B) (direct, proxied *mcp.ClientSession, s *Session) {
 	b.Cleanup(func() { v.Close() })
 	srv := v.MCPServer()
 	plain := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv },
-		&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true, DisableLocalhostProtection: true})
+		&mcp.StreamableHTTPOptions{JSONResponse: true, DisableLocalhostProtection: true})
 	return connectHTTP(b, plain), connectHTTP(b, s.Handler()), s
 }
 

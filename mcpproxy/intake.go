@@ -170,15 +170,23 @@ func validID(id json.RawMessage) bool {
 	return err == nil
 }
 
-// Intake wraps an MCP streamable HTTP handler: it accepts only POST, reads
+// Intake wraps an MCP streamable HTTP handler: it accepts POST (and DELETE,
+// which ends an MCP session), reads
 // the body up to max bytes, checks it with CheckMessage and answers a
 // refusal itself with a JSON-RPC error; an accepted body is replayed to next.
 func Intake(next http.Handler, max int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost {
-			w.Header().Set("Allow", http.MethodPost)
+		switch r.Method {
+		case http.MethodPost:
+		case http.MethodDelete:
+			// Ends an MCP session; it carries no body.
+			r.Body = http.NoBody
+			next.ServeHTTP(w, r)
+			return
+		default:
+			w.Header().Set("Allow", "POST, DELETE")
 			writeRPCError(w, http.StatusMethodNotAllowed, &RPCError{Code: CodeInvalidRequest,
-				Message: "only POST is served: this endpoint is stateless and sends no server-initiated messages"})
+				Message: "only POST is served: this endpoint sends no server-initiated messages"})
 			return
 		}
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))

@@ -55,7 +55,7 @@ func TestIntakeHostile(t *testing.T) {
 		{"object id", "POST", `{"jsonrpc":"2.0","id":{"a":1},"method":"ping"}`, 400, CodeInvalidRequest},
 		{"params not an object", "POST", `{"jsonrpc":"2.0","id":4,"method":"tools/call","params":["read_file"]}`, 400, CodeInvalidRequest},
 		{"GET stream", "GET", ``, 405, CodeInvalidRequest},
-		{"DELETE session", "DELETE", ``, 405, CodeInvalidRequest},
+		{"PUT", "PUT", initMsg, 405, CodeInvalidRequest},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

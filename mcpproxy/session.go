@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -74,15 +75,17 @@ func (s *Session) Close() error {
 	return nil
 }
 
-// Handler serves the session's MCP over streamable HTTP (stateless, JSON
-// responses) behind the intake checks. The gateway mounts it at /mcp on the
-// session's socket.
+// Handler serves the session's MCP over streamable HTTP (JSON responses,
+// no server-initiated stream) behind the intake checks. The gateway mounts
+// it at /mcp on the session's socket. MCP sessions (Mcp-Session-Id) only
+// save the SDK re-initialising per request; they grant nothing, as whoever
+// holds the socket is this session.
 func (s *Session) Handler() http.Handler {
 	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s.server },
 		&mcp.StreamableHTTPOptions{
-			Stateless:    true,
-			JSONResponse: true,
-			Logger:       s.p.log,
+			JSONResponse:   true,
+			SessionTimeout: 30 * time.Minute,
+			Logger:         s.p.log,
 			// The socket is private to one session; Host is meaningless.
 			DisableLocalhostProtection: true,
 			MaxRequestBodyBytes:        s.p.opts.MaxMessageBytes,

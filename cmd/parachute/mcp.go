@@ -224,9 +224,10 @@ func mcpStdio(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return stdioBridge(ctx, mcpStdin, stdout, *sock)
 }
 
-// stdioBridge sends each line of in as one POST and writes each JSON-RPC answer
-// as one line of out. Requests run concurrently (at most 16 at a time);
-// answers may come back in any order, as JSON-RPC allows.
+// stdioBridge sends each line of in as one POST and writes each JSON-RPC
+// answer as one line of out. Requests other than initialize run
+// concurrently (at most 16 at a time); their answers may come back in any
+// order, as JSON-RPC allows.
 func stdioBridge(ctx context.Context, in io.Reader, out io.Writer, sock string) error {
 	hc := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -240,6 +241,7 @@ func stdioBridge(ctx context.Context, in io.Reader, out io.Writer, sock string) 
 		defer wmu.Unlock()
 		_, _ = out.Write(append(bytes.TrimSpace(b), '\n'))
 	}
+	c := &sessionClient{hc: hc}
 	sem := make(chan struct{}, 16)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -251,6 +253,17 @@ func stdioBridge(ctx context.Context, in io.Reader, out io.Writer, sock string) 
 			continue
 		}
 		msg := append([]byte(nil), line...)
+		if !concurrent(msg) {
+			// initialize and notifications keep their order: the session ID
+			// comes with the answer to initialize, and the server expects
+			// notifications/initialized before any call.
+			for _, answer := range c.post(ctx, msg) {
+				if answer != nil {
+					write(answer)
+				}
+			}
+			continue
+		}
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -259,7 +272,7 @@ func stdioBridge(ctx context.Context, in io.Reader, out io.Writer, sock string) 
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			for _, answer := range post(ctx, hc, msg) {
+			for _, answer := range c.post(ctx, msg) {
 				if answer != nil {
 					write(answer)
 				}
@@ -272,21 +285,39 @@ func stdioBridge(ctx context.Context, in io.Reader, out io.Writer, sock string) 
 	return nil
 }
 
+// sessionClient posts messages to /mcp and carries the MCP session ID the
+// gateway hands out at initialize.
+type sessionClient struct {
+	hc *http.Client
+	mu sync.Mutex
+	id string
+}
+
 // post sends one message and returns the JSON-RPC messages of the answer:
 // none for an accepted notification, the body of a JSON answer, the data
 // events of an event stream, or a JSON-RPC error naming the failure.
-func post(ctx context.Context, hc *http.Client, msg []byte) [][]byte {
+func (c *sessionClient) post(ctx context.Context, msg []byte) [][]byte {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://parachute/mcp", bytes.NewReader(msg))
 	if err != nil {
 		return [][]byte{bridgeError(msg, err)}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
-	resp, err := hc.Do(req)
+	c.mu.Lock()
+	if c.id != "" {
+		req.Header.Set("Mcp-Session-Id", c.id)
+	}
+	c.mu.Unlock()
+	resp, err := c.hc.Do(req)
 	if err != nil {
 		return [][]byte{bridgeError(msg, err)}
 	}
 	defer resp.Body.Close()
+	if id := resp.Header.Get("Mcp-Session-Id"); id != "" {
+		c.mu.Lock()
+		c.id = id
+		c.mu.Unlock()
+	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return [][]byte{bridgeError(msg, err)}
@@ -308,6 +339,16 @@ func post(ctx context.Context, hc *http.Client, msg []byte) [][]byte {
 		return [][]byte{bridgeError(msg, fmt.Errorf("gateway answered %s", resp.Status))}
 	}
 	return [][]byte{body}
+}
+
+// concurrent reports whether msg is a request other than initialize, which
+// may run beside others.
+func concurrent(msg []byte) bool {
+	var m struct {
+		ID     json.RawMessage `json:"id"`
+		Method string          `json:"method"`
+	}
+	return json.Unmarshal(msg, &m) == nil && len(m.ID) > 0 && m.Method != "initialize"
 }
 
 // bridgeError is a JSON-RPC error answering msg, or nil when msg is a
