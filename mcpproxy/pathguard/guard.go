@@ -20,6 +20,8 @@
 //  6. The result is made vault-relative; it is inside the workspace only if
 //     it is the workspace folder or lies beneath it (component-wise: the
 //     sibling "users/ab" is not inside "users/a").
+//  7. A regular file inside the workspace with more than one hard link is
+//     refused: it may be the same file as one outside, which no path shows.
 //
 // The resolved path is a decision input, not a capability: callers must still
 // open it beneath the workspace root (os.Root) so that a symlink swapped in
