@@ -171,6 +171,8 @@ func (s *Session) hostView(e *entry, p pathguard.Path) string {
 }
 
 func (s *Session) forward(ctx context.Context, e *entry, args map[string]any) (*mcp.CallToolResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.p.opts.CallTimeout)
+	defer cancel()
 	if e.remote != nil {
 		return e.remote.call(ctx, e.def.Name, args)
 	}

@@ -105,6 +105,7 @@ func newFixture(t testing.TB) fixture {
 	}
 	must(t, os.WriteFile(f.ws+"/notes.md", []byte("hello notes\n"), 0o644))
 	must(t, os.WriteFile(f.ws+"/sub/other.md", []byte("other\n"), 0o644))
+	must(t, os.WriteFile(f.ws+"/caf\u00e9.md", []byte("NFC name\n"), 0o644))
 	must(t, os.WriteFile(f.canary, []byte(canaryText), 0o644))
 	must(t, os.WriteFile(f.vault+"/users/telegram%3A1_evil/x", []byte(canaryText), 0o644))
 	must(t, os.Symlink(f.canary, f.ws+"/link-file"))

@@ -18,6 +18,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -27,6 +28,9 @@ import (
 
 // BuiltinServer is the server name of the built-in vault tools.
 const BuiltinServer = "vault"
+
+// DefaultCallTimeout bounds one forwarded tool call.
+const DefaultCallTimeout = 2 * time.Minute
 
 // DefaultMaxMessageBytes bounds one JSON-RPC message from a client (1 MiB).
 const DefaultMaxMessageBytes = 1 << 20
@@ -55,6 +59,8 @@ type Options struct {
 	// MaxFileBytes bounds a file the built-in tools read or write (default
 	// vault.DefaultMaxBytes).
 	MaxFileBytes int64
+	// CallTimeout bounds one forwarded call (default DefaultCallTimeout).
+	CallTimeout time.Duration
 	// Logger receives upstream and catalog events (default: discard).
 	Logger *slog.Logger
 	// UpstreamStderr receives upstream commands' stderr (default: discard).
@@ -86,6 +92,9 @@ func New(ctx context.Context, opts Options) (*Proxy, error) {
 	}
 	if opts.MaxFileBytes <= 0 {
 		opts.MaxFileBytes = vault.DefaultMaxBytes
+	}
+	if opts.CallTimeout <= 0 {
+		opts.CallTimeout = DefaultCallTimeout
 	}
 	if opts.UpstreamStderr == nil {
 		opts.UpstreamStderr = io.Discard
