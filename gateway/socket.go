@@ -111,7 +111,7 @@ func (g *Gateway) mcpFactory(ctx context.Context) (func(*sessions.Live) (http.Ha
 	}
 	p, err := mcpproxy.New(ctx, mcpproxy.Options{
 		Decider: g.Engine, Vault: vault, Builtin: true, Upstreams: ups,
-		StateDir: filepath.Join(g.cfg.StateDir, "mcp"),
+		StateDir: g.cfg.StateDir, // pins: <state_dir>/mcp-pins.json (parachute mcp approve --state)
 		Logger:   slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
