@@ -27,6 +27,10 @@ func (g *Gateway) runtimes(ctx context.Context) (map[string]sessions.Sandboxes, 
 	if addr == "" {
 		addr = DefaultContainerdSocket
 	}
+	// gRPC reads a relative path's first element as an authority.
+	if abs, err := filepath.Abs(addr); err == nil {
+		addr = abs
+	}
 	c, err := runtime.NewContainerd(ctx, runtime.ContainerdOptions{
 		Address:    addr,
 		Namespace:  g.cfg.Runtime.Namespace,

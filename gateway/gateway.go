@@ -78,6 +78,15 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 			g.close(context.WithoutCancel(ctx))
 		}
 	}()
+	// Paths in the config are relative to where the gateway starts; the
+	// runtime and the sandboxes need them absolute.
+	for _, p := range []*string{&cfg.Vault, &cfg.StateDir, &cfg.Policies, &cfg.Audit.Dir} {
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return nil, fmt.Errorf("config path %q: %w", *p, err)
+		}
+		*p = abs
+	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state_dir: %w", err)
 	}
@@ -224,9 +233,9 @@ func (g *Gateway) runConnector(ctx context.Context, c connectors.Connector) {
 	log := g.log.With().Str("connector", c.Name()).Logger()
 	backoff := time.Second
 	for ctx.Err() == nil {
-		var h connectors.Handler = g.Router
+		var h connectors.Handler = loggingHandler{Router: g.Router, log: log}
 		if g.cfg.Audit.RecordText {
-			h = textRecorder{Router: g.Router, log: g.Audit}
+			h = textRecorder{Router: g.Router, log: g.Audit, next: h}
 		}
 		err := c.Run(ctx, h)
 		switch {
@@ -349,7 +358,8 @@ func (a authRecorder) RecordAuth(ctx context.Context, e pairing.Event) error {
 // (Matrix invites) still reach it.
 type textRecorder struct {
 	*connectors.Router
-	log *audit.Log
+	log  *audit.Log
+	next connectors.Handler
 }
 
 func (t textRecorder) Handle(ctx context.Context, m *connectors.Message, r connectors.Replier) error {
@@ -357,5 +367,20 @@ func (t textRecorder) Handle(ctx context.Context, m *connectors.Message, r conne
 		Detail: map[string]string{"chat_id": m.ChatID, "message_id": m.MessageID, "text": m.Text}}); err != nil {
 		return fmt.Errorf("gateway: recording message text: %w", err)
 	}
-	return t.Router.Handle(ctx, m, r)
+	return t.next.Handle(ctx, m, r)
+}
+
+// loggingHandler logs what the router could not handle (the user was
+// already told); it embeds the Router for connectors that ask it more.
+type loggingHandler struct {
+	*connectors.Router
+	log zerolog.Logger
+}
+
+func (l loggingHandler) Handle(ctx context.Context, m *connectors.Message, r connectors.Replier) error {
+	err := l.Router.Handle(ctx, m, r)
+	if err != nil && ctx.Err() == nil {
+		l.log.Error().Err(err).Str("identity", m.Identity()).Str("chat_id", m.ChatID).Msg("message not handled")
+	}
+	return err
 }
