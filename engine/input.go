@@ -184,6 +184,9 @@ type ToolFacts struct {
 	Name   string
 	Server string
 	Access string // read, write, exec or unknown
+	// Changed: the tool's definition (name, description, schema) differs
+	// from the one an operator approved (`parachute mcp approve`).
+	Changed bool
 }
 
 // PathFacts describe one path argument of a tool call after the Go side
@@ -227,6 +230,7 @@ func (t ToolInput) Value() ast.Value {
 			item("name", ast.String(t.Tool.Name)),
 			item("server", ast.String(t.Tool.Server)),
 			item("access", ast.String(t.Tool.Access)),
+			item("changed", ast.Boolean(t.Tool.Changed)),
 		)),
 		item("paths", ast.NewArray(paths...)),
 	)

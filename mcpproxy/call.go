@@ -33,20 +33,24 @@ func (s *Session) call(ctx context.Context, e *entry, raw json.RawMessage) *mcp.
 	if err != nil {
 		return denied([]string{ReasonInvalidArguments}, err.Error())
 	}
-	if !s.p.isApproved(e) {
-		return denied([]string{ReasonToolChanged}, fmt.Sprintf(
-			"the definition of %s changed since it was approved; an operator must run `parachute mcp approve %s`", e.key, e.key))
-	}
+	approved := s.p.isApproved(e)
 	paths := s.resolveArgs(e, args)
 	in := engine.ToolInput{
 		Session: s.facts(),
-		Tool:    engine.ToolFacts{Name: e.def.Name, Server: e.server, Access: e.access},
+		Tool:    engine.ToolFacts{Name: e.def.Name, Server: e.server, Access: e.access, Changed: !approved},
 		Paths:   make([]engine.PathFacts, len(paths)),
 	}
 	for i, p := range paths {
 		in.Paths[i] = p.path.Facts
 	}
+	// The decision is made (and recorded) for a changed tool too, so the
+	// refusal is in the audit log; the pin check below holds whatever the
+	// policy says.
 	d := s.p.opts.Decider.Decide(ctx, in)
+	if !approved {
+		return denied([]string{ReasonToolChanged}, fmt.Sprintf(
+			"the definition of %s changed since it was approved; an operator must run `parachute mcp approve %s`", e.key, e.key))
+	}
 	if !d.Allow {
 		return denied(d.Reasons, d.Reply)
 	}

@@ -140,8 +140,10 @@ func TestPinnedToolChanged(t *testing.T) {
 	if !isErr || !strings.HasPrefix(text, "denied: "+ReasonToolChanged) || !strings.Contains(text, "parachute mcp approve fake/run_shell") {
 		t.Fatalf("changed tool call: %q", text)
 	}
-	if rec.count() != before {
-		t.Fatal("a changed tool reached policy")
+	// The refusal is decided and recorded: policy sees the changed flag.
+	last, n := rec.last()
+	if n != before+1 || !last.in.Tool.Changed || last.d.Allow || !slices.Contains(last.d.Reasons, ReasonToolChanged) {
+		t.Fatalf("changed tool call recorded as %+v (records %d, before %d)", last, n, before)
 	}
 	pending, err := Pending(state)
 	must(t, err)

@@ -105,6 +105,10 @@ deny contains "hooks-write-forbidden" if {
 	lib.touches_hooks(p.raw)
 }
 
+# A tool whose definition changed since an operator approved it is refused
+# until approved again (parachute mcp approve).
+deny contains "tool-changed" if input.tool.changed == true
+
 deny contains "unknown-tool" if {
 	access == "unknown"
 	not is_direct

@@ -201,3 +201,14 @@ test_missing_input_denied if {
 	"invalid-workspace" in d.reasons
 	"invalid-tool" in d.reasons
 }
+
+test_changed_tool_denied if {
+	call := fixtures.tool_call("read_file", "read", [fixtures.path("notes.md", "notes.md", "read")])
+	d := decide(object.union(call, {"tool": object.union(call.tool, {"changed": true})}))
+	d.reasons == ["tool-changed"]
+}
+
+test_unchanged_flag_false_allowed if {
+	call := fixtures.tool_call("read_file", "read", [fixtures.path("notes.md", "notes.md", "read")])
+	decide(object.union(call, {"tool": object.union(call.tool, {"changed": false})})).allow
+}
