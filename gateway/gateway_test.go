@@ -257,3 +257,34 @@ connectors: {dev: {type: local, owners: [owner]}}
 		t.Fatalf("gateway started without a policy: %v", err)
 	}
 }
+
+// SIGHUP's reload swaps in the new config's policy data: a user added to
+// allowed_users is admitted without a restart; an invalid config is
+// refused and the running one stays.
+func TestReloadSwapsPolicyData(t *testing.T) {
+	g, conn, cfg := start(t)
+	if got := send(t, conn, "carol", "hi"); strings.Contains(got, "echo") {
+		t.Fatalf("carol admitted before the reload: %q", got)
+	}
+	next := *cfg
+	next.Connectors = map[string]*config.Connector{}
+	for n, k := range cfg.Connectors {
+		c := *k
+		c.AllowedUsers = append(append([]string{}, k.AllowedUsers...), "carol")
+		next.Connectors[n] = &c
+	}
+	if err := g.Reload(context.Background(), &next); err != nil {
+		t.Fatal(err)
+	}
+	if got := send(t, conn, "carol", "hi again"); !strings.Contains(got, "echo: hi again") {
+		t.Fatalf("carol after the reload: %q", got)
+	}
+	bad := next
+	bad.Vault = ""
+	if err := g.Reload(context.Background(), &bad); err == nil {
+		t.Fatal("an invalid config was accepted")
+	}
+	if got := send(t, conn, "carol", "still here"); !strings.Contains(got, "echo: still here") {
+		t.Fatalf("after a refused reload the running config changed: %q", got)
+	}
+}
