@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/rs/zerolog"
 
 	"github.com/parachute-gateway/parachute/audit"
@@ -196,6 +198,7 @@ model:
 	}
 	e := &env{t: t, g: g, cfg: cfg, conns: conns, model: fake, vault: vault, logBuf: logs}
 	t.Cleanup(func() {
+		e.assertSandboxesClean(addr)
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("gateway Run: %v", err)
@@ -253,6 +256,46 @@ func (e *env) denials(kind string) []string {
 		}
 	}
 	return out
+}
+
+// assertSandboxesClean checks every running sandbox's OCI spec (its
+// environment, arguments and mounts) and every file in the vault for the
+// secrets the gateway holds.
+func (e *env) assertSandboxesClean(addr string) {
+	ctx := namespaces.WithNamespace(context.Background(), "parachute")
+	c, err := containerd.New(addr)
+	if err != nil {
+		e.t.Errorf("containerd: %v", err)
+		return
+	}
+	defer c.Close()
+	ctrs, err := c.Containers(ctx)
+	if err != nil {
+		e.t.Errorf("list containers: %v", err)
+		return
+	}
+	e.t.Logf("checked %d running sandboxes for secrets", len(ctrs))
+	for _, ctr := range ctrs {
+		spec, err := ctr.Spec(ctx)
+		if err != nil {
+			continue // stopped meanwhile
+		}
+		b, _ := json.Marshal(spec)
+		for _, secret := range []string{apiKey, tgToken} {
+			if bytes.Contains(b, []byte(secret)) {
+				e.t.Errorf("sandbox %s's spec holds a secret", ctr.ID())
+			}
+		}
+	}
+	_ = filepath.WalkDir(e.vault, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		if b, err := os.ReadFile(path); err == nil && (bytes.Contains(b, []byte(apiKey)) || bytes.Contains(b, []byte(tgToken))) {
+			e.t.Errorf("vault file %s holds a secret", path)
+		}
+		return nil
+	})
 }
 
 // assertNoSecretsLeaked checks the gateway's log and audit for the API key.
