@@ -80,7 +80,9 @@ const HelpText = `Commands:
 /new - start a fresh session
 /whoami - your identity, role, trust level and workspace
 /pair - ask the owner for access with a pairing code
-/help - this list`
+/help - this list
+Anything else goes to the agent. Without a model it runs file commands:
+/ls [PATH], /cat PATH, /write PATH TEXT, /find PATTERN`
 
 // ParseCommand splits "/cmd[@bot] args" into a known command and its
 // argument. Text that is not a known command returns "", "".
