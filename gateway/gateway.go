@@ -207,13 +207,14 @@ func (g *Gateway) Run(ctx context.Context) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); _ = g.Engine.Watch(ctx) }()
 	go func() { defer wg.Done(); g.Manager.Run(ctx, time.Minute) }()
-	for _, c := range g.conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			g.runConnector(ctx, c)
-		}()
-	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		// Each connector on its own: one that fails or panics is restarted
+		// with backoff, one whose credentials are refused stops, and
+		// neither stops the others.
+		_ = connectors.RunAll(ctx, g.handler(), g.log, g.conns...)
+	}()
 	close(g.ready)
 	g.log.Info().Int("connectors", len(g.conns)).Str("policy_revision", g.Engine.Revision()).Msg("gateway running")
 	var err error
@@ -227,35 +228,14 @@ func (g *Gateway) Run(ctx context.Context) error {
 	return err
 }
 
-// runConnector runs c, restarting it with backoff when it returns an
-// error other than a refused credential.
-func (g *Gateway) runConnector(ctx context.Context, c connectors.Connector) {
-	log := g.log.With().Str("connector", c.Name()).Logger()
-	backoff := time.Second
-	for ctx.Err() == nil {
-		var h connectors.Handler = loggingHandler{Router: g.Router, log: log}
-		if g.cfg.Audit.RecordText {
-			h = textRecorder{Router: g.Router, log: g.Audit, next: h}
-		}
-		err := c.Run(ctx, h)
-		switch {
-		case ctx.Err() != nil:
-			return
-		case errors.Is(err, connectors.ErrUnauthorized):
-			log.Error().Err(err).Msg("connector stopped: the platform refused its credentials; fix the token and restart")
-			return
-		case err != nil:
-			log.Warn().Err(err).Dur("retry_in", backoff).Msg("connector failed; restarting")
-		default:
-			log.Warn().Dur("retry_in", backoff).Msg("connector returned; restarting")
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, time.Minute)
+// handler is what connectors hand messages to: the router, with errors
+// logged and, when audit.record_text is on, the text recorded first.
+func (g *Gateway) handler() connectors.Handler {
+	var h connectors.Handler = loggingHandler{Router: g.Router, log: g.log}
+	if g.cfg.Audit.RecordText {
+		h = textRecorder{Router: g.Router, log: g.Audit, next: h}
 	}
+	return h
 }
 
 // Ready is closed once Run has started everything.
