@@ -360,7 +360,7 @@ type loggingHandler struct {
 func (l loggingHandler) Handle(ctx context.Context, m *connectors.Message, r connectors.Replier) error {
 	err := l.Router.Handle(ctx, m, r)
 	if err != nil && ctx.Err() == nil {
-		l.log.Error().Err(err).Str("identity", m.Identity()).Str("chat_id", m.ChatID).Msg("message not handled")
+		l.log.Error().Err(err).Str("connector", m.Connector).Str("identity", m.Identity()).Str("chat_id", m.ChatID).Msg("message not handled")
 	}
 	return err
 }
