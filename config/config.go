@@ -136,6 +136,9 @@ type Runtime struct {
 	// ["/parachute", "agent"]); an operator's own agent in their own image
 	// honours the contract in docs/agent.md.
 	AgentCommand []string `yaml:"agent_command"`
+	// WarmPool keeps this many pre-started sandboxes per sandbox profile
+	// so a new session skips the container start (default 0: off).
+	WarmPool int `yaml:"warm_pool"`
 }
 
 // MCP lists upstream MCP servers besides the built-in vault server.
@@ -369,6 +372,9 @@ func (c *Config) Validate() error {
 		}
 	default:
 		bad("model.provider", "%q is not none, openai or anthropic", c.Model.Provider)
+	}
+	if c.Runtime.WarmPool < 0 || c.Runtime.WarmPool > 16 {
+		bad("runtime.warm_pool", "%d is not between 0 and 16", c.Runtime.WarmPool)
 	}
 	for i, u := range c.MCP.Upstreams {
 		f := fmt.Sprintf("mcp.upstreams[%d]", i)

@@ -46,6 +46,14 @@ func (g *Gateway) runtimes(ctx context.Context) (map[string]sessions.Sandboxes, 
 		g.log.Warn().Int("removed", n).Msg("removed sandboxes left by an earlier run")
 	}
 	rts := map[string]sessions.Sandboxes{"containerd": c}
+	if n := g.cfg.Runtime.WarmPool; n > 0 {
+		pool, err := c.NewPool(runtime.PoolOptions{Dir: filepath.Join(g.cfg.StateDir, "pool"), Size: n})
+		if err != nil {
+			return nil, fmt.Errorf("runtime.warm_pool: %w", err)
+		}
+		g.closers = append(g.closers, pool.Close)
+		rts["containerd"] = pool
+	}
 	for _, k := range g.cfg.Connectors {
 		if k != nil && k.AllowDirect && !k.Public {
 			rts["direct"] = runtime.NewDirect(runtime.DirectOptions{})

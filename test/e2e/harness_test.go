@@ -128,6 +128,12 @@ func (s *syncBuffer) String() string {
 // the model answering script.
 func setup(t *testing.T, extraYAML string, script model.Script) *env {
 	t.Helper()
+	return setupPool(t, 0, extraYAML, script)
+}
+
+// setupPool is setup with a warm pool of n sandboxes per profile.
+func setupPool(t *testing.T, n int, extraYAML string, script model.Script) *env {
+	t.Helper()
 	addr := ctrd.Start(t)
 	image(t, addr)
 
@@ -161,12 +167,13 @@ admin: {listen: "127.0.0.1:0"}
 runtime:
   containerd_socket: %s
   image: %s
+  warm_pool: %d
 model:
   provider: openai
   base_url: %s
   api_key_env: E2E_MODEL_KEY
   model: gpt-test
-%s`, vault, dir, repoRoot(), addr, imageRef, upstream.URL, extraYAML)
+%s`, vault, dir, repoRoot(), addr, imageRef, n, upstream.URL, extraYAML)
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, yaml)
