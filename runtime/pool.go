@@ -214,8 +214,10 @@ func (p *Pool) start(ctx context.Context, tmpl Spec) (*pooled, error) {
 	spec.Mounts = slices.DeleteFunc(spec.Mounts, func(m specs.Mount) bool { return m.Destination == HooksDir })
 	for i, m := range spec.Mounts {
 		if m.Destination == WorkspaceDir || m.Destination == SocketDir {
-			spec.Mounts[i].Options = slices.DeleteFunc(slices.Clone(m.Options), func(o string) bool { return o == "rprivate" || o == "ro" })
-			spec.Mounts[i].Options = append(spec.Mounts[i].Options, "rslave")
+			// The staging folder itself is read-only; what is attached
+			// on top carries its own flags.
+			spec.Mounts[i].Options = slices.DeleteFunc(slices.Clone(m.Options), func(o string) bool { return o == "rprivate" || o == "ro" || o == "rw" })
+			spec.Mounts[i].Options = append(spec.Mounts[i].Options, "rslave", "ro")
 		}
 	}
 	ref := tmpl.Image
