@@ -108,9 +108,9 @@ func (d *Dedup) compact() {
 	}
 }
 
-// keyLocks serialises work per key (one chat) without growing: an entry
-// lives only while someone holds or waits for it.
-type keyLocks struct {
+// KeyLocks serialises work per key (one chat, one session) without
+// growing: an entry lives only while someone holds or waits for it.
+type KeyLocks struct {
 	mu sync.Mutex
 	m  map[string]*keyLock
 }
@@ -120,10 +120,11 @@ type keyLock struct {
 	refs int
 }
 
-func newKeyLocks() *keyLocks { return &keyLocks{m: make(map[string]*keyLock)} }
+// NewKeyLocks returns an empty KeyLocks.
+func NewKeyLocks() *KeyLocks { return &KeyLocks{m: make(map[string]*keyLock)} }
 
-// lock locks key and returns its unlock.
-func (k *keyLocks) lock(key string) func() {
+// Lock locks key and returns its unlock.
+func (k *KeyLocks) Lock(key string) func() {
 	k.mu.Lock()
 	l := k.m[key]
 	if l == nil {
@@ -144,7 +145,8 @@ func (k *keyLocks) lock(key string) func() {
 	}
 }
 
-func (k *keyLocks) len() int {
+// Len is the number of keys held or waited for.
+func (k *KeyLocks) Len() int {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return len(k.m)

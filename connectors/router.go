@@ -48,7 +48,7 @@ type Router struct {
 	log     zerolog.Logger
 	maxText int
 	dedup   *Dedup
-	locks   *keyLocks
+	locks   *KeyLocks
 }
 
 // NewRouter returns a Router.
@@ -63,7 +63,7 @@ func NewRouter(opts RouterOptions) (*Router, error) {
 		log:     opts.Logger,
 		maxText: opts.MaxText,
 		dedup:   NewDedup(opts.DedupMax, opts.DedupWindow),
-		locks:   newKeyLocks(),
+		locks:   NewKeyLocks(),
 	}
 	if r.maxText <= 0 {
 		r.maxText = 16000
@@ -171,7 +171,7 @@ func (r *Router) Handle(ctx context.Context, m *Message, rep Replier) error {
 		r.log.Debug().Str("connector", m.Connector).Str("message_id", m.MessageID).Msg("duplicate delivery ignored")
 		return nil
 	}
-	unlock := r.locks.lock(m.Connector + "\x00" + m.ChatID)
+	unlock := r.locks.Lock(m.Connector + "\x00" + m.ChatID)
 	defer unlock()
 	return r.handle(ctx, m, rep)
 }

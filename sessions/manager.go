@@ -94,7 +94,7 @@ type Options struct {
 // connectors.Turns.
 type Manager struct {
 	opts  Options
-	locks sync.Map // session key -> *sync.Mutex
+	locks *connectors.KeyLocks // one turn at a time per session key
 
 	mu   sync.Mutex
 	live map[string]*Live // session ID -> running sandbox
@@ -159,14 +159,7 @@ func NewManager(opts Options) (*Manager, error) {
 	if err := os.MkdirAll(opts.SocketRoot, 0o700); err != nil {
 		return nil, fmt.Errorf("sessions: socket root: %w", err)
 	}
-	return &Manager{opts: opts, live: map[string]*Live{}}, nil
-}
-
-func (m *Manager) lock(key string) func() {
-	v, _ := m.locks.LoadOrStore(key, &sync.Mutex{})
-	mu := v.(*sync.Mutex)
-	mu.Lock()
-	return mu.Unlock
+	return &Manager{opts: opts, locks: connectors.NewKeyLocks(), live: map[string]*Live{}}, nil
 }
 
 // turnInput is what the agent reads on stdin (docs/agent.md).
@@ -183,11 +176,18 @@ type turnInput struct {
 // Turn implements connectors.Turns: one message of an allowed sender runs
 // as one agent process in the sender's session sandbox.
 func (m *Manager) Turn(ctx context.Context, req connectors.TurnRequest) (string, error) {
-	unlock := m.lock(req.SessionKey)
+	unlock := m.locks.Lock(req.SessionKey)
 	defer unlock()
 	now := m.opts.Now()
 	tmpl := Session{Owner: req.Identity, Connector: req.Message.Connector, ChatID: req.Message.ChatID, Workspace: req.Result.Workspace}
 	sess, _, err := m.opts.Store.Acquire(ctx, req.SessionKey, tmpl, m.opts.SessionTTL, now)
+	if err == nil && sess.Workspace != req.Result.Workspace {
+		// Policy moved this identity to another workspace: a session never
+		// changes workspace, so end it and start a fresh one.
+		if err = m.end(ctx, req.SessionKey, req.Identity); err == nil {
+			sess, _, err = m.opts.Store.Acquire(ctx, req.SessionKey, tmpl, m.opts.SessionTTL, now)
+		}
+	}
 	if err != nil {
 		return "", fmt.Errorf("sessions: %w", err)
 	}
@@ -202,16 +202,7 @@ func (m *Manager) Turn(ctx context.Context, req connectors.TurnRequest) (string,
 		ReadOnly: req.Result.ReadOnly, Network: req.Result.Network,
 		Unverified: req.Message.Unverified, Binding: req.Binding,
 	}
-	if sess.Workspace != req.Result.Workspace {
-		// Policy moved this identity to another workspace: a session never
-		// changes workspace, so start a fresh one.
-		if err := m.end(ctx, req.SessionKey, req.Identity); err != nil {
-			return "", err
-		}
-		return m.Turn(ctx, req)
-	}
-
-	live, note, err := m.ensure(ctx, sess, facts)
+	live, err := m.ensure(ctx, sess, facts)
 	if err != nil {
 		var denied *DeniedError
 		if errors.As(err, &denied) {
@@ -219,29 +210,25 @@ func (m *Manager) Turn(ctx context.Context, req connectors.TurnRequest) (string,
 		}
 		return "", err
 	}
-	live.facts.Store(&facts)
 	history, err := m.opts.Store.History(ctx, sess.ID)
 	if err != nil {
 		return "", fmt.Errorf("sessions: %w", err)
 	}
-	reply, err := m.exec(ctx, live, turnInput{
+	in := turnInput{
 		SessionID: sess.ID, TurnID: turnID, Identity: req.Identity, Text: req.Message.Text,
 		History: history, Model: m.opts.Model, Workspace: live.ClientRoot,
-	})
+	}
+	note := ""
+	reply, err := m.exec(ctx, live, in)
 	if errors.Is(err, runtime.ErrUnavailable) || errors.Is(err, runtime.ErrStopped) {
 		// The sandbox went away under us (containerd restarted): start a
 		// new one once, and say so.
 		m.stopLive(context.WithoutCancel(ctx), sess.ID, "sandbox-lost")
-		live, _, err = m.ensure(ctx, sess, facts)
-		if err != nil {
+		if live, err = m.ensure(ctx, sess, facts); err != nil {
 			return "", err
 		}
-		live.facts.Store(&facts)
 		note = "(Your sandbox was restarted; files in your workspace are kept.)\n"
-		reply, err = m.exec(ctx, live, turnInput{
-			SessionID: sess.ID, TurnID: turnID, Identity: req.Identity, Text: req.Message.Text,
-			History: history, Model: m.opts.Model, Workspace: live.ClientRoot,
-		})
+		reply, err = m.exec(ctx, live, in)
 	}
 	if err != nil {
 		return "", err
@@ -258,7 +245,7 @@ func (m *Manager) Turn(ctx context.Context, req connectors.TurnRequest) (string,
 // NewSession implements connectors.Turns: /new ends the current session
 // and stops its sandbox.
 func (m *Manager) NewSession(ctx context.Context, req connectors.TurnRequest) error {
-	unlock := m.lock(req.SessionKey)
+	unlock := m.locks.Lock(req.SessionKey)
 	defer unlock()
 	return m.end(ctx, req.SessionKey, req.Identity)
 }
@@ -293,26 +280,27 @@ func (e *DeniedError) Reply() string {
 // ensure returns the live sandbox of sess, starting one when there is
 // none: the session decision picks the profile, the workspace folder is
 // made, the socket is served and the sandbox started.
-func (m *Manager) ensure(ctx context.Context, sess Session, facts engine.SessionFacts) (*Live, string, error) {
+func (m *Manager) ensure(ctx context.Context, sess Session, facts engine.SessionFacts) (*Live, error) {
 	m.mu.Lock()
 	l := m.live[sess.ID]
 	m.mu.Unlock()
 	if l != nil {
 		l.lastUsed.Store(m.opts.Now().UnixNano())
-		return l, "", nil
+		l.facts.Store(&facts)
+		return l, nil
 	}
 	d := m.opts.Decider.Decide(ctx, engine.SessionInput{Session: facts})
 	if !d.Allow {
-		return nil, "", &DeniedError{Decision: d}
+		return nil, &DeniedError{Decision: d}
 	}
 	prof := d.SessionProfile()
 	rt := m.opts.Runtimes[prof.Runtime]
 	if rt == nil {
-		return nil, "", fmt.Errorf("sessions: policy chose runtime %q, which this gateway does not run", prof.Runtime)
+		return nil, fmt.Errorf("sessions: policy chose runtime %q, which this gateway does not run", prof.Runtime)
 	}
 	host, err := m.workspace(sess.Workspace)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	l = &Live{Session: sess, Profile: prof, HostRoot: host, ClientRoot: runtime.WorkspaceDir}
 	if prof.Runtime == "direct" {
@@ -321,7 +309,7 @@ func (m *Manager) ensure(ctx context.Context, sess Session, facts engine.Session
 	l.facts.Store(&facts)
 	l.sockDir = filepath.Join(m.opts.SocketRoot, sess.ID)
 	if err := m.serve(l); err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	if prof.Runtime == "direct" && prof.Hooks {
 		m.runHook(ctx, l)
@@ -340,12 +328,8 @@ func (m *Manager) ensure(ctx context.Context, sess Session, facts engine.Session
 		Workspace: host, SocketDir: l.sockDir, Profile: prof, Env: env,
 	})
 	if err != nil {
-		l.server.Close()
-		if c, ok := l.server.Handler.(io.Closer); ok {
-			c.Close()
-		}
-		os.RemoveAll(l.sockDir)
-		return nil, "", fmt.Errorf("sessions: start sandbox: %w", err)
+		l.closeSocket()
+		return nil, fmt.Errorf("sessions: start sandbox: %w", err)
 	}
 	l.sandbox = sb
 	l.lastUsed.Store(m.opts.Now().UnixNano())
@@ -353,7 +337,7 @@ func (m *Manager) ensure(ctx context.Context, sess Session, facts engine.Session
 	m.live[sess.ID] = l
 	m.mu.Unlock()
 	m.event(ctx, l, "session-start", nil)
-	return l, "", nil
+	return l, nil
 }
 
 // workspace returns the host folder of a vault-relative workspace, made
@@ -369,6 +353,16 @@ func (m *Manager) workspace(rel string) (string, error) {
 		return "", fmt.Errorf("sessions: workspace: %w", err)
 	}
 	return host, nil
+}
+
+// closeSocket stops the session's socket server, releases what its
+// handler holds (the session's MCP server) and removes the socket folder.
+func (l *Live) closeSocket() {
+	l.server.Close()
+	if c, ok := l.server.Handler.(io.Closer); ok {
+		c.Close()
+	}
+	os.RemoveAll(l.sockDir)
 }
 
 // serve starts the session's socket server.
@@ -511,11 +505,7 @@ func (m *Manager) stopLive(ctx context.Context, id, why string) {
 	if err := l.sandbox.Stop(ctx); err != nil {
 		m.opts.Logger.Error().Err(err).Str("session_id", id).Msg("sandbox stop failed")
 	}
-	l.server.Close()
-	if c, ok := l.server.Handler.(io.Closer); ok {
-		c.Close()
-	}
-	os.RemoveAll(l.sockDir)
+	l.closeSocket()
 	m.event(ctx, l, "session-stop", map[string]string{"why": why})
 }
 

@@ -299,3 +299,36 @@ func TestManagerNeedsARuntime(t *testing.T) {
 	}
 	_ = errors.New
 }
+
+// When policy moves an identity to another workspace, the next turn runs
+// in a fresh session bound to the new one (a session never changes
+// workspace), and the per-session locks are gone once turns end.
+func TestWorkspaceChangeStartsFreshSession(t *testing.T) {
+	ctx := context.Background()
+	m, rt, _ := newManager(t, testData())
+	if _, err := m.Turn(ctx, turn("dev", "alice", "ONE")); err != nil {
+		t.Fatal(err)
+	}
+	moved := turn("dev", "alice", "TWO")
+	moved.Result.Workspace = "users/local%3Aalice-moved"
+	done := make(chan error, 1)
+	go func() {
+		_, err := m.Turn(ctx, moved)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a turn after a workspace change hung")
+	}
+	if len(rt.started) != 2 || rt.started[0].SessionID == rt.started[1].SessionID ||
+		!strings.HasSuffix(rt.started[1].Workspace, "alice-moved") {
+		t.Fatalf("want a second session in the new workspace, got %+v", rt.started)
+	}
+	if n := m.locks.Len(); n != 0 {
+		t.Fatalf("%d session locks remain after every turn ended", n)
+	}
+}

@@ -168,6 +168,22 @@ func putSession(tx *bolt.Tx, s Session) error {
 // builds keys wrongly, and then it fails closed). created reports whether a
 // new session was made.
 func (s *Store) Acquire(ctx context.Context, key string, tmpl Session, ttl time.Duration, now time.Time) (sess Session, created bool, err error) {
+	// The common case, a live session of this owner, needs no write (a
+	// bbolt write transaction costs an fsync).
+	live := func(cur Session) bool {
+		return cur.Owner == tmpl.Owner && cur.Ended.IsZero() && (ttl <= 0 || now.Sub(cur.LastActive) < ttl)
+	}
+	err = s.view(ctx, func(tx *bolt.Tx) error {
+		if id := tx.Bucket(bKeys).Get([]byte(key)); id != nil {
+			if cur, err := getSession(tx, string(id)); err == nil && live(cur) {
+				sess = cur
+			}
+		}
+		return nil
+	})
+	if err != nil || sess.ID != "" {
+		return sess, false, err
+	}
 	err = s.update(ctx, func(tx *bolt.Tx) error {
 		if id := tx.Bucket(bKeys).Get([]byte(key)); id != nil {
 			cur, err := getSession(tx, string(id))
@@ -177,7 +193,7 @@ func (s *Store) Acquire(ctx context.Context, key string, tmpl Session, ttl time.
 			if err == nil && cur.Owner != tmpl.Owner {
 				return ErrNotOwner
 			}
-			if err == nil && cur.Ended.IsZero() && (ttl <= 0 || now.Sub(cur.LastActive) < ttl) {
+			if err == nil && live(cur) {
 				sess = cur
 				return nil
 			}

@@ -30,22 +30,14 @@ func runBridge(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		*socket = agent.SocketPath(os.Getenv)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	b, err := bridge.New(bridge.Options{Socket: *socket, MaxConns: *maxConns, Logger: log})
-	if err != nil {
-		return err
-	}
-	ln, err := bridge.Listen(ctx, *listen)
-	if err != nil {
-		return err
-	}
-	log.Info("bridge listening", "listen", ln.Addr().String(), "socket", *socket, "max_conns", *maxConns)
-	return b.Serve(ctx, ln)
+	log.Info("bridge starting", "listen", *listen, "socket", *socket, "max_conns", *maxConns)
+	return serveBridge(ctx, *listen, bridge.Options{Socket: *socket, MaxConns: *maxConns, Logger: log})
 }
 
-// serveBridge runs the egress bridge on addr until ctx ends (used by
-// `parachute sandbox init` for sessions with network).
-func serveBridge(ctx context.Context, addr, socket string) error {
-	b, err := bridge.New(bridge.Options{Socket: socket})
+// serveBridge runs the egress bridge on addr until ctx ends (`parachute
+// bridge`, and `parachute sandbox init` for sessions with network).
+func serveBridge(ctx context.Context, addr string, opts bridge.Options) error {
+	b, err := bridge.New(opts)
 	if err != nil {
 		return err
 	}
@@ -55,5 +47,3 @@ func serveBridge(ctx context.Context, addr, socket string) error {
 	}
 	return b.Serve(ctx, ln)
 }
-
-func socketFromEnv() string { return agent.SocketPath(os.Getenv) }

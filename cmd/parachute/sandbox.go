@@ -9,6 +9,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/parachute-gateway/parachute/agent"
+	"github.com/parachute-gateway/parachute/bridge"
 	"github.com/parachute-gateway/parachute/engine"
 	"github.com/parachute-gateway/parachute/runtime"
 	"github.com/parachute-gateway/parachute/runtime/sandboxinit"
@@ -109,7 +111,7 @@ func sandboxInit(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	// gateway decides every destination. Without it there is no way out.
 	if addr := os.Getenv("PARACHUTE_BRIDGE_LISTEN"); addr != "" && os.Getpid() == 1 {
 		go func() {
-			if err := serveBridge(ctx, addr, socketFromEnv()); err != nil {
+			if err := serveBridge(ctx, addr, bridge.Options{Socket: agent.SocketPath(os.Getenv)}); err != nil {
 				fmt.Fprintf(stderr, "parachute sandbox init: egress bridge: %v\n", err)
 			}
 		}()

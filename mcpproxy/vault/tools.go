@@ -87,6 +87,15 @@ func (a pathArgs) check() error {
 	return nil
 }
 
+// decodePath reads the arguments of a tool that takes only a path.
+func decodePath(raw json.RawMessage) (string, error) {
+	var a pathArgs
+	if err := decode(raw, &a); err != nil {
+		return "", err
+	}
+	return a.Path, a.check()
+}
+
 func readFileTool(_ context.Context, s *Server, raw json.RawMessage) (string, error) {
 	var a struct {
 		pathArgs
@@ -211,32 +220,26 @@ func editFileTool(_ context.Context, s *Server, raw json.RawMessage) (string, er
 }
 
 func createDirTool(_ context.Context, s *Server, raw json.RawMessage) (string, error) {
-	var a pathArgs
-	if err := decode(raw, &a); err != nil {
+	path, err := decodePath(raw)
+	if err != nil {
 		return "", err
 	}
-	if err := a.check(); err != nil {
-		return "", err
-	}
-	name, err := clean(a.Path)
+	name, err := clean(path)
 	if err != nil {
 		return "", err
 	}
 	if err := s.root.MkdirAll(name, 0o755); err != nil {
 		return "", err
 	}
-	return "Successfully created directory " + a.Path, nil
+	return "Successfully created directory " + path, nil
 }
 
 func listDirTool(_ context.Context, s *Server, raw json.RawMessage) (string, error) {
-	var a pathArgs
-	if err := decode(raw, &a); err != nil {
+	path, err := decodePath(raw)
+	if err != nil {
 		return "", err
 	}
-	if err := a.check(); err != nil {
-		return "", err
-	}
-	entries, err := s.readDir(a.Path)
+	entries, err := s.readDir(path)
 	if err != nil {
 		return "", err
 	}
@@ -411,14 +414,11 @@ func searchTool(_ context.Context, s *Server, raw json.RawMessage) (string, erro
 }
 
 func infoTool(_ context.Context, s *Server, raw json.RawMessage) (string, error) {
-	var a pathArgs
-	if err := decode(raw, &a); err != nil {
+	path, err := decodePath(raw)
+	if err != nil {
 		return "", err
 	}
-	if err := a.check(); err != nil {
-		return "", err
-	}
-	name, err := clean(a.Path)
+	name, err := clean(path)
 	if err != nil {
 		return "", err
 	}
