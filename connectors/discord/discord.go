@@ -155,7 +155,20 @@ func (c *Connector) Run(ctx context.Context, h connectors.Handler) error {
 				_ = s.Close()
 				return nil
 			case <-disconnected:
-				c.log.Info().Msg("discord gateway disconnected; reconnecting")
+				// Pause before reopening. discordgo's heartbeat goroutine of
+				// the connection just closed may still be starting; when its
+				// first write fails it closes the session's *current*
+				// connection, and a reopen in that window is killed by it,
+				// whose own heartbeat then kills the next one: a reconnect
+				// storm seen under load. After the pause that stray close
+				// finds no connection, and its Disconnect only makes Open
+				// report the live connection (ErrWSAlreadyOpen).
+				wait := c.opts.Backoff.Next()
+				c.log.Info().Dur("retry_in", wait).Msg("discord gateway disconnected; reconnecting")
+				if !connectors.Sleep(ctx, wait) {
+					_ = s.Close()
+					return nil
+				}
 				continue
 			}
 		}
