@@ -187,6 +187,23 @@ type ToolFacts struct {
 	// Changed: the tool's definition (name, description, schema) differs
 	// from the one an operator approved (`parachute mcp approve`).
 	Changed bool
+	// Unapproved: the tool was first seen on a server whose other tools
+	// were already pinned; it waits for `parachute mcp approve` (policy
+	// decides whether that blocks it).
+	Unapproved bool
+}
+
+// CallError says why a tool call could not be read at all: arguments that
+// are not one strict JSON object or name an argument the tool does not
+// declare, a tool name the catalog does not have, a refused protocol
+// message. Policy refuses such a call with Reason; the record keeps Detail.
+type CallError struct {
+	Reason string // invalid-arguments, no-such-tool, protocol-error
+	Detail string
+	// Suppressed counts earlier refusals of this session that were not
+	// recorded one by one (a flood of garbage is summarised, not written
+	// a million times).
+	Suppressed int64
 }
 
 // PathFacts describe one path argument of a tool call after the Go side
@@ -206,6 +223,7 @@ type ToolInput struct {
 	Session SessionFacts
 	Tool    ToolFacts
 	Paths   []PathFacts
+	Invalid *CallError // nil for a call that could be read
 }
 
 // Entry implements Input.
@@ -224,16 +242,25 @@ func (t ToolInput) Value() ast.Value {
 			item("error", ast.String(p.Error)),
 		))
 	}
-	return ast.NewObject(
+	obj := ast.NewObject(
 		item("session", t.Session.object()),
 		item("tool", ast.NewObject(
 			item("name", ast.String(t.Tool.Name)),
 			item("server", ast.String(t.Tool.Server)),
 			item("access", ast.String(t.Tool.Access)),
 			item("changed", ast.Boolean(t.Tool.Changed)),
+			item("unapproved", ast.Boolean(t.Tool.Unapproved)),
 		)),
 		item("paths", ast.NewArray(paths...)),
 	)
+	if t.Invalid != nil {
+		obj.Insert(ast.StringTerm("invalid"), ast.NewTerm(ast.NewObject(
+			item("reason", ast.String(t.Invalid.Reason)),
+			item("detail", ast.String(t.Invalid.Detail)),
+			item("suppressed", astNumber(t.Invalid.Suppressed)),
+		)))
+	}
+	return obj
 }
 
 // ModelInput is the input of parachute.model.

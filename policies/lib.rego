@@ -79,5 +79,9 @@ touches_hooks(path) if {
 	segs[i + 1] == "hooks"
 }
 
+# touches_parachute: the path is a .parachute folder or lies beneath one,
+# at any depth, in any case.
+touches_parachute(path) if ".parachute" in segments(path)
+
 # per_second turns a per-minute figure into a token-bucket rate.
 per_second(per_minute) := per_minute / 60

@@ -14,7 +14,10 @@ settings := lib.role_settings(s.role)
 
 access := input.tool.access
 
-is_write if access == "write"
+# Anything that is not a read tool may change something: write, exec and
+# unknown tools all count as writes (read-only mode refuses them whatever
+# the trust level; their paths are checked as written paths).
+is_write if access != "read"
 
 is_write if {
 	some p in input.paths
@@ -23,7 +26,7 @@ is_write if {
 
 # A path is written when the tool writes or the path is marked written; a
 # write tool's every path counts (move_file changes its source too).
-written(_) if access == "write"
+written(_) if access != "read"
 
 written(p) if p.access == "write"
 
@@ -61,6 +64,22 @@ deny contains "invalid-tool" if not name_ok
 valid_access if access in {"read", "write", "exec", "unknown"}
 
 deny contains "invalid-tool" if not valid_access
+
+# A call the Go side could not read (arguments that are not one strict
+# JSON object or name an undeclared argument, a tool the catalog does not
+# have, a refused protocol message) is refused with the reason it gives,
+# and recorded like any other call.
+invalid_reasons := {"invalid-arguments", "no-such-tool", "protocol-error"}
+
+deny contains r if {
+	r := input.invalid.reason
+	r in invalid_reasons
+}
+
+deny contains "invalid-arguments" if {
+	r := input.invalid.reason
+	not r in invalid_reasons
+}
 
 deny contains "invalid-path" if {
 	some p in input.paths
@@ -105,9 +124,37 @@ deny contains "hooks-write-forbidden" if {
 	lib.touches_hooks(p.raw)
 }
 
+# The rest of .parachute is the gateway's: read-only to sessions through
+# tools, as it is mounted read-only in the sandbox.
+deny contains "parachute-dir-read-only" if {
+	some p in input.paths
+	written(p)
+	lib.touches_parachute(p.resolved)
+	not lib.touches_hooks(p.resolved)
+}
+
+deny contains "parachute-dir-read-only" if {
+	some p in input.paths
+	written(p)
+	lib.touches_parachute(p.raw)
+	not lib.touches_hooks(p.raw)
+}
+
 # A tool whose definition changed since an operator approved it is refused
 # until approved again (parachute mcp approve).
 deny contains "tool-changed" if input.tool.changed == true
+
+# A tool first seen on a server whose tools were already approved waits for
+# `parachute mcp approve` on public connectors, and wherever the role says
+# require_tool_approval.
+requires_tool_approval if lib.connector(s.connector).public == true
+
+requires_tool_approval if settings.require_tool_approval == true
+
+deny contains "tool-unapproved" if {
+	input.tool.unapproved == true
+	requires_tool_approval
+}
 
 deny contains "unknown-tool" if {
 	access == "unknown"

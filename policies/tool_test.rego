@@ -121,9 +121,70 @@ test_hooks_can_be_read if {
 }
 
 test_similar_names_are_not_hooks if {
-	every rel in [".parachute-notes/hooks/x", "parachute/hooks/x", ".parachute/hooksx/y", ".parachute/config.json"] {
+	every rel in [".parachute-notes/hooks/x", "parachute/hooks/x", "notes/parachute", "a.parachute/b"] {
 		decide(fixtures.tool_call("write_file", "write", [fixtures.path(rel, rel, "write")])).allow
 	}
+}
+
+test_parachute_dir_read_only_through_tools if {
+	every rel in [".parachute/config.json", ".parachute/hooksx/y", "sub/.PARACHUTE/x", ".Parachute/x"] {
+		decide(fixtures.tool_call("write_file", "write", [fixtures.path(rel, rel, "write")])).reasons == ["parachute-dir-read-only"]
+	}
+}
+
+test_parachute_dir_raw_path_checked_too if {
+	p := object.union(fixtures.path("x", "x", "write"), {"raw": "/workspace/.parachute/x2"})
+	decide(fixtures.tool_call("write_file", "write", [p])).reasons == ["parachute-dir-read-only"]
+}
+
+test_parachute_dir_can_be_read if {
+	decide(fixtures.tool_call("read_file", "read", [fixtures.path(".parachute/config.json", ".parachute/config.json", "read")])).allow
+}
+
+test_read_only_refuses_every_non_read_class if {
+	every a in ["write", "exec", "unknown"] {
+		call := with_session(fixtures.tool_call("save_note", a, []), {"trust_level": "direct", "role": "owner", "read_only": true})
+		"read-only-mode" in decide(call).reasons
+	}
+}
+
+test_read_only_allows_read if {
+	call := with_session(fixtures.tool_call("read_file", "read", []), {"read_only": true})
+	decide(call).allow
+}
+
+test_unknown_tool_paths_count_as_written if {
+	call := with_session(fixtures.tool_call("save_note", "unknown", [fixtures.path(".parachute/hooks/x", ".parachute/hooks/x", "read")]), {"trust_level": "direct", "role": "owner"})
+	decide(call).reasons == ["hooks-write-forbidden"]
+}
+
+test_invalid_calls_refused_with_their_reason if {
+	every r in ["invalid-arguments", "no-such-tool", "protocol-error"] {
+		call := object.union(fixtures.tool_call("read_file", "read", []), {"invalid": {"reason": r, "detail": "x", "suppressed": 0}})
+		decide(call).reasons == [r]
+	}
+}
+
+test_invalid_call_with_odd_reason_refused if {
+	call := object.union(fixtures.tool_call("read_file", "read", []), {"invalid": {"reason": "weird", "detail": "", "suppressed": 0}})
+	decide(call).reasons == ["invalid-arguments"]
+}
+
+test_unapproved_tool_allowed_on_private_connector if {
+	decide(unapproved_call).allow
+}
+
+unapproved_call := object.union(fixtures.tool_call("read_file", "read", []), {"tool": {"name": "read_file", "server": "fs", "access": "read", "changed": false, "unapproved": true}})
+
+test_unapproved_tool_refused_where_role_requires_approval if {
+	cfg := object.union(fixtures.config, {"roles": {"member": {"require_tool_approval": true}}})
+	d := tool.decision with input as unapproved_call with data.parachute.config as cfg
+	d.reasons == ["tool-unapproved"]
+}
+
+test_unapproved_tool_refused_on_public_connector if {
+	call := with_session(unapproved_call, {"connector": "matrix-demo", "role": "guest"})
+	"tool-unapproved" in decide(call).reasons
 }
 
 test_unknown_tool_denied_when_sandboxed if {
