@@ -68,6 +68,7 @@ func FromDecision(in engine.Input, d *engine.Decision) Record {
 		PolicyRevision: d.Revision,
 		LatencyUS:      d.Latency.Microseconds(),
 		RetryAfterMS:   d.RetryAfter.Milliseconds(),
+		Detail:         d.Detail,
 	}
 	if d.Allow {
 		r.Decision = "allow"

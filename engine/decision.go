@@ -17,6 +17,8 @@ const (
 	// ReasonAuditUnavailable: the decision could not be recorded, so it is
 	// refused.
 	ReasonAuditUnavailable = "audit-unavailable"
+	// ReasonNoReason: the policy denied without saying why.
+	ReasonNoReason = "no-reason-given"
 )
 
 // Decision is the answer of one entry point for one input. A denial is a
@@ -33,6 +35,10 @@ type Decision struct {
 	RetryAfter time.Duration
 	// Err is the failure behind a policy-error deny.
 	Err error
+	// Detail holds facts the caller adds for the record (the egress proxy:
+	// the addresses a host resolved to, a count of suppressed attempts).
+	// The audit log keeps them as the record's detail.
+	Detail map[string]string
 	// Fields is the whole decision object the policy returned (nil on a
 	// policy-error). Use the typed views (MessageResult, SessionProfile, …)
 	// rather than reading it directly.

@@ -156,27 +156,56 @@ func (e *Engine) swap(ctx context.Context, data map[string]any) error {
 // Decide evaluates in against its entry point. It never returns an error:
 // every failure is a deny whose reasons say why, with Err set for
 // policy-error. The decision is handed to the Recorder before it is returned;
-// if recording fails the decision is a deny.
+// if recording fails the decision is a deny. Decide is Evaluate then Commit.
 func (e *Engine) Decide(ctx context.Context, in Input) Decision {
+	d := e.Evaluate(ctx, in)
+	e.Commit(ctx, in, &d)
+	return d
+}
+
+// Evaluate is the pure half of Decide: it asks the policy and nothing else.
+// No rate-limit token is taken and nothing is recorded, so the decision must
+// not be acted on until Commit has been called on it. A caller that checks
+// more than policy sees (the egress proxy's resolved addresses) evaluates,
+// turns the decision into a deny if its own check fails, and commits the
+// result: one record per request, saying what was finally decided.
+func (e *Engine) Evaluate(ctx context.Context, in Input) Decision {
 	start := time.Now()
 	set := e.cur.Load()
 	d := Decision{ID: newID(start), Entry: in.Entry(), Revision: set.revision}
 	e.evaluate(ctx, set, in, &d)
+	d.Latency = time.Since(start)
+	return d
+}
+
+// Commit makes d take effect: on an allowed decision it takes a token from
+// every rate-limit bucket d names (a deny if one is empty), then hands d to
+// the Recorder. If recording fails d becomes a deny with reason
+// audit-unavailable: nothing is allowed that is not recorded. A deny without
+// a reason gets no-reason-given.
+func (e *Engine) Commit(ctx context.Context, in Input, d *Decision) {
+	start := time.Now()
 	if d.Allow {
-		e.enforceLimits(&d)
+		e.enforceLimits(d)
 	}
 	if !d.Allow && len(d.Reasons) == 0 {
-		d.Reasons = []string{"no-reason-given"}
+		d.Reasons = []string{ReasonNoReason}
 	}
-	d.Latency = time.Since(start)
+	d.Latency += time.Since(start)
 	if e.recorder != nil {
-		if err := e.recorder.Record(ctx, in, &d); err != nil {
+		if err := e.recorder.Record(ctx, in, d); err != nil {
 			e.log.Error().Err(err).Str("decision_id", d.ID).Msg("decision could not be recorded; refused")
 			d.Allow = false
 			d.Reasons = append(d.Reasons, ReasonAuditUnavailable)
 		}
 	}
-	return d
+}
+
+// Deny returns a deny of in with the given reasons that policy did not make
+// (a check the caller does itself: a rate limit, a connection cap). It
+// carries a fresh ID and the revision in force; Commit records it.
+func (e *Engine) Deny(in Input, reasons ...string) Decision {
+	return Decision{ID: newID(time.Now()), Entry: in.Entry(), Revision: e.cur.Load().revision, Reasons: reasons}
 }
 
 // evaluate runs the prepared query and reads the decision object into d.
