@@ -269,7 +269,14 @@ type ModelInput struct {
 	Provider        string
 	Model           string
 	TokensUsedToday int64 // tokens this identity used since midnight UTC
-	TokensRequested int64 // the request's max tokens, if it names one
+	TokensRequested int64 // the call's worst case, reserved before it goes out
+	// ProviderTools are the tool types the provider itself would run
+	// (Anthropic web_search_*, web_fetch_*, code_execution_*, computer_*;
+	// OpenAI web_search_options), MCPServers the URLs of Anthropic's MCP
+	// connector, Betas the anthropic-beta header values.
+	ProviderTools []string
+	MCPServers    []string
+	Betas         []string
 }
 
 // Entry implements Input.
@@ -283,7 +290,18 @@ func (m ModelInput) Value() ast.Value {
 		item("model", ast.String(m.Model)),
 		item("tokens_used_today", astNumber(m.TokensUsedToday)),
 		item("tokens_requested", astNumber(m.TokensRequested)),
+		item("provider_tools", astStrings(m.ProviderTools)),
+		item("mcp_servers", astStrings(m.MCPServers)),
+		item("betas", astStrings(m.Betas)),
 	)
+}
+
+func astStrings(list []string) ast.Value {
+	terms := make([]*ast.Term, len(list))
+	for i, v := range list {
+		terms[i] = ast.StringTerm(v)
+	}
+	return ast.NewArray(terms...)
 }
 
 // EgressInput is the input of parachute.egress: a sandbox asks the

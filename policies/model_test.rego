@@ -57,3 +57,55 @@ test_missing_or_bad_fields_denied if {
 	"invalid-usage" in decide(call(fixtures.member_session, "m", 0, "lots")).reasons
 	not decide({}).allow
 }
+
+with_extras(x, extras) := object.union(x, extras)
+
+no_network := object.union(fixtures.member_session, {"network": false})
+
+with_network := object.union(fixtures.member_session, {"network": true})
+
+test_provider_tools_refused_without_network if {
+	# A session without network gets no provider-side tool, MCP connector
+	# server or network beta, whatever the role lists.
+	s := object.union(no_network, {"role": "owner"})
+	d := decide(with_extras(call(s, "m", 0, 0), {"provider_tools": ["web_fetch_20250910"]}))
+	not d.allow
+	"provider-tool-needs-network" in d.reasons
+	contains(d.reply, "web_fetch_20250910")
+	m := decide(with_extras(call(s, "m", 0, 0), {"mcp_servers": ["https://mcp.example.org/sse"]}))
+	"provider-tool-needs-network" in m.reasons
+	b := decide(with_extras(call(s, "m", 0, 0), {"betas": ["mcp-client-2025-04-04"]}))
+	b.reasons == ["model-beta-needs-network", "model-beta-not-allowed"]
+}
+
+test_provider_tools_need_the_role if {
+	base := call(with_network, "m", 0, 0)
+	d := decide(with_extras(base, {"provider_tools": ["web_search_20250305"]}))
+	d.reasons == ["provider-tool-not-allowed"]
+	cfg := object.union(fixtures.config, {"roles": {"member": {"provider_tools": ["web_search_*", "mcp_servers"], "model_betas": ["mcp-client-*"]}}})
+	ok := model.decision with input as with_extras(base, {
+		"provider_tools": ["web_search_20250305"],
+		"mcp_servers": ["https://mcp.example.org/sse"],
+		"betas": ["mcp-client-2025-04-04"],
+	})
+		with data.parachute.config as cfg
+	ok.allow
+	no := model.decision with input as with_extras(base, {"provider_tools": ["code_execution_20250825"]})
+		with data.parachute.config as cfg
+	no.reasons == ["provider-tool-not-allowed"]
+}
+
+test_harmless_betas_allowed_unknown_refused if {
+	base := call(no_network, "m", 0, 0)
+	decide(with_extras(base, {"betas": ["prompt-caching-2024-07-31", "interleaved-thinking-2025-05-14"]})).allow
+	decide(with_extras(base, {"betas": ["brand-new-thing-2030-01-01"]})).reasons == ["model-beta-not-allowed"]
+}
+
+test_bad_provider_tool_fields_denied if {
+	"invalid-provider-tools" in decide(with_extras(call(with_network, "m", 0, 0), {"provider_tools": "web_fetch"})).reasons
+	"invalid-provider-tools" in decide(with_extras(call(with_network, "m", 0, 0), {"betas": {"a": 1}})).reasons
+}
+
+test_non_string_tool_names_denied if {
+	"invalid-provider-tools" in decide(with_extras(call(no_network, "m", 0, 0), {"betas": [1]})).reasons
+}
