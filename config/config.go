@@ -69,6 +69,33 @@ type Connector struct {
 	AccessTokenEnv     string `yaml:"access_token_env"` // matrix
 	Encryption         bool   `yaml:"encryption"`       // matrix: E2EE
 	Listen             string `yaml:"listen"`           // local: HTTP listener
+	// Socket is the local connector's unix-socket listener (mode 0600,
+	// peer uid checked and logged): the alternative to token_env for a
+	// local connector that can grant owner or direct trust.
+	Socket string `yaml:"socket"`
+}
+
+// LocalGrantsTrust reports why a local connector could hand a caller owner
+// role or direct trust ("" if it cannot). Such a connector must
+// authenticate its callers (token_env or socket): a loopback port alone
+// admits every process on the host.
+func (c *Config) LocalGrantsTrust(k *Connector) string {
+	switch {
+	case len(k.Owners) > 0:
+		return "owners is set"
+	case k.AllowDirect:
+		return "allow_direct is true"
+	case k.DefaultTrustLevel == "direct":
+		return "default_trust_level is direct"
+	case k.DefaultRole == "owner":
+		return "default_role is owner"
+	}
+	for _, id := range sortedNames(c.Users) {
+		if strings.HasPrefix(id, "local:") && c.Users[id].Role == "owner" {
+			return "users." + id + " has role owner"
+		}
+	}
+	return ""
 }
 
 // User is an identity's standing, keyed by "<type>:<platform id>".
@@ -242,7 +269,7 @@ func (c *Config) defaults() {
 		if k.DefaultTrustLevel == "" {
 			k.DefaultTrustLevel = "sandboxed"
 		}
-		if k.Type == "local" && k.Listen == "" {
+		if k.Type == "local" && k.Listen == "" && k.Socket == "" {
 			k.Listen = "127.0.0.1:8765"
 		}
 	}
@@ -329,6 +356,13 @@ func (c *Config) Validate() error {
 			if k.AccessTokenEnv == "" {
 				bad(f+".access_token_env", "required: the environment variable holding the access token")
 			}
+		}
+		if k.Type == "local" {
+			if why := c.LocalGrantsTrust(k); why != "" && k.TokenEnv == "" && k.Listen != "" {
+				bad(f+".token_env", "required: %s, so this local connector can grant owner or direct trust and a loopback port alone would hand it to every process on the host; set token_env to a variable holding a bearer token (e.g. export PARACHUTE_LOCAL_TOKEN=$(openssl rand -hex 32)), or replace listen with socket: PATH (a unix socket, mode 0600)", why)
+			}
+		} else if k.Socket != "" {
+			bad(f+".socket", "only a local connector listens on a unix socket")
 		}
 		if k.Type == "matrix" && k.Encryption {
 			bad(f+".encryption", "end-to-end encryption is not supported yet; encrypted rooms would be silently ignored, so it is refused")

@@ -37,6 +37,10 @@ type Message struct {
 	Text        string    // the message text, with any bot mention left in
 	MessageID   string    // platform message ID, unique per connector
 	Time        time.Time // when the platform says it was sent
+	// Peer is how the sender reached a local connector ("uid:1000 pid:42"
+	// on its unix socket, "tcp:127.0.0.1:50123" on TCP); logged with the
+	// message, never decided on. Empty for chat platforms.
+	Peer string
 	// Edit marks an edit of an earlier message (Telegram edited_message,
 	// Discord MESSAGE_UPDATE, Matrix m.replace). Edits never run anything.
 	Edit bool

@@ -179,7 +179,11 @@ func (r *Router) Handle(ctx context.Context, m *Message, rep Replier) error {
 func (r *Router) handle(ctx context.Context, m *Message, rep Replier) error {
 	id := m.Identity()
 	cmd, arg := ParseCommand(m.Text)
-	log := r.log.With().Str("connector", m.Connector).Str("identity", id).Str("chat_id", m.ChatID).Logger()
+	lc := r.log.With().Str("connector", m.Connector).Str("identity", id).Str("chat_id", m.ChatID)
+	if m.Peer != "" {
+		lc = lc.Str("peer", m.Peer)
+	}
+	log := lc.Logger()
 
 	var bind *engine.Binding
 	if r.pairing != nil {

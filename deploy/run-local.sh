@@ -38,15 +38,32 @@ fi
 
 "$BIN" image build --binary "$BIN" --address "$SOCK"
 
+# The local connector's bearer token: made once, kept across runs, readable
+# only by whoever ran `sudo make run` (so their curl can send it).
+TOKEN_FILE=$RUN/local.token
+if [ ! -s "$TOKEN_FILE" ]; then
+  (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$TOKEN_FILE")
+fi
+chmod 600 "$TOKEN_FILE"
+if [ -n "${SUDO_UID:-}" ]; then chown "$SUDO_UID:${SUDO_GID:-$SUDO_UID}" "$TOKEN_FILE"; fi
+PARACHUTE_LOCAL_TOKEN=$(cat "$TOKEN_FILE")
+export PARACHUTE_LOCAL_TOKEN
+# The config names a secret's variable, so the gateway refuses it while it
+# is world-readable: serve a private copy.
+CONFIG=$RUN/local.yaml
+install -m 600 examples/local.yaml "$CONFIG"
+
 cat <<MSG
 
-Parachute is starting with examples/local.yaml. In another terminal:
+Parachute is starting with examples/local.yaml (served from $CONFIG).
+Requests need the bearer token in $TOKEN_FILE. In another terminal:
 
-  curl -s localhost:8765/v1/messages -d '{"user":"me","text":"/help"}'
-  curl -s localhost:8765/v1/messages -d '{"user":"me","text":"/write notes.md hello"}'
-  curl -s localhost:8765/v1/messages -d '{"user":"me","text":"/cat notes.md"}'
-  curl -s localhost:8765/v1/messages -d '{"user":"stranger","text":"hi"}'   # denied
+  curl -s localhost:8765/v1/messages -H "Authorization: Bearer \$(cat $TOKEN_FILE)" -d '{"user":"me","text":"/help"}'
+  curl -s localhost:8765/v1/messages -H "Authorization: Bearer \$(cat $TOKEN_FILE)" -d '{"user":"me","text":"/write notes.md hello"}'
+  curl -s localhost:8765/v1/messages -H "Authorization: Bearer \$(cat $TOKEN_FILE)" -d '{"user":"me","text":"/cat notes.md"}'
+  curl -s localhost:8765/v1/messages -H "Authorization: Bearer \$(cat $TOKEN_FILE)" -d '{"user":"stranger","text":"hi"}'   # denied
+  curl -s localhost:8765/v1/messages -d '{"user":"me","text":"/whoami"}'   # no token: 401
   $BIN logs --dir $RUN/state/audit
 
 MSG
-exec "$BIN" serve --config examples/local.yaml --pretty
+exec "$BIN" serve --config "$CONFIG" --pretty

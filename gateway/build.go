@@ -78,7 +78,8 @@ func (g *Gateway) connectors() ([]connectors.Connector, error) {
 		var err error
 		switch k.Type {
 		case "local":
-			c, err = local.New(local.Options{Name: name, Listen: k.Listen})
+			c, err = local.New(local.Options{Name: name, Listen: k.Listen, Socket: k.Socket,
+				Token: g.getenv(k.TokenEnv), TokenEnv: k.TokenEnv})
 		case "telegram":
 			endpoint := k.APIEndpoint
 			if endpoint != "" && !strings.Contains(endpoint, "%s") {

@@ -88,6 +88,7 @@ connectors:
     type: local
     listen: 127.0.0.1:0
     owners: [owner]
+    token_env: GW_LOCAL_TOKEN # required with owners (unused: the test brings its own connector)
     allowed_users: [alice, bob]
 roles:
   member: {messages_per_minute: 6000000, message_burst: 100000}
@@ -224,7 +225,7 @@ vault: %[1]s/vault
 state_dir: %[1]s/state
 policies: %[2]s
 admin: {listen: "0.0.0.0:0"}
-connectors: {dev: {type: local, owners: [owner]}}
+connectors: {dev: {type: local, owners: [owner], token_env: GW_LOCAL_TOKEN}}
 `, dir, policyDir())))
 	if err != nil {
 		t.Fatal(err)
@@ -246,7 +247,7 @@ func TestBrokenPolicyRefusesToStart(t *testing.T) {
 vault: %[1]s/vault
 state_dir: %[1]s/state
 policies: %[1]s/nopolicies
-connectors: {dev: {type: local, owners: [owner]}}
+connectors: {dev: {type: local, owners: [owner], token_env: GW_LOCAL_TOKEN}}
 `, dir)))
 	if err != nil {
 		t.Fatal(err)

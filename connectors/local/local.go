@@ -1,21 +1,35 @@
 // Package local is the loopback HTTP connector: POST /v1/messages with a
 // user and text returns the reply. It is for development, tests and custom
-// front ends on the same host. It listens on loopback addresses only, and
-// when a bearer token is configured (from the environment) every request
-// must carry it.
+// front ends on the same host.
+//
+// It listens on a loopback TCP address, a unix socket, or both. Loopback
+// alone authenticates nothing (every process on the host can connect), so:
+//
+//   - on TCP, when a token is configured every request must carry
+//     "Authorization: Bearer <token>" (compared in constant time) or gets
+//     401 with a JSON error; config validation refuses a TCP listener
+//     without a token on a connector that can grant owner or direct trust;
+//   - the unix socket is created mode 0600 (atomically, by a rename from a
+//     private folder) and every connection's peer uid is read with
+//     SO_PEERCRED: only the gateway's own uid and root are served, and the
+//     uid is carried in Message.Peer and logged with the message.
 package local
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/parachute-gateway/parachute/connectors"
@@ -27,19 +41,29 @@ const Type = "local"
 // MaxBody bounds a request body.
 const MaxBody = 1 << 20
 
+// MinToken is the shortest bearer token accepted (bytes).
+const MinToken = 16
+
 // Options configure the local connector.
 type Options struct {
 	Name   string // connector name from the config
-	Listen string // loopback host:port, e.g. 127.0.0.1:8787
-	// Token, if set, must be sent as "Authorization: Bearer <token>".
+	Listen string // loopback host:port, e.g. 127.0.0.1:8787; "" = no TCP listener
+	// Token, if set, must be sent on TCP as "Authorization: Bearer <token>".
 	Token string
+	// TokenEnv names the variable Token was read from. If it is set, an
+	// empty or short Token is an error (the operator meant to set one).
+	TokenEnv string
+	// Socket is a unix-socket path to listen on too ("" = none).
+	Socket string
 }
 
 // Connector is the local HTTP connector.
 type Connector struct {
-	opts Options
-	seq  atomic.Uint64
-	addr atomic.Value // net.Addr once listening
+	opts  Options
+	seq   atomic.Uint64
+	addr  atomic.Value // net.Addr once listening
+	ready chan struct{}
+	once  sync.Once
 }
 
 // New checks opts and returns the connector.
@@ -47,14 +71,32 @@ func New(opts Options) (*Connector, error) {
 	if opts.Name == "" {
 		return nil, errors.New("local: connector name is required")
 	}
-	host, _, err := net.SplitHostPort(opts.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("local: listen address %q: %w", opts.Listen, err)
+	if opts.Listen == "" && opts.Socket == "" {
+		return nil, errors.New("local: nothing to listen on: set listen (loopback host:port) or socket (a path)")
 	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return nil, fmt.Errorf("local: listen address %q is not loopback; the local connector never listens on a network", opts.Listen)
+	if opts.TokenEnv != "" && len(opts.Token) < MinToken {
+		return nil, fmt.Errorf("local: token_env: $%s is unset or shorter than %d bytes; set it, e.g. export %s=$(openssl rand -hex 32)", opts.TokenEnv, MinToken, opts.TokenEnv)
 	}
-	return &Connector{opts: opts}, nil
+	if opts.Token != "" && len(opts.Token) < MinToken {
+		return nil, fmt.Errorf("local: the bearer token is shorter than %d bytes", MinToken)
+	}
+	if opts.Listen != "" {
+		host, _, err := net.SplitHostPort(opts.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("local: listen address %q: %w", opts.Listen, err)
+		}
+		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return nil, fmt.Errorf("local: listen address %q is not loopback; the local connector never listens on a network", opts.Listen)
+		}
+	}
+	if opts.Socket != "" {
+		abs, err := filepath.Abs(opts.Socket)
+		if err != nil {
+			return nil, fmt.Errorf("local: socket %q: %w", opts.Socket, err)
+		}
+		opts.Socket = abs
+	}
+	return &Connector{opts: opts, ready: make(chan struct{})}, nil
 }
 
 // Name implements connectors.Connector.
@@ -65,6 +107,12 @@ func (c *Connector) Addr() net.Addr {
 	a, _ := c.addr.Load().(net.Addr)
 	return a
 }
+
+// SocketPath is the absolute unix-socket path ("" if none).
+func (c *Connector) SocketPath() string { return c.opts.Socket }
+
+// Listening is closed once every listener of Run is open.
+func (c *Connector) Listening() <-chan struct{} { return c.ready }
 
 // Request is the body of POST /v1/messages.
 type Request struct {
@@ -85,34 +133,129 @@ type Response struct {
 
 // Run serves until ctx ends.
 func (c *Connector) Run(ctx context.Context, h connectors.Handler) error {
-	ln, err := net.Listen("tcp", c.opts.Listen)
-	if err != nil {
-		return fmt.Errorf("local: %w", err)
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+	}()
+	if c.opts.Listen != "" {
+		ln, err := net.Listen("tcp", c.opts.Listen)
+		if err != nil {
+			return fmt.Errorf("local: %w", err)
+		}
+		lns = append(lns, ln)
+		c.addr.Store(ln.Addr())
 	}
-	c.addr.Store(ln.Addr())
-	srv := &http.Server{Handler: c.Handler(h), ReadHeaderTimeout: 5 * time.Second}
+	if c.opts.Socket != "" {
+		ln, err := listenUnix(c.opts.Socket)
+		if err != nil {
+			return fmt.Errorf("local: socket %s: %w", c.opts.Socket, err)
+		}
+		defer os.Remove(c.opts.Socket)
+		lns = append(lns, ln)
+	}
+	c.once.Do(func() { close(c.ready) })
+	srv := &http.Server{Handler: c.Handler(h), ReadHeaderTimeout: 5 * time.Second, ConnContext: peerContext}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("local: %w", err)
+	errc := make(chan error, len(lns))
+	for _, ln := range lns {
+		go func() { errc <- srv.Serve(ln) }()
 	}
-	return nil
+	var first error
+	for range lns {
+		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) && first == nil {
+			first = fmt.Errorf("local: %w", err)
+			_ = srv.Close()
+		}
+	}
+	return first
+}
+
+// listenUnix listens on path with mode 0600 from the first instant: the
+// socket is bound inside a fresh 0700 folder next to path, chmodded, then
+// renamed into place. A stale socket at path is replaced; anything else
+// there (a file, a symlink, a folder) is refused, never followed.
+func listenUnix(path string) (net.Listener, error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	if st, err := os.Lstat(path); err == nil {
+		if st.Mode().Type() != os.ModeSocket {
+			return nil, fmt.Errorf("%s exists and is not a socket (%s); remove it or choose another path", path, st.Mode().Type())
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp(dir, ".local-sock-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	ul, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(tmp, "s"), Net: "unix"})
+	if err != nil {
+		return nil, err
+	}
+	ul.SetUnlinkOnClose(false) // the socket moves; Run removes it at path
+	if err := os.Chmod(filepath.Join(tmp, "s"), 0o600); err != nil {
+		ul.Close()
+		return nil, err
+	}
+	if err := os.Rename(filepath.Join(tmp, "s"), path); err != nil {
+		ul.Close()
+		return nil, err
+	}
+	return ul, nil
+}
+
+type peerKey struct{}
+
+// Peer is who is on the other end of a unix-socket connection.
+type Peer struct {
+	UID, PID int
+	err      error
+}
+
+// peerContext reads a unix connection's peer credentials once, when it
+// is accepted.
+func peerContext(ctx context.Context, conn net.Conn) context.Context {
+	uc, ok := conn.(*net.UnixConn)
+	if !ok {
+		return ctx
+	}
+	p := Peer{UID: -1}
+	raw, err := uc.SyscallConn()
+	if err == nil {
+		cerr := raw.Control(func(fd uintptr) {
+			var cred *syscall.Ucred
+			cred, err = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+			if err == nil {
+				p.UID, p.PID = int(cred.Uid), int(cred.Pid)
+			}
+		})
+		if err == nil {
+			err = cerr
+		}
+	}
+	p.err = err
+	return context.WithValue(ctx, peerKey{}, p)
 }
 
 // Handler is the HTTP API, for mounting in tests.
 func (c *Connector) Handler(h connectors.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/messages", func(w http.ResponseWriter, r *http.Request) {
-		if c.opts.Token != "" {
-			got := r.Header.Get("Authorization")
-			if subtle.ConstantTimeCompare([]byte(got), []byte("Bearer "+c.opts.Token)) != 1 {
-				httpError(w, http.StatusUnauthorized, "missing or wrong bearer token")
-				return
-			}
+		peer, authErr := c.authenticate(r)
+		if authErr != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="parachute"`)
+			httpError(w, authErr.code, authErr.msg)
+			return
 		}
 		var req Request
 		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBody))
@@ -128,7 +271,7 @@ func (c *Connector) Handler(h connectors.Handler) http.Handler {
 		m := &connectors.Message{
 			Connector: c.opts.Name, Type: Type, UserID: req.User, DisplayName: req.DisplayName,
 			ChatID: req.Chat, ChatKind: req.ChatKind, Mentioned: req.Mentioned, Text: req.Text,
-			MessageID: req.MessageID, Time: time.Now(),
+			MessageID: req.MessageID, Time: time.Now(), Peer: peer,
 		}
 		if m.ChatKind == "" {
 			m.ChatKind = connectors.KindDM
@@ -164,6 +307,37 @@ func (c *Connector) Handler(h connectors.Handler) http.Handler {
 		_ = json.NewEncoder(w).Encode(resp)
 	})
 	return mux
+}
+
+type authError struct {
+	code int
+	msg  string
+}
+
+// authenticate checks who sent r: on the unix socket the peer's uid must
+// be the gateway's own or root; on TCP the bearer token, if one is
+// configured. It returns the peer as logged ("uid:1000 pid:42" or
+// "tcp:127.0.0.1:50123").
+func (c *Connector) authenticate(r *http.Request) (string, *authError) {
+	if p, ok := r.Context().Value(peerKey{}).(Peer); ok {
+		if p.err != nil {
+			return "", &authError{http.StatusForbidden, "the socket peer's credentials could not be read"}
+		}
+		if p.UID != os.Getuid() && p.UID != 0 {
+			return "", &authError{http.StatusForbidden, fmt.Sprintf("uid %d may not use this socket; only uid %d and root may", p.UID, os.Getuid())}
+		}
+		return fmt.Sprintf("uid:%d pid:%d", p.UID, p.PID), nil
+	}
+	if c.opts.Token != "" {
+		// Compare digests so the time taken says nothing about the
+		// token's length either.
+		got := sha256.Sum256([]byte(r.Header.Get("Authorization")))
+		want := sha256.Sum256([]byte("Bearer " + c.opts.Token))
+		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			return "", &authError{http.StatusUnauthorized, "missing or wrong bearer token: send the header \"Authorization: Bearer <token>\" with the token from the variable the connector's token_env names"}
+		}
+	}
+	return "tcp:" + r.RemoteAddr, nil
 }
 
 func httpError(w http.ResponseWriter, code int, msg string) {

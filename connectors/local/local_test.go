@@ -4,14 +4,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -84,23 +88,27 @@ func post(t testing.TB, url, token, body string) (int, map[string]any) {
 }
 
 func TestLocalAPI(t *testing.T) {
-	srv, rec := server(t, "s3cret", 2)
+	const tok = "s3cret-s3cret-s3cret"
+	srv, rec := server(t, tok, 2)
 	tests := []struct {
 		name, token, body string
 		status            int
 		reply             string // substring of reply or error
 	}{
-		{"allowed user", "s3cret", `{"user":"u0","text":"hello"}`, 200, "hello"},
-		{"owner whoami", "s3cret", `{"user":"owner","text":"/whoami"}`, 200, "Role: owner"},
-		{"unknown user", "s3cret", `{"user":"x","text":"hello"}`, 200, "/pair"},
-		{"display name is not identity", "s3cret", `{"user":"x","display_name":"owner","text":"/whoami"}`, 200, "/pair"},
+		{"allowed user", tok, `{"user":"u0","text":"hello"}`, 200, "hello"},
+		{"owner whoami", tok, `{"user":"owner","text":"/whoami"}`, 200, "Role: owner"},
+		{"unknown user", tok, `{"user":"x","text":"hello"}`, 200, "/pair"},
+		{"display name is not identity", tok, `{"user":"x","display_name":"owner","text":"/whoami"}`, 200, "/pair"},
 		{"no token", "", `{"user":"u0","text":"hello"}`, 401, "bearer"},
-		{"wrong token", "s3cre", `{"user":"u0","text":"hello"}`, 401, "bearer"},
-		{"no user", "s3cret", `{"text":"hello"}`, 400, "user is required"},
-		{"unknown field", "s3cret", `{"user":"u0","text":"hi","role":"owner"}`, 400, "unknown field"},
-		{"not json", "s3cret", `user=u0`, 400, "body"},
-		{"bad chat kind", "s3cret", `{"user":"u0","text":"hi","chat_kind":"room"}`, 400, "chat kind"},
-		{"oversized body", "s3cret", `{"user":"u0","text":"` + strings.Repeat("a", local.MaxBody) + `"}`, 400, "too large"},
+		{"wrong token", "s3cret-s3cret-s3cre", `{"user":"u0","text":"hello"}`, 401, "bearer"},
+		{"token prefix", "s3cret", `{"user":"u0","text":"hello"}`, 401, "bearer"},
+		{"token with a suffix", tok + "x", `{"user":"u0","text":"hello"}`, 401, "bearer"},
+		{"owner without token", "", `{"user":"owner","text":"/whoami"}`, 401, "bearer"},
+		{"no user", tok, `{"text":"hello"}`, 400, "user is required"},
+		{"unknown field", tok, `{"user":"u0","text":"hi","role":"owner"}`, 400, "unknown field"},
+		{"not json", tok, `user=u0`, 400, "body"},
+		{"bad chat kind", tok, `{"user":"u0","text":"hi","chat_kind":"room"}`, 400, "chat kind"},
+		{"oversized body", tok, `{"user":"u0","text":"` + strings.Repeat("a", local.MaxBody) + `"}`, 400, "too large"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -113,6 +121,159 @@ func TestLocalAPI(t *testing.T) {
 	}
 	if rec.n.Load() != 4 {
 		t.Fatalf("%d decisions recorded, want 4", rec.n.Load())
+	}
+}
+
+// TestLocalAuthHeaderShapes: only the exact "Bearer <token>" header is
+// accepted; case, spacing and other schemes are not.
+func TestLocalAuthHeaderShapes(t *testing.T) {
+	const tok = "0123456789abcdef0123"
+	srv, rec := server(t, tok, 1)
+	for _, h := range []string{"", "bearer " + tok, "Bearer  " + tok, "Basic " + tok, tok, "Bearer"} {
+		req, _ := http.NewRequest("POST", srv.URL+"/v1/messages", strings.NewReader(`{"user":"owner","text":"/whoami"}`))
+		req.Header.Set("Authorization", h)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out map[string]string
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		if resp.StatusCode != 401 || !strings.Contains(out["error"], "Authorization: Bearer") || resp.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("Authorization %q: %d %v, want 401 with a JSON error naming the header", h, resp.StatusCode, out)
+		}
+	}
+	if rec.n.Load() != 0 {
+		t.Fatalf("%d decisions for unauthenticated requests, want 0", rec.n.Load())
+	}
+}
+
+func TestLocalNewRefusesMissingToken(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts local.Options
+		want string
+	}{
+		{"token_env unset", local.Options{Name: "dev", Listen: "127.0.0.1:0", TokenEnv: "LOCAL_TOKEN"}, "$LOCAL_TOKEN is unset"},
+		{"token_env short", local.Options{Name: "dev", Listen: "127.0.0.1:0", TokenEnv: "LOCAL_TOKEN", Token: "short"}, "$LOCAL_TOKEN is unset or shorter"},
+		{"short token", local.Options{Name: "dev", Listen: "127.0.0.1:0", Token: "short"}, "shorter than"},
+		{"no listener", local.Options{Name: "dev"}, "set listen"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := local.New(tc.opts); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("New: %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// socketClient talks HTTP over the unix socket at path.
+func socketClient(path string) *http.Client {
+	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
+	}}}
+}
+
+type peerLog struct {
+	mu    sync.Mutex
+	peers []string
+}
+
+func (p *peerLog) Handle(_ context.Context, m *connectors.Message, r connectors.Replier) error {
+	p.mu.Lock()
+	p.peers = append(p.peers, m.Peer)
+	p.mu.Unlock()
+	return r.SendText(context.Background(), m.ChatID, "ok")
+}
+
+// TestLocalSocket: the unix socket is 0600 from the start, needs no token
+// (the peer's uid is the credential), carries the peer uid into the
+// message, replaces a stale socket and refuses to replace anything else.
+func TestLocalSocket(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "run", "local.sock")
+	c, err := local.New(local.Options{Name: "dev", Socket: path, Listen: "127.0.0.1:0", Token: "0123456789abcdef0123"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &peerLog{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx, h) }()
+	<-c.Listening()
+	st, err := os.Lstat(path)
+	if err != nil || st.Mode().Type() != os.ModeSocket || st.Mode().Perm() != 0o600 {
+		t.Fatalf("socket %s: %v %v, want a socket with mode 0600", path, st.Mode(), err)
+	}
+	resp, err := socketClient(path).Post("http://local/v1/messages", "application/json", strings.NewReader(`{"user":"owner","text":"hi"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("socket request: %d", resp.StatusCode)
+	}
+	// TCP still wants the token.
+	code, _ := post(t, "http://"+c.Addr().String(), "", `{"user":"owner","text":"hi"}`)
+	if code != 401 {
+		t.Fatalf("TCP without token: %d, want 401", code)
+	}
+	h.mu.Lock()
+	peers := append([]string(nil), h.peers...)
+	h.mu.Unlock()
+	if want := fmt.Sprintf("uid:%d pid:%d", os.Getuid(), os.Getpid()); len(peers) != 1 || peers[0] != want {
+		t.Fatalf("peers %q, want [%q]", peers, want)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("socket left behind after Run: %v", err)
+	}
+
+	// A stale socket (a crash) is replaced; a symlink or a file is refused.
+	stale, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.(*net.UnixListener).SetUnlinkOnClose(false)
+	stale.Close()
+	for _, tc := range []struct {
+		name  string
+		setup func()
+		ok    bool
+	}{
+		{"stale socket", func() {}, true},
+		{"symlink", func() { os.Remove(path); os.Symlink(filepath.Join(dir, "elsewhere"), path) }, false},
+		{"regular file", func() { os.Remove(path); os.WriteFile(path, nil, 0o600) }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.setup()
+			c, _ := local.New(local.Options{Name: "dev", Socket: path})
+			ctx, cancel := context.WithCancel(context.Background())
+			errc := make(chan error, 1)
+			go func() { errc <- c.Run(ctx, h) }()
+			select {
+			case <-c.Listening():
+				if !tc.ok {
+					t.Fatalf("listened over a %s", tc.name)
+				}
+				cancel()
+				if err := <-errc; err != nil {
+					t.Fatal(err)
+				}
+			case err := <-errc:
+				cancel()
+				if tc.ok || err == nil || !strings.Contains(err.Error(), "not a socket") {
+					t.Fatalf("Run over a %s: %v", tc.name, err)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(dir, "elsewhere")); err == nil {
+				t.Fatal("the symlink's target was created")
+			}
+		})
 	}
 }
 

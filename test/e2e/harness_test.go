@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	goruntime "runtime"
 	"strings"
 	"sync"
@@ -94,6 +95,12 @@ func image(t *testing.T, addr string) {
 		t.Fatalf("sandbox image: %v", imageErr)
 	}
 }
+
+// localToken is the bearer token of every local connector setup starts.
+const localToken = "e2e-local-token-0123456789"
+
+// localType finds a block-style "type: local" line and its indentation.
+var localType = regexp.MustCompile(`(?m)^([ \t]+)type: local$`)
 
 // env is one running gateway.
 type env struct {
@@ -174,6 +181,9 @@ model:
   api_key_env: E2E_MODEL_KEY
   model: gpt-test
 %s`, vault, dir, repoRoot(), addr, imageRef, n, upstream.URL, extraYAML)
+	// Every local connector authenticates its callers with a bearer token
+	// (a connector with owners must); send carries it.
+	yaml = localType.ReplaceAllString(yaml, "${1}type: local\n${1}token_env: E2E_LOCAL_TOKEN")
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, yaml)
@@ -187,6 +197,8 @@ model:
 				return apiKey
 			case "E2E_TG_TOKEN":
 				return tgToken
+			case "E2E_LOCAL_TOKEN":
+				return localToken
 			}
 			return ""
 		},
@@ -225,7 +237,9 @@ model:
 func (e *env) send(connector, user, text string) string {
 	e.t.Helper()
 	body, _ := json.Marshal(map[string]string{"user": user, "text": text})
-	resp, err := http.Post("http://"+e.conns[connector].Addr().String()+"/v1/messages", "application/json", bytes.NewReader(body))
+	req, _ := http.NewRequest("POST", "http://"+e.conns[connector].Addr().String()+"/v1/messages", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+localToken)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -307,7 +321,7 @@ func (e *env) assertSandboxesClean(addr string) {
 
 // assertNoSecretsLeaked checks the gateway's log and audit for the API key.
 func (e *env) assertNoSecretsLeaked() {
-	for _, secret := range []string{apiKey, tgToken} {
+	for _, secret := range []string{apiKey, tgToken, localToken} {
 		if strings.Contains(e.logBuf.String(), secret) {
 			e.t.Errorf("secret %q appears in the gateway's log", secret)
 		}
