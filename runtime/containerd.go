@@ -139,6 +139,17 @@ func (c *Containerd) redial() {
 // Start creates and starts the sandbox of one session. Nothing is left
 // behind when it fails.
 func (c *Containerd) Start(ctx context.Context, s Spec) (Sandbox, error) {
+	if err := validateSessionID(s.SessionID); err != nil {
+		return nil, err
+	}
+	return c.create(ctx, s, ContainerID(s.SessionID), map[string]string{
+		LabelSession: s.SessionID, LabelOwner: s.Owner, LabelKind: KindSession,
+	})
+}
+
+// create makes container id from s (workspace, socket, profile, image),
+// labels it and starts PID 1. Nothing is left behind when it fails.
+func (c *Containerd) create(ctx context.Context, s Spec, id string, labels map[string]string) (*ctrSandbox, error) {
 	ctx = c.ns(ctx)
 	if err := validateSessionID(s.SessionID); err != nil {
 		return nil, err
@@ -154,7 +165,6 @@ func (c *Containerd) Start(ctx context.Context, s Spec) (Sandbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	id := ContainerID(s.SessionID)
 	init := s.Init
 	if len(init) == 0 {
 		init = c.opts.Init
@@ -180,11 +190,11 @@ func (c *Containerd) Start(ctx context.Context, s Spec) (Sandbox, error) {
 		containerd.WithNewSnapshotView(id, img),
 		containerd.WithRuntime(c.opts.Runtime, nil),
 		containerd.WithSpec(spec),
-		containerd.WithContainerLabels(map[string]string{LabelSession: s.SessionID, LabelOwner: s.Owner}),
+		containerd.WithContainerLabels(labels),
 	)
 	if err != nil {
 		if errdefs.IsAlreadyExists(err) {
-			return nil, fmt.Errorf("session %s already has a sandbox: %w", s.SessionID, err)
+			return nil, fmt.Errorf("session %s already has a sandbox %s: %w", s.SessionID, id, err)
 		}
 		return nil, c.wrap("create container", err)
 	}
@@ -192,7 +202,9 @@ func (c *Containerd) Start(ctx context.Context, s Spec) (Sandbox, error) {
 	task, err := ctr.NewTask(ctx, cio.NullIO)
 	if err == nil {
 		b.task = task
-		if b.exitC, err = task.Wait(ctx); err == nil {
+		// PID 1's exit is watched beyond ctx: a cancelled start context
+		// must not read as PID 1 having exited.
+		if b.exitC, err = task.Wait(context.WithoutCancel(ctx)); err == nil {
 			err = task.Start(ctx)
 		}
 	}
@@ -247,8 +259,13 @@ func (c *Containerd) List(ctx context.Context) ([]Info, error) {
 			}
 			return nil, c.wrap("container info", err)
 		}
+		kind := info.Labels[LabelKind]
+		if kind == "" {
+			kind = KindSession
+		}
 		out = append(out, Info{
-			ID: info.ID, SessionID: info.Labels[LabelSession], Owner: info.Labels[LabelOwner], Created: info.CreatedAt,
+			ID: info.ID, SessionID: info.Labels[LabelSession], Owner: info.Labels[LabelOwner],
+			Kind: kind, Upstream: info.Labels[LabelUpstream], Created: info.CreatedAt,
 		})
 	}
 	return out, nil

@@ -24,10 +24,21 @@ import (
 const DefaultImage = "parachute.local/sandbox:latest"
 
 // Labels put on every container this package creates. List and
-// RemoveOrphans only ever touch containers carrying LabelSession.
+// RemoveOrphans only ever touch containers carrying LabelSession; an
+// upstream's sandbox carries it too (the session it serves), so orphan
+// removal covers it.
 const (
-	LabelSession = "parachute.session"
-	LabelOwner   = "parachute.owner"
+	LabelSession  = "parachute.session"
+	LabelOwner    = "parachute.owner"
+	LabelKind     = "parachute.kind"     // KindSession or KindUpstream
+	LabelUpstream = "parachute.upstream" // the upstream's configured name
+)
+
+// Values of LabelKind. A container without the label (a warm pool's) is a
+// session sandbox.
+const (
+	KindSession  = "session"
+	KindUpstream = "upstream"
 )
 
 // Paths inside the sandbox.
@@ -105,6 +116,8 @@ type Sandbox interface {
 // Info describes one sandbox found by List.
 type Info struct {
 	ID, SessionID, Owner string
+	Kind                 string // KindSession or KindUpstream
+	Upstream             string // the upstream's name when Kind is KindUpstream
 	Created              time.Time
 }
 
