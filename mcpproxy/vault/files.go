@@ -7,193 +7,362 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
-	"syscall"
+	"unicode/utf8"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/parachute-gateway/parachute/internal/beneath"
 )
 
-// Errors the file operations refuse with. Tool results carry their text.
+// Errors the file operations refuse with. Tool results carry their text,
+// followed by the workspace-relative name it applies to.
 var (
 	ErrTooLarge  = errors.New("file is larger than the limit")
-	ErrSymlink   = errors.New("refusing to follow a symbolic link")
+	ErrSymlink   = beneath.ErrSymlink
+	ErrMount     = beneath.ErrMount
 	ErrHardLink  = errors.New("refusing a file with more than one hard link")
 	ErrNotFile   = errors.New("not a regular file")
-	ErrBadName   = errors.New("path must be relative to the workspace")
+	ErrBadName   = beneath.ErrBadName
 	ErrExists    = errors.New("destination already exists")
 	ErrNotFolder = errors.New("not a folder")
 	ErrRaced     = errors.New("the file changed while it was being opened")
+	// ErrProtected: .parachute holds the workspace's hooks and settings
+	// and is read-only to sessions; the vault refuses to change it whatever
+	// the policy in front of it decided.
+	ErrProtected = errors.New("refusing to change .parachute (read-only to sessions)")
 )
 
-// clean turns a tool's path argument into a name for os.Root: relative,
-// cleaned, "." for the workspace itself. os.Root refuses anything that
-// escapes; this only refuses what is never meant relative to it.
-func clean(name string) (string, error) {
-	if name == "" || strings.IndexByte(name, 0) >= 0 {
-		return "", ErrBadName
-	}
-	if filepath.IsAbs(name) {
-		return "", fmt.Errorf("%w: %q", ErrBadName, name)
-	}
-	return filepath.Clean(name), nil
+// protectedDir is the workspace folder no tool may change.
+const protectedDir = ".parachute"
+
+// split cleans a tool's path argument into its components ("." is none),
+// refusing absolute paths and paths that climb out.
+func split(name string) ([]string, error) { return beneath.Split(name) }
+
+// protected reports whether comps lie in (or are) the workspace's
+// .parachute folder, in any case spelling. The components are those the
+// walk opens: no link is followed and no ".." is left, so the first
+// component is the top-level entry the call would change.
+func protected(comps []string) bool {
+	return len(comps) > 0 && strings.EqualFold(comps[0], protectedDir)
 }
 
-// nlink is the hard-link count of a file, or 1 if unknown.
-func nlink(fi fs.FileInfo) uint64 {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return uint64(st.Nlink)
-	}
-	return 1
-}
-
-// checkRegular refuses anything but a regular file with one link.
-func checkRegular(fi fs.FileInfo) error {
-	switch {
-	case fi.Mode()&fs.ModeSymlink != 0:
-		return ErrSymlink
-	case !fi.Mode().IsRegular():
-		return ErrNotFile
-	case nlink(fi) > 1:
-		return ErrHardLink
+// checkRegular refuses anything but a regular file with exactly one link
+// on the workspace's own mount.
+func (s *Server) checkRegular(name string, st *unix.Statx_t) error {
+	switch t := beneath.TypeOf(st); {
+	case t == fs.ModeSymlink:
+		return fmt.Errorf("%w: %s", ErrSymlink, name)
+	case t == fs.ModeDir:
+		return fmt.Errorf("%w: %s is a folder", ErrNotFile, name)
+	case t != 0:
+		return fmt.Errorf("%w: %s is a %s", ErrNotFile, name, kind(t))
+	case st.Nlink != 1:
+		return fmt.Errorf("%w: %s has %d", ErrHardLink, name, st.Nlink)
+	case !s.root.OnRootMount(st):
+		return fmt.Errorf("%w: %s", ErrMount, name)
 	}
 	return nil
 }
 
-// readFile reads name beneath the root. The final component is opened
-// without following a symlink and without blocking on a FIFO; the open file
-// must be a regular file with a single link and at most max bytes.
+func kind(t fs.FileMode) string {
+	switch {
+	case t&fs.ModeNamedPipe != 0:
+		return "FIFO"
+	case t&fs.ModeSocket != 0:
+		return "socket"
+	case t&fs.ModeDevice != 0:
+		return "device"
+	}
+	return "special file"
+}
+
+// openParent opens the folder holding the file name and returns it with
+// the file's last component; the workspace itself is not a file.
+func (s *Server) openParent(name string) (*beneath.Dir, string, error) {
+	comps, err := split(name)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(comps) == 0 {
+		return nil, "", fmt.Errorf("%w: the workspace folder itself", ErrNotFile)
+	}
+	dir, last, err := s.root.OpenParent(name)
+	if err != nil {
+		return nil, "", notFolder(err)
+	}
+	return dir, last, nil
+}
+
+// openDir opens the folder name beneath the workspace.
+func (s *Server) openDir(name string) (*beneath.Dir, error) {
+	d, err := s.root.OpenDir(name)
+	return d, notFolder(err)
+}
+
+// notFolder names ENOTDIR: some component is a file.
+func notFolder(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) && errors.Is(pe.Err, unix.ENOTDIR) {
+		return fmt.Errorf("%w: %s", ErrNotFolder, pe.Path)
+	}
+	return err
+}
+
+// readFile reads name beneath the workspace. Its folder is opened by the
+// walk; the file is looked at (no link followed) and opened with
+// O_NOFOLLOW|O_NONBLOCK, so a FIFO cannot block the call; then what was
+// opened is checked through its descriptor: the same file that was looked
+// at, a regular file with one link, on the workspace's mount, at most
+// maxRead bytes.
 func (s *Server) readFile(name string) ([]byte, error) {
-	name, err := clean(name)
+	dir, last, err := s.openParent(name)
 	if err != nil {
 		return nil, err
 	}
-	// os.Root follows a link at the last component as long as it stays
-	// beneath the root, so look first, then check that what was opened is
-	// what was looked at: a link swapped in between is caught either way.
-	lfi, err := s.root.Lstat(name)
+	defer dir.Close()
+	rel := dir.Join(last)
+	lst, err := dir.Lstat(last)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkRegular(lfi); err != nil {
+	if err := s.checkRegular(rel, lst); err != nil {
 		return nil, err
 	}
-	f, err := s.root.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	f, err := dir.OpenFile(last, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
 	if err != nil {
-		return nil, symlinkErr(err)
+		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
+	st, err := beneath.Fstat(f)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkRegular(fi); err != nil {
+	if err := s.checkRegular(rel, st); err != nil {
 		return nil, err
 	}
-	if !os.SameFile(lfi, fi) {
-		return nil, ErrRaced
+	if st.Ino != lst.Ino || st.Dev_major != lst.Dev_major || st.Dev_minor != lst.Dev_minor {
+		return nil, fmt.Errorf("%w: %s", ErrRaced, rel)
 	}
-	if fi.Size() > s.maxRead {
-		return nil, fmt.Errorf("%w (%d bytes, limit %d)", ErrTooLarge, fi.Size(), s.maxRead)
+	if int64(st.Size) > s.maxRead {
+		return nil, fmt.Errorf("%w: %s (%d bytes, limit %d)", ErrTooLarge, rel, st.Size, s.maxRead)
 	}
 	b, err := io.ReadAll(io.LimitReader(f, s.maxRead+1))
 	if err != nil {
 		return nil, err
 	}
 	if int64(len(b)) > s.maxRead {
-		return nil, fmt.Errorf("%w (limit %d bytes)", ErrTooLarge, s.maxRead)
+		return nil, fmt.Errorf("%w: %s (limit %d bytes)", ErrTooLarge, rel, s.maxRead)
 	}
 	return b, nil
 }
 
-// writeFile replaces name beneath the root with data: it writes an
-// exclusive temporary file beside it and renames it over the target, so a
-// reader never sees half a file and the write never follows a link. An
-// existing target that is a symlink, not a regular file or hard-linked is
-// refused.
+// writeFile replaces name beneath the workspace with data. In the folder
+// opened by the walk it creates an exclusive temporary file
+// (O_CREAT|O_EXCL|O_NOFOLLOW), writes and fsyncs it, and renames it over
+// the target within that folder, so a reader never sees half a file, no
+// link is followed, and the rename replaces a directory entry (never
+// writes through it). The temporary file is removed on every failure.
+// An existing target that is a symlink, not a regular file or hard-linked
+// is refused; nothing under .parachute is written.
 func (s *Server) writeFile(name string, data []byte) error {
-	name, err := clean(name)
+	comps, err := split(name)
 	if err != nil {
 		return err
 	}
-	if name == "." {
-		return ErrNotFile
+	if protected(comps) {
+		return fmt.Errorf("%w: %s", ErrProtected, strings.Join(comps, "/"))
 	}
 	if int64(len(data)) > s.maxWrite {
-		return fmt.Errorf("%w (%d bytes, limit %d)", ErrTooLarge, len(data), s.maxWrite)
+		return fmt.Errorf("%w: %s (%d bytes, limit %d)", ErrTooLarge, name, len(data), s.maxWrite)
 	}
-	perm := fs.FileMode(0o644)
-	switch fi, err := s.root.Lstat(name); {
+	dir, last, err := s.openParent(name)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	rel := dir.Join(last)
+	perm := uint32(0o644)
+	switch st, err := dir.Lstat(last); {
 	case err == nil:
-		if err := checkRegular(fi); err != nil {
+		if err := s.checkRegular(rel, st); err != nil {
 			return err
 		}
-		perm = fi.Mode().Perm()
+		perm = uint32(st.Mode) & 0o777
 	case !errors.Is(err, fs.ErrNotExist):
 		return err
 	}
-	tmp, err := s.tempName(name)
+	tmp, err := tempName(last)
 	if err != nil {
 		return err
 	}
-	f, err := s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, perm)
+	f, err := dir.OpenFile(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, perm)
 	if err != nil {
 		return err
 	}
-	_, werr := f.Write(data)
-	cerr := f.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		_ = s.root.Remove(tmp)
-		return err
+	done := false
+	defer func() {
+		if !done {
+			_ = dir.Remove(tmp)
+		}
+	}()
+	err = s.fault(faultWrite, dir, tmp, last)
+	if err == nil {
+		_, err = f.Write(data)
 	}
-	if err := s.root.Rename(tmp, name); err != nil {
-		_ = s.root.Remove(tmp)
-		return err
+	if err == nil {
+		err = f.Sync()
 	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = s.fault(faultRename, dir, tmp, last)
+	}
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", rel, err)
+	}
+	if err := dir.Rename(tmp, dir, last); err != nil {
+		return fmt.Errorf("writing %s: %w", rel, err)
+	}
+	done = true
 	return nil
 }
 
-// tempName is a fresh hidden name in the folder of name.
-func (s *Server) tempName(name string) (string, error) {
+// tempPrefix marks the vault's temporary files: "." + name + tempPrefix + hex.
+const tempPrefix = ".parachute-"
+
+// tempName is a fresh hidden name for a temporary file beside name, short
+// enough for NAME_MAX whatever the length of name.
+func tempName(name string) (string, error) {
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", err
 	}
-	return filepath.Join(filepath.Dir(name), "."+filepath.Base(name)+".parachute-"+hex.EncodeToString(b[:])), nil
+	const room = 255 - 1 - len(tempPrefix) - 16
+	for len(name) > room {
+		_, size := utf8.DecodeLastRuneInString(name)
+		name = name[:len(name)-size]
+	}
+	return "." + name + tempPrefix + hex.EncodeToString(b[:]), nil
 }
 
-// move renames source to destination beneath the root. Neither may be a
-// hard-linked file; the destination must not exist.
+// mkdirAll creates the folder name and its missing parents, each with
+// mkdirat in the folder opened before it.
+func (s *Server) mkdirAll(name string) error {
+	comps, err := split(name)
+	if err != nil {
+		return err
+	}
+	if protected(comps) {
+		return fmt.Errorf("%w: %s", ErrProtected, strings.Join(comps, "/"))
+	}
+	d, err := s.root.MkdirAll(name, 0o755)
+	if err != nil {
+		return notFolder(err)
+	}
+	return d.Close()
+}
+
+// move renames source to destination beneath the workspace, from the
+// folder opened for one to the folder opened for the other. The source
+// must be a regular file with one link or a folder; the destination must
+// not exist, which the kernel checks in the same step (RENAME_NOREPLACE).
+// Nothing moves into or out of .parachute.
 func (s *Server) move(source, destination string) error {
-	src, err := clean(source)
+	for _, p := range []string{source, destination} {
+		comps, err := split(p)
+		if err != nil {
+			return err
+		}
+		if len(comps) == 0 {
+			return fmt.Errorf("%w: the workspace folder itself cannot be moved", ErrBadName)
+		}
+		if protected(comps) {
+			return fmt.Errorf("%w: %s", ErrProtected, strings.Join(comps, "/"))
+		}
+	}
+	sdir, slast, err := s.openParent(source)
 	if err != nil {
 		return err
 	}
-	dst, err := clean(destination)
+	defer sdir.Close()
+	ddir, dlast, err := s.openParent(destination)
 	if err != nil {
 		return err
 	}
-	if src == "." || dst == "." {
-		return ErrBadName
-	}
-	fi, err := s.root.Lstat(src)
+	defer ddir.Close()
+	srel := sdir.Join(slast)
+	st, err := sdir.Lstat(slast)
 	if err != nil {
 		return err
 	}
-	if fi.Mode().IsRegular() && nlink(fi) > 1 {
-		return ErrHardLink
-	}
-	if _, err := s.root.Lstat(dst); err == nil {
-		return ErrExists
-	} else if !errors.Is(err, fs.ErrNotExist) {
+	if beneath.TypeOf(st) == fs.ModeDir {
+		if !s.root.OnRootMount(st) {
+			return fmt.Errorf("%w: %s", ErrMount, srel)
+		}
+	} else if err := s.checkRegular(srel, st); err != nil {
 		return err
 	}
-	return s.root.Rename(src, dst)
-}
-
-// symlinkErr names the refusal when O_NOFOLLOW met a link.
-func symlinkErr(err error) error {
-	if errors.Is(err, syscall.ELOOP) {
-		return fmt.Errorf("%w: %w", ErrSymlink, err)
+	err = sdir.RenameNoReplace(slast, ddir, dlast)
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
+		// A filesystem without RENAME_NOREPLACE: check, then rename. The
+		// gap only lets a file created in between be replaced, inside
+		// the same folder the decision covered.
+		if _, lerr := ddir.Lstat(dlast); lerr == nil {
+			return fmt.Errorf("%w: %s", ErrExists, ddir.Join(dlast))
+		} else if !errors.Is(lerr, fs.ErrNotExist) {
+			return lerr
+		}
+		err = sdir.Rename(slast, ddir, dlast)
+	}
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%w: %s", ErrExists, ddir.Join(dlast))
 	}
 	return err
+}
+
+// stat is name's status without following a link at its last component
+// (a link anywhere before it is refused). The workspace itself is ".".
+func (s *Server) stat(name string) (*unix.Statx_t, error) {
+	comps, err := split(name)
+	if err != nil {
+		return nil, err
+	}
+	if len(comps) == 0 {
+		d, err := s.openDir(".")
+		if err != nil {
+			return nil, err
+		}
+		defer d.Close()
+		return d.Stat()
+	}
+	dir, last, err := s.openParent(name)
+	if err != nil {
+		return nil, err
+	}
+	defer dir.Close()
+	st, err := dir.Lstat(last)
+	if err != nil {
+		return nil, err
+	}
+	if !s.root.OnRootMount(st) {
+		return nil, fmt.Errorf("%w: %s", ErrMount, dir.Join(last))
+	}
+	return st, nil
+}
+
+// Points in writeFile where a test can inject a failure or a change.
+const (
+	faultWrite  = iota // the temporary file exists, nothing written yet
+	faultRename        // written and synced, before the rename
+)
+
+// fault runs the test hook for point, if any.
+func (s *Server) fault(point int, dir *beneath.Dir, tmp, name string) error {
+	if s.faults == nil {
+		return nil
+	}
+	return s.faults(point, dir, tmp, name)
 }

@@ -2,11 +2,27 @@
 // @modelcontextprotocol/server-filesystem, with the same argument names,
 // over one workspace folder.
 //
-// Every operation goes through an os.Root opened on the workspace, so no
-// path, symlink or race can reach a file outside it. On top of that it never
-// writes through a symlink, refuses hard-linked files (a hard link to a file
-// outside the workspace is the attack os.Root cannot see), writes through an
-// exclusive temporary file renamed into place, and bounds reads and writes.
+// Every path is opened beneath the workspace through internal/beneath:
+// openat2 with RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|RESOLVE_NO_MAGICLINKS|
+// RESOLVE_NO_XDEV, or an O_NOFOLLOW walk one component at a time where
+// openat2 is missing. A symlink at any component is refused (named in the
+// error), no mount point is crossed, and once a folder is open everything
+// below it (create, rename, list, walk) is done relative to its descriptor,
+// never by re-resolving a name from the root, so a link or mount swapped in
+// between the policy's check and the call is met by the kernel and refused.
+//
+// What is opened is checked through its descriptor before a byte moves:
+// only regular files (a FIFO, socket or device is refused; FIFOs are opened
+// O_NONBLOCK so the check cannot hang) with exactly one link (a hard link
+// may be a file outside the workspace), within the size limits. Writes go to
+// an exclusive temporary file in the target's folder, fsynced and renamed
+// into place within that folder, and removed on every failure path. Nothing
+// under .parachute (any case spelling) is created, written, moved or made,
+// whatever the policy decided; reading it stays allowed.
+//
+// Arguments are decoded with internal/strictjson, as the proxy decodes
+// them: exact-case names, no duplicates, no unknown names, valid UTF-8, so
+// {"Path": …} is refused rather than read as "path".
 //
 // Path arguments are relative to the workspace. The policy proxy in front of
 // it (package mcpproxy) resolves and decides paths first and hands this
@@ -18,9 +34,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
+	"sort"
+	"strings"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/parachute-gateway/parachute/internal/beneath"
+	"github.com/parachute-gateway/parachute/internal/strictjson"
 )
 
 // DefaultMaxBytes bounds one file read or written (4 MiB).
@@ -30,14 +50,18 @@ const DefaultMaxBytes = 4 << 20
 type Options struct {
 	MaxRead  int64 // largest file read_file returns (default DefaultMaxBytes)
 	MaxWrite int64 // largest content write_file or edit_file writes (default DefaultMaxBytes)
+
+	walk   bool                                                      // tests: force the openat2-less walk
+	faults func(point int, dir *beneath.Dir, tmp, name string) error // tests: inject failures into writeFile
 }
 
 // Server serves the vault tools over one workspace folder.
 type Server struct {
-	root     *os.Root
+	root     *beneath.Root
 	maxRead  int64
 	maxWrite int64
 	tools    map[string]tool
+	faults   func(point int, dir *beneath.Dir, tmp, name string) error
 }
 
 // tool is one built-in tool: its definition and its handler, which returns
@@ -49,11 +73,11 @@ type tool struct {
 
 // New opens dir as the workspace root.
 func New(dir string, opts Options) (*Server, error) {
-	root, err := os.OpenRoot(dir)
+	root, err := beneath.Open(dir, beneath.Options{Walk: opts.walk})
 	if err != nil {
 		return nil, fmt.Errorf("vault: %w", err)
 	}
-	s := &Server{root: root, maxRead: opts.MaxRead, maxWrite: opts.MaxWrite, tools: catalog()}
+	s := &Server{root: root, maxRead: opts.MaxRead, maxWrite: opts.MaxWrite, tools: catalog(), faults: opts.faults}
 	if s.maxRead <= 0 {
 		s.maxRead = DefaultMaxBytes
 	}
@@ -81,6 +105,9 @@ func (s *Server) Call(ctx context.Context, name string, args json.RawMessage) (*
 		args = json.RawMessage("{}")
 	}
 	text, err := t.run(ctx, s, args)
+	if errors.Is(err, errArgs) {
+		err = fmt.Errorf("%w (argument names are case-sensitive; %s takes %s)", err, name, strings.Join(argNames(t.def), ", "))
+	}
 	if err != nil {
 		return errorResult(err), nil
 	}
@@ -104,12 +131,32 @@ func errorResult(err error) *mcp.CallToolResult {
 	return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: "Error: " + err.Error()}}}
 }
 
-// decode unmarshals args into v, refusing anything but a JSON object.
+// errArgs marks arguments that do not decode.
+var errArgs = errors.New("invalid arguments")
+
+// decode reads args into v the one way the proxy reads them
+// (strictjson): a JSON object whose member names are exactly v's field
+// names, each once, in valid UTF-8.
 func decode(args json.RawMessage, v any) error {
-	if err := json.Unmarshal(args, v); err != nil {
-		return fmt.Errorf("invalid arguments: %w", err)
+	if err := strictjson.Unmarshal(args, v); err != nil {
+		return fmt.Errorf("%w: %w", errArgs, err)
 	}
 	return nil
+}
+
+// argNames lists the argument names of a tool's input schema.
+func argNames(def *mcp.Tool) []string {
+	raw, _ := def.InputSchema.(json.RawMessage)
+	var sch struct {
+		Properties map[string]json.RawMessage `json:"properties"`
+	}
+	_ = json.Unmarshal(raw, &sch)
+	names := make([]string, 0, len(sch.Properties))
+	for n := range sch.Properties {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
 }
 
 var errMissing = errors.New("missing required argument")

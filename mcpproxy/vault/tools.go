@@ -7,18 +7,20 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/parachute-gateway/parachute/internal/beneath"
 )
 
 // Limits of the listing tools, so that a huge tree cannot exhaust memory.
 const (
 	maxEntries = 10000 // directory_tree and search_files visit at most this many entries
 	maxResults = 1000  // search_files returns at most this many matches
+	maxDepth   = 128   // directory_tree and search_files descend at most this deep (one open folder each)
 )
 
 // Definitions returns the built-in tool definitions, sorted by name.
@@ -224,11 +226,7 @@ func createDirTool(_ context.Context, s *Server, raw json.RawMessage) (string, e
 	if err != nil {
 		return "", err
 	}
-	name, err := clean(path)
-	if err != nil {
-		return "", err
-	}
-	if err := s.root.MkdirAll(name, 0o755); err != nil {
+	if err := s.mkdirAll(path); err != nil {
 		return "", err
 	}
 	return "Successfully created directory " + path, nil
@@ -239,7 +237,12 @@ func listDirTool(_ context.Context, s *Server, raw json.RawMessage) (string, err
 	if err != nil {
 		return "", err
 	}
-	entries, err := s.readDir(path)
+	d, err := s.openDir(path)
+	if err != nil {
+		return "", err
+	}
+	defer d.Close()
+	entries, err := d.ReadDir(maxEntries)
 	if err != nil {
 		return "", err
 	}
@@ -249,26 +252,9 @@ func listDirTool(_ context.Context, s *Server, raw json.RawMessage) (string, err
 		if e.IsDir() {
 			kind = "[DIR]"
 		}
-		fmt.Fprintf(&b, "%s %s\n", kind, e.Name())
+		fmt.Fprintf(&b, "%s %s\n", kind, e.Name)
 	}
 	return b.String(), nil
-}
-
-// readDir lists a folder beneath the root without following a link at its
-// last component.
-func (s *Server) readDir(p string) ([]fs.DirEntry, error) {
-	name, err := clean(p)
-	if err != nil {
-		return nil, err
-	}
-	fi, err := s.root.Lstat(name)
-	if err != nil {
-		return nil, err
-	}
-	if !fi.IsDir() {
-		return nil, ErrNotFolder
-	}
-	return fs.ReadDir(s.root.FS(), filepath.ToSlash(name))
 }
 
 type treeEntry struct {
@@ -288,26 +274,40 @@ func treeTool(_ context.Context, s *Server, raw json.RawMessage) (string, error)
 	if err := a.check(); err != nil {
 		return "", err
 	}
+	top, err := s.openDir(a.Path)
+	if err != nil {
+		return "", err
+	}
+	defer top.Close()
 	budget := maxEntries
-	var walk func(p string) ([]*treeEntry, error)
-	walk = func(p string) ([]*treeEntry, error) {
-		entries, err := s.readDir(p)
+	var walk func(d *beneath.Dir, p string, depth int) ([]*treeEntry, error)
+	walk = func(d *beneath.Dir, p string, depth int) ([]*treeEntry, error) {
+		if depth > maxDepth {
+			return nil, fmt.Errorf("folders nested deeper than %d; narrow the path", maxDepth)
+		}
+		entries, err := d.ReadDir(maxEntries)
 		if err != nil {
 			return nil, err
 		}
 		out := []*treeEntry{}
 		for _, e := range entries {
-			rel := path.Join(p, e.Name())
-			if excluded(a.Exclude, e.Name(), rel) {
+			rel := path.Join(p, e.Name)
+			if excluded(a.Exclude, e.Name, rel) {
 				continue
 			}
 			if budget--; budget < 0 {
 				return nil, fmt.Errorf("more than %d entries; narrow the path", maxEntries)
 			}
-			te := &treeEntry{Name: e.Name(), Type: "file"}
+			te := &treeEntry{Name: e.Name, Type: "file"}
 			if e.IsDir() {
 				te.Type = "directory"
-				if te.Children, err = walk(rel); err != nil {
+				sub, err := d.OpenDir(e.Name)
+				if err != nil {
+					return nil, err
+				}
+				te.Children, err = walk(sub, rel, depth+1)
+				sub.Close()
+				if err != nil {
 					return nil, err
 				}
 			}
@@ -315,7 +315,7 @@ func treeTool(_ context.Context, s *Server, raw json.RawMessage) (string, error)
 		}
 		return out, nil
 	}
-	tree, err := walk(a.Path)
+	tree, err := walk(top, a.Path, 0)
 	if err != nil {
 		return "", err
 	}
@@ -367,44 +367,60 @@ func searchTool(_ context.Context, s *Server, raw json.RawMessage) (string, erro
 	if a.Pattern == "" {
 		return "", fmt.Errorf("%w: pattern", errMissing)
 	}
-	start, err := clean(a.Path)
+	comps, err := split(a.Path)
 	if err != nil {
 		return "", err
 	}
-	if fi, err := s.root.Lstat(start); err != nil {
+	top, err := s.openDir(a.Path)
+	if err != nil {
 		return "", err
-	} else if !fi.IsDir() {
-		return "", ErrNotFolder
 	}
+	defer top.Close()
 	lower := strings.ToLower(a.Pattern)
 	var found []string
 	seen := 0
-	err = fs.WalkDir(s.root.FS(), filepath.ToSlash(start), func(p string, d fs.DirEntry, err error) error {
+	errFull := errors.New("enough results")
+	// Depth first, names in order, a folder before what is in it: the
+	// order fs.WalkDir gave.
+	var walk func(d *beneath.Dir, p string, depth int) error
+	walk = func(d *beneath.Dir, p string, depth int) error {
+		if depth > maxDepth {
+			return fmt.Errorf("folders nested deeper than %d; narrow the path", maxDepth)
+		}
+		entries, err := d.ReadDir(maxEntries)
 		if err != nil {
 			return err
 		}
-		if p == filepath.ToSlash(start) {
-			return nil
-		}
-		if seen++; seen > maxEntries {
-			return fmt.Errorf("more than %d entries; narrow the path", maxEntries)
-		}
-		if excluded(a.Exclude, d.Name(), p) {
-			if d.IsDir() {
-				return fs.SkipDir
+		for _, e := range entries {
+			rel := path.Join(p, e.Name)
+			if seen++; seen > maxEntries {
+				return fmt.Errorf("more than %d entries; narrow the path", maxEntries)
 			}
-			return nil
-		}
-		glob, _ := path.Match(a.Pattern, d.Name())
-		if glob || strings.Contains(strings.ToLower(d.Name()), lower) {
-			found = append(found, p)
-			if len(found) >= maxResults {
-				return fs.SkipAll
+			if excluded(a.Exclude, e.Name, rel) {
+				continue
+			}
+			glob, _ := path.Match(a.Pattern, e.Name)
+			if glob || strings.Contains(strings.ToLower(e.Name), lower) {
+				found = append(found, rel)
+				if len(found) >= maxResults {
+					return errFull
+				}
+			}
+			if e.IsDir() {
+				sub, err := d.OpenDir(e.Name)
+				if err != nil {
+					return err
+				}
+				err = walk(sub, rel, depth+1)
+				sub.Close()
+				if err != nil {
+					return err
+				}
 			}
 		}
 		return nil
-	})
-	if err != nil {
+	}
+	if err := walk(top, path.Join(append([]string{"."}, comps...)...), 0); err != nil && !errors.Is(err, errFull) {
 		return "", err
 	}
 	if len(found) == 0 {
@@ -418,15 +434,13 @@ func infoTool(_ context.Context, s *Server, raw json.RawMessage) (string, error)
 	if err != nil {
 		return "", err
 	}
-	name, err := clean(path)
+	st, err := s.stat(path)
 	if err != nil {
 		return "", err
 	}
-	fi, err := s.root.Lstat(name)
-	if err != nil {
-		return "", err
-	}
+	t := beneath.TypeOf(st)
+	mtime := time.Unix(st.Mtime.Sec, int64(st.Mtime.Nsec))
 	return fmt.Sprintf("size: %d\nmodified: %s\nisDirectory: %t\nisFile: %t\nisSymlink: %t\npermissions: %o\nlinks: %d\n",
-		fi.Size(), fi.ModTime().UTC().Format(time.RFC3339), fi.IsDir(), fi.Mode().IsRegular(),
-		fi.Mode()&fs.ModeSymlink != 0, fi.Mode().Perm(), nlink(fi)), nil
+		st.Size, mtime.UTC().Format(time.RFC3339), t == fs.ModeDir, t == 0,
+		t == fs.ModeSymlink, st.Mode&0o777, st.Nlink), nil
 }

@@ -82,7 +82,7 @@ func TestVaultTools(t *testing.T) {
 		{"mkdir", "create_directory", map[string]any{"path": "a/b/c"}, false, "created"},
 		{"mkdir through link", "create_directory", map[string]any{"path": "link-dir/x"}, true, ""},
 		{"list", "list_directory", map[string]any{"path": "."}, false, "[DIR] sub"},
-		{"list linked dir", "list_directory", map[string]any{"path": "link-dir"}, true, "folder"},
+		{"list linked dir", "list_directory", map[string]any{"path": "link-dir"}, true, "symbolic link: link-dir"},
 		{"tree", "directory_tree", map[string]any{"path": "."}, false, `"name": "sub"`},
 		{"search", "search_files", map[string]any{"path": ".", "pattern": "NOTES"}, false, "notes.md"},
 		{"info", "get_file_info", map[string]any{"path": "link-file"}, false, "isSymlink: true"},
