@@ -1,23 +1,33 @@
 package mcpproxy
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/parachute-gateway/parachute/engine"
+	"github.com/parachute-gateway/parachute/internal/strictjson"
 	"github.com/parachute-gateway/parachute/mcpproxy/pathguard"
 )
 
-// ReasonInvalidArguments is the reason for a call whose arguments are not a
-// JSON object; it is refused before policy, as nothing can be resolved.
-const ReasonInvalidArguments = "invalid-arguments"
+// Reasons for calls that cannot be read at all. Such a call is still
+// decided (policy refuses it with this reason) so that it is recorded.
+const (
+	// ReasonInvalidArguments: the arguments are not one strict JSON object
+	// (case-variant or duplicate names, invalid UTF-8, …) or name an
+	// argument the tool's input schema does not declare.
+	ReasonInvalidArguments = "invalid-arguments"
+	// ReasonNoSuchTool: the catalog has no tool of that name.
+	ReasonNoSuchTool = "no-such-tool"
+	// ReasonProtocolError: the intake refused the message itself.
+	ReasonProtocolError = "protocol-error"
+)
 
 // handler is the tools/call handler of one catalog entry.
 func (s *Session) handler(e *entry) mcp.ToolHandler {
@@ -28,16 +38,25 @@ func (s *Session) handler(e *entry) mcp.ToolHandler {
 
 // call decides and, if allowed, forwards one tool call. It always returns a
 // result: a denial or an upstream failure is a result with IsError set.
+//
+// The arguments are read once, strictly (internal/strictjson), and must be
+// declared by the tool's input schema, names compared exactly; the tool is
+// handed a re-encoding of exactly the values policy decided on.
 func (s *Session) call(ctx context.Context, e *entry, raw json.RawMessage) *mcp.CallToolResult {
+	tool := engine.ToolFacts{Name: e.def.Name, Server: e.server, Access: e.access}
 	args, err := decodeArgs(raw)
-	if err != nil {
-		return denied([]string{ReasonInvalidArguments}, err.Error())
+	if err == nil {
+		err = e.checkDeclared(args)
 	}
-	approved := s.p.isApproved(e)
+	if err != nil {
+		return s.refuse(ctx, tool, ReasonInvalidArguments, err.Error())
+	}
+	approved, unapproved := s.p.approval(e)
+	tool.Changed, tool.Unapproved = !approved && !unapproved, unapproved
 	paths := s.resolveArgs(e, args)
 	in := engine.ToolInput{
 		Session: s.facts(),
-		Tool:    engine.ToolFacts{Name: e.def.Name, Server: e.server, Access: e.access, Changed: !approved},
+		Tool:    tool,
 		Paths:   make([]engine.PathFacts, len(paths)),
 	}
 	for i, p := range paths {
@@ -47,7 +66,7 @@ func (s *Session) call(ctx context.Context, e *entry, raw json.RawMessage) *mcp.
 	// refusal is in the audit log; the pin check below holds whatever the
 	// policy says.
 	d := s.p.opts.Decider.Decide(ctx, in)
-	if !approved {
+	if tool.Changed {
 		return denied([]string{ReasonToolChanged}, fmt.Sprintf(
 			"the definition of %s changed since it was approved; an operator must run `parachute mcp approve %s`", e.key, e.key))
 	}
@@ -80,23 +99,31 @@ func errResult(text string) *mcp.CallToolResult {
 	return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: text}}}
 }
 
-// decodeArgs reads the arguments as a JSON object, keeping numbers as
-// written. Absent arguments are an empty object.
+// decodeArgs reads the arguments as one strict JSON object, keeping numbers
+// as written. Absent arguments are an empty object.
 func decodeArgs(raw json.RawMessage) (map[string]any, error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
-		return map[string]any{}, nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var args map[string]any
-	if err := dec.Decode(&args); err != nil || args == nil {
-		return nil, errors.New("arguments must be a JSON object")
-	}
-	if dec.More() {
-		return nil, errors.New("arguments must be one JSON object")
+	args, err := strictjson.Object(raw)
+	if err != nil {
+		return nil, fmt.Errorf("arguments must be one JSON object with each member once, exactly as the tool's schema names it: %w", err)
 	}
 	return args, nil
+}
+
+// checkDeclared refuses an argument the tool's input schema does not
+// declare: only declared arguments are classified (paths among them), so an
+// undeclared one would reach the tool unchecked.
+func (e *entry) checkDeclared(args map[string]any) error {
+	var extra []string
+	for name := range args {
+		if !e.declared[name] {
+			extra = append(extra, strconv.Quote(name))
+		}
+	}
+	if len(extra) == 0 {
+		return nil
+	}
+	sort.Strings(extra)
+	return fmt.Errorf("%s does not declare the argument(s) %s", e.def.Name, strings.Join(extra, ", "))
 }
 
 // argPath is one resolved path argument and where it sits in the arguments.

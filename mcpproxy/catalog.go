@@ -15,9 +15,11 @@ type entry struct {
 	access      string    // read, write, exec or unknown
 	pathArgs    map[string]bool
 	pathArgList []string
-	key         string // "server/tool" in the pin store
+	declared    map[string]bool // the input schema's property names, exactly
+	key         string          // "server/tool" in the pin store
 	hash        string
 	approved    atomic.Bool
+	unapproved  atomic.Bool // new on a pinned server, waiting for approval
 }
 
 type catalog struct {
@@ -30,41 +32,34 @@ type catalog struct {
 // later upstream cannot shadow an earlier tool.
 func (p *Proxy) buildCatalog(ctx context.Context) (*catalog, error) {
 	c := &catalog{byName: map[string]*entry{}}
-	add := func(def *mcp.Tool, server string, r *remote, overrides map[string]string, extra []string) error {
+	add := func(def *mcp.Tool, server string, r *remote, overrides map[string]string, extra []string) *entry {
 		if _, dup := c.byName[def.Name]; dup {
 			p.log.Warn("mcp tool name already taken; skipped", "tool", def.Name, "server", server)
 			return nil
 		}
+		var origin []string
+		if r != nil {
+			origin = r.up.origin()
+		}
 		e := &entry{def: def, server: server, remote: r, access: classify(def.Name, overrides),
-			key: server + "/" + def.Name, hash: toolHash(def)}
+			key: server + "/" + def.Name, hash: toolHash(def, origin)}
 		e.pathArgList = pathArgs(def.InputSchema, extra)
 		e.pathArgs = make(map[string]bool, len(e.pathArgList))
 		for _, n := range e.pathArgList {
 			e.pathArgs[n] = true
 		}
-		if r == nil {
-			// Built-in tools are part of this binary: nothing to pin.
-			e.approved.Store(true)
-		} else {
-			ok, err := p.pins.check(e.key, e.hash)
-			if err != nil {
-				return err
-			}
-			e.approved.Store(ok)
-			if !ok {
-				p.log.Warn("mcp tool definition changed since it was approved; blocked until `parachute mcp approve`",
-					"tool", def.Name, "server", server)
-			}
+		e.declared = map[string]bool{}
+		for name := range schemaProperties(def.InputSchema) {
+			e.declared[name] = true
 		}
 		c.byName[def.Name] = e
 		c.order = append(c.order, e)
-		return nil
+		return e
 	}
 	if p.opts.Builtin {
 		for _, def := range builtinTools() {
-			if err := add(def, BuiltinServer, nil, nil, nil); err != nil {
-				return nil, err
-			}
+			// Built-in tools are part of this binary: nothing to pin.
+			add(def, BuiltinServer, nil, nil, nil).approved.Store(true)
 		}
 	}
 	for _, r := range p.remotes {
@@ -72,24 +67,67 @@ func (p *Proxy) buildCatalog(ctx context.Context) (*catalog, error) {
 		if err != nil {
 			return nil, err
 		}
+		var added []*entry
 		for _, def := range tools {
-			if err := add(def, r.up.Name, r, r.up.Tools, r.up.PathArgs); err != nil {
-				return nil, err
+			if e := add(def, r.up.Name, r, r.up.Tools, r.up.PathArgs); e != nil {
+				added = append(added, e)
 			}
+		}
+		if err := p.pinServer(r.up.Name, added); err != nil {
+			return nil, err
 		}
 	}
 	return c, nil
 }
 
-// isApproved reports whether e may be called, re-reading the pin store for
-// a blocked tool so that an approval takes effect without a restart.
-func (p *Proxy) isApproved(e *entry) bool {
+// pinServer checks one upstream's tools against the pin store. A server
+// never seen has all its tools pinned at once (trust on first use); on a
+// pinned server, a changed tool is blocked and a new one waits for
+// approval (policy decides whether it may be called meanwhile).
+func (p *Proxy) pinServer(server string, tools []*entry) error {
+	p.pins.mu.Lock()
+	first := !p.pins.serverPinned(server)
+	p.pins.mu.Unlock()
+	if first {
+		keys, hashes := make([]string, len(tools)), make([]string, len(tools))
+		for i, e := range tools {
+			keys[i], hashes[i] = e.key, e.hash
+			e.approved.Store(true)
+		}
+		return p.pins.pinFirst(keys, hashes)
+	}
+	for _, e := range tools {
+		st, err := p.pins.check(server, e.key, e.hash)
+		if err != nil {
+			return err
+		}
+		switch st {
+		case pinApproved:
+			e.approved.Store(true)
+		case pinChanged:
+			p.log.Warn("mcp tool definition (or its server's command) changed since it was approved; blocked until `parachute mcp approve`",
+				"tool", e.def.Name, "server", server)
+		case pinNew:
+			e.unapproved.Store(true)
+			p.log.Warn("new mcp tool on an approved server; waiting for `parachute mcp approve` (policy decides meanwhile)",
+				"tool", e.def.Name, "server", server)
+		}
+	}
+	return nil
+}
+
+// approval reports whether e is approved and, if not, whether it is a new
+// tool waiting for approval (rather than a changed, blocked one). A tool
+// not approved re-reads the pin store, so an approval takes effect without
+// a restart.
+func (p *Proxy) approval(e *entry) (approved, unapproved bool) {
 	if e.approved.Load() {
-		return true
+		return true, false
 	}
 	if p.pins.recheck(e.key, e.hash) {
 		e.approved.Store(true)
-		return true
+		e.unapproved.Store(false)
+		return true, false
 	}
-	return false
+	return false, e.unapproved.Load()
 }

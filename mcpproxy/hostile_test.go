@@ -126,6 +126,12 @@ var hostileCases = []hostileCase{
 	{"NFD name reads the NFC file", "read_file", p("cafe\u0301.md"), nil, false},
 	{"hooks folder create", "create_directory", p(".parachute/hooks/new"), []string{hooks}, false},
 	{"parachute folder itself", "create_directory", p(".parachute"), []string{hooks}, false},
+	{"parachute folder write", "write_file", w(".parachute/x2"), []string{"parachute-dir-read-only"}, false},
+	{"parachute folder case variant", "write_file", w("sub/../.PARACHUTE/config.json"), []string{"parachute-dir-read-only"}, false},
+	{"parachute folder mkdir", "create_directory", p(".parachute/other"), []string{"parachute-dir-read-only"}, false},
+	{"move out of parachute folder", "move_file", func(fixture) map[string]any {
+		return map[string]any{"source": ".parachute/hooks", "destination": "stolen-hooks"}
+	}, []string{hooks}, false},
 	{"alias dot slash", "read_file", p("./notes.md"), nil, false},
 	{"alias sub dotdot", "read_file", p("sub/../notes.md"), nil, false},
 	{"alias double slash absolute is host root", "read_file", p("//notes.md"), []string{outside}, false},
@@ -227,5 +233,24 @@ func TestReadOnly(t *testing.T) {
 				t.Fatal("read-only session created a folder")
 			}
 		})
+	}
+}
+
+// TestReadOnlyRefusesUnknownTools: read-only refuses every tool that is not
+// classified read, at every trust level (a direct owner's unknown tool
+// wrote a file before).
+func TestReadOnlyRefusesUnknownTools(t *testing.T) {
+	f := newFixture(t)
+	rec := &recorder{}
+	sf := facts(true)
+	sf.TrustLevel = "direct"
+	up := Upstream{Name: "fake", URL: fakeUpstream(t, "x")} // run_shell and cat_thing: unclassified
+	_, cs := sessionWith(t, f, rec, "", up, sf)
+	for _, tool := range []string{"run_shell", "cat_thing"} {
+		text, isErr := callText(t, cs, tool, map[string]any{})
+		last, _ := rec.last()
+		if !isErr || last.d.Allow || !slices.Contains(last.d.Reasons, ro) {
+			t.Fatalf("%s in read-only direct session: %q reasons %v", tool, text, last.d.Reasons)
+		}
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+
+	"github.com/parachute-gateway/parachute/internal/strictjson"
 )
 
 // JSON-RPC error codes the intake answers with.
@@ -74,6 +76,12 @@ func CheckMessage(msg []byte, max int64) *RPCError {
 	if len(msg) > 0 && msg[0] == '[' {
 		return &RPCError{Code: CodeInvalidRequest, Message: "JSON-RPC batches are not accepted; send one message at a time"}
 	}
+	// One reading for the proxy and the SDK: a duplicate member anywhere
+	// (the SDK would keep the last), invalid UTF-8 or a lone surrogate
+	// escape (the SDK would read U+FFFD) is refused here.
+	if err := strictjson.Validate(msg); err != nil {
+		return &RPCError{Code: CodeParseError, Message: "malformed JSON-RPC message: " + err.Error()}
+	}
 	members, err := objectMembers(msg)
 	if err != nil {
 		return &RPCError{Code: CodeParseError, Message: "malformed JSON-RPC message: " + err.Error()}
@@ -106,6 +114,11 @@ func CheckMessage(msg []byte, max int64) *RPCError {
 		if t := bytes.TrimSpace(p); len(t) == 0 || t[0] != '{' {
 			return bad(`"params" must be an object`)
 		}
+		if method == "tools/call" {
+			if err := checkCallParams(p); err != nil {
+				return bad("tools/call params: %s", err)
+			}
+		}
 	}
 	switch {
 	case method == "notifications/roots/list_changed":
@@ -116,6 +129,28 @@ func CheckMessage(msg []byte, max int64) *RPCError {
 	e := bad("method %q is not served by this proxy", method)
 	e.Code = CodeMethodNotFound
 	return e
+}
+
+// callParamKeys are the members of tools/call params, spelled exactly: the
+// SDK's parser would read "Name" as name, and the proxy decides on the
+// catalog entry the SDK dispatches to.
+var callParamKeys = map[string]bool{"name": true, "arguments": true, "_meta": true}
+
+func checkCallParams(p []byte) error {
+	members, err := objectMembers(bytes.TrimSpace(p))
+	if err != nil {
+		return err
+	}
+	for k := range members {
+		if !callParamKeys[k] {
+			return fmt.Errorf("unexpected member %q (the members are name, arguments and _meta)", k)
+		}
+	}
+	var name string
+	if json.Unmarshal(members["name"], &name) != nil || name == "" {
+		return errors.New(`"name" must be a non-empty string`)
+	}
+	return nil
 }
 
 // objectMembers splits a JSON object into its raw members, refusing
@@ -170,11 +205,23 @@ func validID(id json.RawMessage) bool {
 	return err == nil
 }
 
+// RejectFunc is told of every message the intake refuses, so that the
+// refusal is recorded; nil records nothing.
+type RejectFunc func(*RPCError)
+
 // Intake wraps an MCP streamable HTTP handler: it accepts POST (and DELETE,
 // which ends an MCP session), reads
 // the body up to max bytes, checks it with CheckMessage and answers a
-// refusal itself with a JSON-RPC error; an accepted body is replayed to next.
-func Intake(next http.Handler, max int64) http.Handler {
+// refusal itself with a JSON-RPC error (telling onReject); an accepted body
+// is replayed to next.
+func Intake(next http.Handler, max int64, onReject RejectFunc) http.Handler {
+	if onReject == nil {
+		onReject = func(*RPCError) {}
+	}
+	writeRPCError := func(w http.ResponseWriter, status int, e *RPCError) {
+		onReject(e)
+		writeRPCErrorResponse(w, status, e)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.Method {
 		case http.MethodPost:
@@ -210,7 +257,7 @@ func Intake(next http.Handler, max int64) http.Handler {
 	})
 }
 
-func writeRPCError(w http.ResponseWriter, status int, e *RPCError) {
+func writeRPCErrorResponse(w http.ResponseWriter, status int, e *RPCError) {
 	b, _ := json.Marshal(e)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

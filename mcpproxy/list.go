@@ -43,12 +43,16 @@ func (s *Session) filterList(next mcp.MethodHandler) mcp.MethodHandler {
 // visible decides whether the tool name is shown to the session.
 func (s *Session) visible(ctx context.Context, name string) bool {
 	e, ok := s.p.catalog.byName[name]
-	if !ok || !s.p.isApproved(e) {
+	if !ok {
+		return false
+	}
+	approved, unapproved := s.p.approval(e)
+	if !approved && !unapproved {
 		return false
 	}
 	d := s.p.opts.Decider.Decide(ctx, engine.ToolInput{
 		Session: s.facts(),
-		Tool:    engine.ToolFacts{Name: e.def.Name, Server: e.server, Access: e.access},
+		Tool:    engine.ToolFacts{Name: e.def.Name, Server: e.server, Access: e.access, Unapproved: unapproved},
 		Paths:   []engine.PathFacts{},
 	})
 	if d.Allow {

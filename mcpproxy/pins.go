@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -22,12 +23,28 @@ const PinsFile = "mcp-pins.json"
 // since it was approved is refused with.
 const ReasonToolChanged = "tool-changed"
 
-// pinFile is the on-disk form: approved hashes and, for tools whose
-// definition changed, the hash waiting for `parachute mcp approve`.
+// ReasonToolUnapproved is the reason policy gives for refusing a tool first
+// seen on a server whose other tools were already approved.
+const ReasonToolUnapproved = "tool-unapproved"
+
+// pinFile is the on-disk form: approved hashes; for tools whose definition
+// changed, the hash waiting for `parachute mcp approve`; and tools that
+// appeared on a server already pinned, waiting likewise (policy decides
+// whether they may be called meanwhile).
 type pinFile struct {
 	Pins    map[string]string `json:"pins"`
 	Pending map[string]string `json:"pending,omitempty"`
+	New     map[string]string `json:"new,omitempty"`
 }
+
+// pinState is what the pin store says of one tool definition.
+type pinState int
+
+const (
+	pinApproved pinState = iota // pinned with this hash
+	pinChanged                  // pinned with another hash: blocked
+	pinNew                      // never pinned, on a server that has pins
+)
 
 // pins is the pin store: the SHA-256 of each upstream tool's name,
 // description and input schema as first seen (trust on first use). A tool
@@ -39,7 +56,7 @@ type pins struct {
 }
 
 func loadPins(stateDir string) (*pins, error) {
-	p := &pins{f: pinFile{Pins: map[string]string{}, Pending: map[string]string{}}}
+	p := &pins{f: pinFile{Pins: map[string]string{}, Pending: map[string]string{}, New: map[string]string{}}}
 	if stateDir == "" {
 		return p, nil
 	}
@@ -68,28 +85,61 @@ func (p *pins) reload() error {
 	if f.Pending == nil {
 		f.Pending = map[string]string{}
 	}
+	if f.New == nil {
+		f.New = map[string]string{}
+	}
 	p.f = f
 	return nil
 }
 
-// check reports whether the tool key with definition hash h is approved.
-// A tool never seen is pinned now; a changed one is recorded as pending.
-func (p *pins) check(key, h string) (bool, error) {
+// check reports the state of the tool key with definition hash h. The
+// first tools seen of a server with no pins at all are pinned now (trust on
+// first use); a tool that later appears on that server is recorded as new,
+// a changed one as pending.
+func (p *pins) check(server, key, h string) (pinState, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pin, ok := p.f.Pins[key]
 	switch {
-	case !ok:
-		p.f.Pins[key] = h
-		delete(p.f.Pending, key)
-		return true, p.save()
-	case pin == h:
-		return true, nil
-	case p.f.Pending[key] != h:
-		p.f.Pending[key] = h
-		return false, p.save()
+	case ok && pin == h:
+		return pinApproved, nil
+	case ok:
+		if p.f.Pending[key] != h {
+			p.f.Pending[key] = h
+			return pinChanged, p.save()
+		}
+		return pinChanged, nil
+	case p.serverPinned(server):
+		if p.f.New[key] != h {
+			p.f.New[key] = h
+			return pinNew, p.save()
+		}
+		return pinNew, nil
 	}
-	return false, nil
+	return pinApproved, nil
+}
+
+// pinFirst pins every tool of a server seen for the first time, together.
+func (p *pins) pinFirst(keys, hashes []string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, k := range keys {
+		p.f.Pins[k] = hashes[i]
+		delete(p.f.Pending, k)
+		delete(p.f.New, k)
+	}
+	return p.save()
+}
+
+// serverPinned reports whether any tool of server is pinned.
+func (p *pins) serverPinned(server string) bool {
+	prefix := server + "/"
+	for k := range p.f.Pins {
+		if strings.HasPrefix(k, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // recheck reloads the store and reports whether key is now approved for h.
@@ -140,16 +190,18 @@ func Approve(stateDir string, names ...string) ([]string, error) {
 	var done []string
 	for _, n := range names {
 		matched := false
-		for key, h := range p.f.Pending {
-			if key == n || toolOf(key) == n {
-				p.f.Pins[key] = h
-				delete(p.f.Pending, key)
-				done = append(done, key)
-				matched = true
+		for _, waiting := range []map[string]string{p.f.Pending, p.f.New} {
+			for key, h := range waiting {
+				if key == n || toolOf(key) == n {
+					p.f.Pins[key] = h
+					delete(waiting, key)
+					done = append(done, key)
+					matched = true
+				}
 			}
 		}
 		if !matched {
-			return nil, fmt.Errorf("mcpproxy: no changed tool %q is waiting for approval", n)
+			return nil, fmt.Errorf("mcpproxy: no changed or new tool %q is waiting for approval", n)
 		}
 	}
 	sort.Strings(done)
@@ -162,9 +214,12 @@ func Pending(stateDir string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]string, 0, len(p.f.Pending))
+	out := make([]string, 0, len(p.f.Pending)+len(p.f.New))
 	for k := range p.f.Pending {
 		out = append(out, k)
+	}
+	for k := range p.f.New {
+		out = append(out, k+" (new)")
 	}
 	sort.Strings(out)
 	return out, nil
@@ -179,13 +234,17 @@ func toolOf(key string) string {
 	return key
 }
 
-// toolHash is the SHA-256 of what a model is shown about a tool.
-func toolHash(t *mcp.Tool) string {
+// toolHash is the SHA-256 of what a model is shown about a tool and of the
+// server it comes from: its command line or URL, so that another program
+// under the same name (any node script offering the same definitions)
+// does not count as approved.
+func toolHash(t *mcp.Tool, origin []string) string {
 	b, _ := json.Marshal(struct {
-		Name        string `json:"name"`
-		Description string `json:"description"`
-		InputSchema any    `json:"inputSchema"`
-	}{t.Name, t.Description, t.InputSchema})
+		Name        string   `json:"name"`
+		Description string   `json:"description"`
+		InputSchema any      `json:"inputSchema"`
+		Origin      []string `json:"origin"`
+	}{t.Name, t.Description, t.InputSchema, origin})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }

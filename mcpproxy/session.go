@@ -35,6 +35,8 @@ type Session struct {
 	vault  *vault.Server // nil unless the proxy serves the built-in tools
 	server *mcp.Server
 	client string // ClientRoot, to map host paths in results back
+
+	refused refusals // budget of recorded refusals (refuse.go)
 }
 
 // NewSession binds a session to its workspace and builds its MCP server.
@@ -63,12 +65,14 @@ func (p *Proxy) NewSession(ctx context.Context, so SessionOptions) (*Session, er
 	for _, e := range p.catalog.order {
 		s.server.AddTool(e.def, s.handler(e))
 	}
-	s.server.AddReceivingMiddleware(s.filterList)
+	s.server.AddReceivingMiddleware(s.filterList, s.checkToolName)
 	return s, nil
 }
 
-// Close releases the session's workspace root.
+// Close records the refusals not yet recorded and releases the session's
+// workspace root.
 func (s *Session) Close() error {
+	s.flushRefusals(context.Background())
 	if s.vault != nil {
 		return s.vault.Close()
 	}
@@ -90,7 +94,7 @@ func (s *Session) Handler() http.Handler {
 			DisableLocalhostProtection: true,
 			MaxRequestBodyBytes:        s.p.opts.MaxMessageBytes,
 		})
-	return Intake(h, s.p.opts.MaxMessageBytes)
+	return Intake(h, s.p.opts.MaxMessageBytes, s.rejected)
 }
 
 // Server is the session's go-sdk server, for callers that bring their own

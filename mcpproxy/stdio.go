@@ -16,7 +16,7 @@ import (
 // Every line passes the same intake checks as the HTTP endpoint; a refused
 // line is answered with a JSON-RPC error and the connection stays up.
 func (s *Session) ServeStdio(ctx context.Context, r io.Reader, w io.Writer) error {
-	conn := newLineConn(r, w, s.p.opts.MaxMessageBytes)
+	conn := newLineConn(r, w, s.p.opts.MaxMessageBytes, s.rejected)
 	err := s.server.Run(ctx, lineTransport{conn})
 	if errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) {
 		return nil
@@ -42,13 +42,18 @@ type lineConn struct {
 
 	// pending counts requests read and not yet answered: at the end of
 	// input, Read waits for them so that the last answers are written.
+	onReject RejectFunc // told of every refused message
+
 	pmu     sync.Mutex
 	pending int
 	idle    chan struct{} // closed and replaced when pending drops to 0
 }
 
-func newLineConn(r io.Reader, w io.Writer, max int64) *lineConn {
-	c := &lineConn{in: bufio.NewReaderSize(r, 64<<10), max: max, out: w,
+func newLineConn(r io.Reader, w io.Writer, max int64, onReject RejectFunc) *lineConn {
+	if onReject == nil {
+		onReject = func(*RPCError) {}
+	}
+	c := &lineConn{in: bufio.NewReaderSize(r, 64<<10), max: max, out: w, onReject: onReject,
 		msgs: make(chan jsonrpc.Message), done: make(chan struct{}), idle: make(chan struct{})}
 	go c.readLoop()
 	return c
@@ -59,14 +64,14 @@ func (c *lineConn) readLoop() {
 	for {
 		line, err := readLine(c.in, c.max)
 		if errors.Is(err, errLineTooLong) {
-			c.writeRaw(&RPCError{Code: CodeInvalidRequest, Message: "message larger than the limit"})
+			c.reject(&RPCError{Code: CodeInvalidRequest, Message: "message larger than the limit"})
 			continue
 		}
 		if len(line) > 0 {
 			if rerr := CheckMessage(line, c.max); rerr != nil {
-				c.writeRaw(rerr)
+				c.reject(rerr)
 			} else if msg, derr := jsonrpc.DecodeMessage(line); derr != nil {
-				c.writeRaw(&RPCError{Code: CodeParseError, Message: "malformed JSON-RPC message: " + derr.Error()})
+				c.reject(&RPCError{Code: CodeParseError, Message: "malformed JSON-RPC message: " + derr.Error()})
 			} else {
 				select {
 				case c.msgs <- msg:
@@ -171,6 +176,12 @@ func (c *lineConn) Write(_ context.Context, msg jsonrpc.Message) error {
 		c.pmu.Unlock()
 	}
 	return err
+}
+
+// reject tells onReject of a refused message and answers it.
+func (c *lineConn) reject(e *RPCError) {
+	c.onReject(e)
+	c.writeRaw(e)
 }
 
 func (c *lineConn) writeRaw(e *RPCError) {

@@ -25,6 +25,15 @@ type Upstream struct {
 	PathArgs []string
 }
 
+// origin is what identifies the program behind an upstream in the pin
+// store: its whole command line, or its URL.
+func (u Upstream) origin() []string {
+	if len(u.Command) > 0 {
+		return append([]string{"command"}, u.Command...)
+	}
+	return []string{"url", u.URL}
+}
+
 // remote is a connected upstream. One client session is shared by every
 // proxy session; the go-sdk client multiplexes concurrent calls.
 type remote struct {
