@@ -58,10 +58,10 @@ func (s *Server) checkRegular(name string, st *unix.Statx_t) error {
 		return fmt.Errorf("%w: %s is a folder", ErrNotFile, name)
 	case t != 0:
 		return fmt.Errorf("%w: %s is a %s", ErrNotFile, name, kind(t))
-	case st.Nlink != 1:
-		return fmt.Errorf("%w: %s has %d", ErrHardLink, name, st.Nlink)
 	case !s.root.OnRootMount(st):
 		return fmt.Errorf("%w: %s", ErrMount, name)
+	case st.Nlink != 1:
+		return fmt.Errorf("%w: %s has %d", ErrHardLink, name, st.Nlink)
 	}
 	return nil
 }
