@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -104,6 +105,7 @@ func newFixture(t testing.TB) fixture {
 		must(t, os.MkdirAll(d, 0o755))
 	}
 	must(t, os.WriteFile(f.ws+"/notes.md", []byte("hello notes\n"), 0o644))
+	must(t, syscall.Mkfifo(f.ws+"/fifo", 0o644))
 	must(t, os.WriteFile(f.ws+"/sub/other.md", []byte("other\n"), 0o644))
 	must(t, os.WriteFile(f.ws+"/caf\u00e9.md", []byte("NFC name\n"), 0o644))
 	must(t, os.WriteFile(f.canary, []byte(canaryText), 0o644))

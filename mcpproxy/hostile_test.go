@@ -132,6 +132,8 @@ var hostileCases = []hostileCase{
 	{"move out of parachute folder", "move_file", func(fixture) map[string]any {
 		return map[string]any{"source": ".parachute/hooks", "destination": "stolen-hooks"}
 	}, []string{hooks}, false},
+	{"FIFO is refused at once", "read_file", p("fifo"), []string{invalid}, false},
+	{"FIFO as a write target", "write_file", w("fifo"), []string{invalid}, false},
 	{"alias dot slash", "read_file", p("./notes.md"), nil, false},
 	{"alias sub dotdot", "read_file", p("sub/../notes.md"), nil, false},
 	{"alias double slash absolute is host root", "read_file", p("//notes.md"), []string{outside}, false},

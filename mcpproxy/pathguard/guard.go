@@ -62,6 +62,8 @@ var (
 	// ErrHardLink: a regular file with more than one link may be the same
 	// file as one outside the workspace, which no path check can see.
 	ErrHardLink = errors.New("file has more than one hard link")
+	// ErrNotFile: only regular files and folders are ever handed on.
+	ErrNotFile = errors.New("not a regular file or folder (FIFO, socket or device)")
 )
 
 // Guard resolves path arguments for one workspace. It is safe for
@@ -147,8 +149,15 @@ func (g *Guard) Resolve(arg, raw, access string) Path {
 	p.Host = real
 	p.Facts.Resolved = rel
 	if wsRel, ok := within(g.host, real); ok {
-		if fi, err := os.Lstat(real); err == nil && fi.Mode().IsRegular() && hardLinked(fi) {
-			return Path{Facts: engine.PathFacts{Arg: arg, Raw: raw, Access: access, Error: ErrHardLink.Error()}}
+		if fi, err := os.Lstat(real); err == nil {
+			switch {
+			case fi.Mode().IsRegular() && hardLinked(fi):
+				return Path{Facts: engine.PathFacts{Arg: arg, Raw: raw, Access: access, Error: ErrHardLink.Error()}}
+			case !fi.Mode().IsRegular() && !fi.IsDir():
+				// A FIFO blocks whoever opens it (an upstream's call hung
+				// until its timeout); a device or socket is never a file.
+				return Path{Facts: engine.PathFacts{Arg: arg, Raw: raw, Access: access, Error: ErrNotFile.Error()}}
+			}
 		}
 		p.Facts.InsideWorkspace = true
 		p.Rel = wsRel
