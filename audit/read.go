@@ -106,19 +106,17 @@ func Fields(r Record) []Field {
 
 // Format renders a record as one line: the time, then key=value pairs.
 // Values with spaces, quotes or '=' are quoted, so `grep "connector="`
-// and `grep "trust_level=direct"` work on the output.
+// and `grep "trust_level=direct"` work on the output. Every key and value is
+// escaped (see Escape): control, bidi and other invisible characters are
+// shown as \x1b, \u202e, …, never sent to the terminal.
 func Format(r Record) string {
 	var b strings.Builder
 	b.WriteString(r.Time.UTC().Format(time.RFC3339Nano))
 	for _, f := range Fields(r) {
 		b.WriteByte(' ')
-		b.WriteString(f.Key)
+		b.WriteString(Escape(f.Key))
 		b.WriteByte('=')
-		if strings.ContainsAny(f.Value, " \t\"=\n") {
-			b.WriteString(strconv.Quote(f.Value))
-		} else {
-			b.WriteString(f.Value)
-		}
+		b.WriteString(formatValue(f.Value))
 	}
 	return b.String()
 }

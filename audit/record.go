@@ -1,6 +1,7 @@
 // Package audit keeps the gateway's audit log: one JSON line per decision,
 // appended, made durable before the decision takes effect, and chained by
-// SHA-256 so that an edited, inserted or deleted line is detected by Verify.
+// SHA-256 so that an edited, inserted or deleted line is detected by Verify,
+// with ed25519-signed checkpoints so that a rewritten or cut chain is too.
 //
 // A line is the JSON encoding of a Record followed by its hash:
 //
@@ -29,7 +30,18 @@ const (
 	KindInvite  = "invite"
 	KindAdmin   = "admin"
 	KindHook    = "hook"
+	// KindCheckpoint signs the chain head: detail "note" is a signed note
+	// (see Checkpoint) over the record before it.
+	KindCheckpoint = "checkpoint"
+	// KindGap is written first when the log can be written again after an
+	// outage: detail from, to (times of the first and last refused append)
+	// and refused (how many); error is the first failure.
+	KindGap = "gap"
 )
+
+// ReasonAuditUnavailable is the reason of a gap record: the engine's reason
+// for the decisions refused in its window.
+const ReasonAuditUnavailable = engine.ReasonAuditUnavailable
 
 // Record is one audit line. Empty fields are left out of the JSON.
 type Record struct {
@@ -101,6 +113,14 @@ func FromDecision(in engine.Input, d *engine.Decision) Record {
 			}
 		}
 		r.Path = strings.Join(paths, ",")
+		if in.Invalid != nil {
+			// A call that could not be read: what was wrong, and how many
+			// like it went unrecorded before this one (mcpproxy bounds them).
+			r.Detail = map[string]string{"invalid": in.Invalid.Reason, "why": in.Invalid.Detail}
+			if in.Invalid.Suppressed > 0 {
+				r.Detail["suppressed"] = strconv.FormatInt(in.Invalid.Suppressed, 10)
+			}
+		}
 	case engine.ModelInput:
 		session(in.Session)
 		r.Model = in.Model
