@@ -1,26 +1,32 @@
 // Package modelproxy is the only way a sandboxed agent reaches a model.
 //
 // The session socket serves the provider's API paths (OpenAI-compatible
-// /v1/chat/completions, Anthropic /v1/messages). Each request is decided by
-// parachute.model — is this model allowed for the role, is there budget left
-// today — and only then forwarded upstream with the API key that the gateway
-// alone holds. No key, token or credential is ever inside the sandbox: any
-// credential the caller sends is dropped. The tokens the provider reports
-// are counted against the identity's daily budget.
+// /v1/chat/completions, Anthropic /v1/messages). Each request is decoded
+// once, strictly, and decided by parachute.model on what was decoded — is
+// this model allowed for the role, does the call's worst case fit today's
+// budget, may the provider run tools or betas on its side for it — and
+// only then re-encoded from exactly what was decided and forwarded
+// upstream with the API key that the gateway alone holds. No key, token or
+// credential is ever inside the sandbox: any credential the caller sends
+// is dropped, and every secret the gateway holds is redacted from what
+// comes back.
+//
+// Budgets are caps: the worst case is reserved in the usage store before
+// the call goes out (Usage.Reserve) and settled to what the provider
+// reports afterwards. See docs/gateway.md, "Model proxy".
 package modelproxy
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/parachute-gateway/parachute/engine"
@@ -35,15 +41,42 @@ const (
 // MaxRequestBytes bounds a request body from the sandbox.
 const MaxRequestBytes = 8 << 20
 
+// Defaults of the Options that bound a call.
+const (
+	// DefaultMaxTokens is the cap a request without a positive max_tokens
+	// gets (written into the body sent upstream, and reserved).
+	DefaultMaxTokens = 4096
+	// DefaultReadTimeout bounds reading a request body from the sandbox.
+	DefaultReadTimeout = 30 * time.Second
+	// DefaultResponseHeaderTimeout bounds the wait for the provider's
+	// answer to start; a non-streamed answer starts only when it is done,
+	// and providers refuse non-streamed calls expected to take longer.
+	DefaultResponseHeaderTimeout = 10 * time.Minute
+	// DefaultIdleTimeout bounds silence once an answer has started: no
+	// byte from the provider for this long, or a sandbox that reads
+	// nothing for this long, ends the call (providers send keep-alive
+	// events well within it).
+	DefaultIdleTimeout = 2 * time.Minute
+)
+
+// Reasons the proxy branches on, beyond the engine's.
+const (
+	reasonBudget = "token-budget-exhausted"
+)
+
 // Decider decides policy inputs; *engine.Engine implements it.
 type Decider interface {
 	Decide(ctx context.Context, in engine.Input) engine.Decision
 }
 
-// Usage keeps each identity's token count for the current UTC day.
+// Usage keeps each identity's token count for the current UTC day;
+// sessions.Usage persists it. Reserve must be atomic across concurrent
+// calls: it adds n to the count and returns the count before it, so that
+// no two calls are decided on the same headroom.
 type Usage interface {
-	TokensToday(ctx context.Context, identity string) (int64, error)
-	AddTokens(ctx context.Context, identity string, n int64) error
+	Reserve(ctx context.Context, identity string, n int64) (id string, before int64, err error)
+	// Settle replaces the reservation's tokens with actual (0 releases it).
+	Settle(ctx context.Context, id string, actual int64) error
 }
 
 // Options configure a Proxy.
@@ -51,13 +84,25 @@ type Options struct {
 	Provider string // openai or anthropic
 	BaseURL  string // upstream, e.g. https://api.openai.com (no trailing /v1)
 	APIKey   string // held by the gateway only; empty for keyless local servers
-	Decider  Decider
-	Usage    Usage
+	// Secrets are further values the gateway holds (bot tokens, …). They
+	// and APIKey are replaced by "[redacted]" in everything sent back to
+	// the sandbox; values shorter than 8 bytes are ignored.
+	Secrets []string
+	Decider Decider
+	Usage   Usage
 	// Session returns the facts of the session a request belongs to. The
 	// session socket is the identity: the gateway serves one Proxy per
 	// session, or resolves the session from the listener.
 	Session func(*http.Request) (engine.SessionFacts, bool)
-	Client  *http.Client
+	// Client sends upstream. Its redirect policy is always replaced: a
+	// redirect is answered as an upstream error, never followed.
+	Client *http.Client
+	// DefaultMaxTokens, ReadTimeout, ResponseHeaderTimeout (used when
+	// Client is nil) and IdleTimeout default to the Default* constants.
+	DefaultMaxTokens      int64
+	ReadTimeout           time.Duration
+	ResponseHeaderTimeout time.Duration
+	IdleTimeout           time.Duration
 }
 
 // Proxy is the model egress handler.
@@ -65,6 +110,7 @@ type Proxy struct {
 	opts     Options
 	upstream *url.URL
 	path     string
+	redact   *strings.Replacer
 }
 
 // New checks the options and returns a Proxy.
@@ -86,19 +132,40 @@ func New(opts Options) (*Proxy, error) {
 	if opts.Decider == nil || opts.Usage == nil || opts.Session == nil {
 		return nil, errors.New("modelproxy: Decider, Usage and Session are required")
 	}
-	if p.opts.Client == nil {
-		p.opts.Client = &http.Client{Timeout: 10 * time.Minute}
+	if p.opts.DefaultMaxTokens <= 0 {
+		p.opts.DefaultMaxTokens = DefaultMaxTokens
 	}
+	if p.opts.ReadTimeout <= 0 {
+		p.opts.ReadTimeout = DefaultReadTimeout
+	}
+	if p.opts.ResponseHeaderTimeout <= 0 {
+		p.opts.ResponseHeaderTimeout = DefaultResponseHeaderTimeout
+	}
+	if p.opts.IdleTimeout <= 0 {
+		p.opts.IdleTimeout = DefaultIdleTimeout
+	}
+	var c http.Client
+	if opts.Client != nil {
+		c = *opts.Client
+	} else {
+		c.Transport = &http.Transport{
+			Proxy:                 nil, // the provider is reached directly, never through an environment proxy
+			DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ResponseHeaderTimeout: p.opts.ResponseHeaderTimeout,
+			IdleConnTimeout:       90 * time.Second,
+			MaxIdleConnsPerHost:   16,
+			ForceAttemptHTTP2:     true,
+		}
+	}
+	// A redirect would carry the key and the body to another address.
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	p.opts.Client = &c
+	p.redact = redactor(append([]string{opts.APIKey}, opts.Secrets...))
 	return p, nil
 }
 
-// request is what the proxy reads of a model request.
-type request struct {
-	Model               string `json:"model"`
-	Stream              bool   `json:"stream"`
-	MaxTokens           int64  `json:"max_tokens"`
-	MaxCompletionTokens int64  `json:"max_completion_tokens"`
-}
+var anthropicVersion = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}$`)
 
 // ServeHTTP implements http.Handler.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -111,181 +178,92 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, http.StatusForbidden, "permission_denied", "no session for this socket")
 		return
 	}
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(p.opts.ReadTimeout)) // not supported by every ResponseWriter (tests)
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxRequestBytes))
 	if err != nil {
-		p.fail(w, http.StatusRequestEntityTooLarge, "invalid_request_error", fmt.Sprintf("request body larger than %d bytes or unreadable", MaxRequestBytes))
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			p.fail(w, http.StatusRequestEntityTooLarge, "invalid_request_error", fmt.Sprintf("request body larger than %d bytes", MaxRequestBytes))
+		} else {
+			p.fail(w, http.StatusBadRequest, "invalid_request_error", fmt.Sprintf("request body could not be read within %s", p.opts.ReadTimeout))
+		}
 		return
 	}
-	var req request
-	if err := json.Unmarshal(body, &req); err != nil {
-		p.fail(w, http.StatusBadRequest, "invalid_request_error", "request body is not a JSON object: "+err.Error())
+	_ = rc.SetReadDeadline(time.Time{})
+	c, err := parseCall(p.opts.Provider, body, p.opts.DefaultMaxTokens)
+	if err != nil {
+		p.fail(w, http.StatusBadRequest, "invalid_request_error", strings.TrimPrefix(err.Error(), errBadRequest.Error()+": "))
 		return
 	}
-	used, err := p.opts.Usage.TokensToday(r.Context(), facts.Identity)
+	var betas []string
+	version := "2023-06-01"
+	if p.opts.Provider == Anthropic {
+		betas = headerList(r.Header.Values("anthropic-beta"))
+		if v := r.Header.Get("anthropic-version"); v != "" {
+			if !anthropicVersion.MatchString(v) {
+				p.fail(w, http.StatusBadRequest, "invalid_request_error", fmt.Sprintf("anthropic-version %q is not a YYYY-MM-DD date", v))
+				return
+			}
+			version = v
+		}
+	}
+	resID, used, err := p.opts.Usage.Reserve(r.Context(), facts.Identity, c.reserve)
 	if err != nil {
 		p.fail(w, http.StatusServiceUnavailable, "api_error", "token usage is unavailable; refusing rather than guessing")
 		return
 	}
+	// From here every path settles the reservation exactly once.
+	settle := func(actual int64) {
+		// A failed settlement leaves the reservation counted: the budget
+		// errs on the side of the cap.
+		_ = p.opts.Usage.Settle(context.WithoutCancel(r.Context()), resID, actual)
+	}
 	d := p.opts.Decider.Decide(r.Context(), engine.ModelInput{
 		Session:         facts,
 		Provider:        p.opts.Provider,
-		Model:           req.Model,
+		Model:           c.model,
 		TokensUsedToday: used,
-		TokensRequested: max(req.MaxTokens, req.MaxCompletionTokens),
+		TokensRequested: c.reserve,
+		ProviderTools:   c.providerTools,
+		MCPServers:      c.mcpServers,
+		Betas:           betas,
 	})
 	if !d.Allow {
-		status := http.StatusForbidden
-		kind := "permission_denied"
-		for _, reason := range d.Reasons {
-			if reason == "token-budget-exhausted" || reason == engine.ReasonRateLimited {
-				status, kind = http.StatusTooManyRequests, "rate_limit_error"
+		settle(0)
+		p.refuse(w, d)
+		return
+	}
+	settle(p.forward(w, r, c, upstreamHeaders{betas: betas, version: version}))
+}
+
+// refuse answers a denial with its reasons.
+func (p *Proxy) refuse(w http.ResponseWriter, d engine.Decision) {
+	status := http.StatusForbidden
+	kind := "permission_denied"
+	for _, reason := range d.Reasons {
+		if reason == reasonBudget || reason == engine.ReasonRateLimited {
+			status, kind = http.StatusTooManyRequests, "rate_limit_error"
+		}
+	}
+	msg := d.Reply
+	if msg == "" {
+		msg = "model call refused by policy"
+	}
+	if d.RetryAfter > 0 {
+		w.Header().Set("Retry-After", fmt.Sprint(int(d.RetryAfter.Seconds()+0.999)))
+	}
+	p.fail(w, status, kind, fmt.Sprintf("%s (%s)", msg, strings.Join(d.Reasons, ", ")))
+}
+
+// headerList splits comma-separated header values, dropping empty items.
+func headerList(values []string) []string {
+	var out []string
+	for _, v := range values {
+		for item := range strings.SplitSeq(v, ",") {
+			if item = strings.TrimSpace(item); item != "" {
+				out = append(out, item)
 			}
 		}
-		msg := d.Reply
-		if msg == "" {
-			msg = "model call refused by policy"
-		}
-		if d.RetryAfter > 0 {
-			w.Header().Set("Retry-After", fmt.Sprint(int(d.RetryAfter.Seconds()+0.999)))
-		}
-		p.fail(w, status, kind, fmt.Sprintf("%s (%s)", msg, strings.Join(d.Reasons, ", ")))
-		return
-	}
-	if req.Stream && p.opts.Provider == OpenAI {
-		body = withStreamUsage(body)
-	}
-	p.forward(w, r, body, facts.Identity, req.Stream)
-}
-
-// forward sends the request upstream with the gateway's credentials only,
-// relays the answer and counts the tokens it reports.
-func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, body []byte, identity string, stream bool) {
-	target := *p.upstream
-	target.Path = p.upstream.Path + p.path
-	up, err := http.NewRequestWithContext(r.Context(), http.MethodPost, target.String(), bytes.NewReader(body))
-	if err != nil {
-		p.fail(w, http.StatusInternalServerError, "api_error", "cannot build the upstream request")
-		return
-	}
-	up.Header.Set("Content-Type", "application/json")
-	up.Header.Set("Accept", r.Header.Get("Accept"))
-	switch p.opts.Provider {
-	case OpenAI:
-		if p.opts.APIKey != "" {
-			up.Header.Set("Authorization", "Bearer "+p.opts.APIKey)
-		}
-	case Anthropic:
-		if p.opts.APIKey != "" {
-			up.Header.Set("x-api-key", p.opts.APIKey)
-		}
-		v := r.Header.Get("anthropic-version")
-		if v == "" {
-			v = "2023-06-01"
-		}
-		up.Header.Set("anthropic-version", v)
-		if beta := r.Header.Get("anthropic-beta"); beta != "" {
-			up.Header.Set("anthropic-beta", beta)
-		}
-	}
-	resp, err := p.opts.Client.Do(up)
-	if err != nil {
-		// Never echo the upstream error: it may carry the URL with a key.
-		p.fail(w, http.StatusBadGateway, "api_error", "the model provider could not be reached")
-		return
-	}
-	defer resp.Body.Close()
-	for _, h := range []string{"Content-Type", "Retry-After", "X-Request-Id", "Request-Id"} {
-		if v := resp.Header.Get(h); v != "" {
-			w.Header().Set(h, v)
-		}
-	}
-	w.WriteHeader(resp.StatusCode)
-	var tokens int64
-	if stream {
-		tokens = relayStream(w, resp.Body, p.opts.Provider)
-	} else {
-		var buf bytes.Buffer
-		_, _ = io.Copy(w, io.TeeReader(io.LimitReader(resp.Body, 64<<20), &buf))
-		tokens = usageOf(buf.Bytes(), p.opts.Provider)
-	}
-	if tokens > 0 {
-		// Counted after the fact: a failure here is logged by the caller's
-		// usage store; the next request sees the new total.
-		_ = p.opts.Usage.AddTokens(context.WithoutCancel(r.Context()), identity, tokens)
-	}
-}
-
-// usage is the token report of either provider.
-type usage struct {
-	Usage *struct {
-		TotalTokens  int64 `json:"total_tokens"`  // openai
-		InputTokens  int64 `json:"input_tokens"`  // anthropic
-		OutputTokens int64 `json:"output_tokens"` // anthropic
-	} `json:"usage"`
-	// Anthropic's stream puts the input count in message_start.message.usage.
-	Message *struct {
-		Usage *struct {
-			InputTokens  int64 `json:"input_tokens"`
-			OutputTokens int64 `json:"output_tokens"`
-		} `json:"usage"`
-	} `json:"message"`
-}
-
-func usageOf(b []byte, provider string) int64 {
-	var u usage
-	if json.Unmarshal(b, &u) != nil {
-		return 0
-	}
-	var n int64
-	if u.Usage != nil {
-		if provider == OpenAI {
-			n += u.Usage.TotalTokens
-		} else {
-			n += u.Usage.InputTokens + u.Usage.OutputTokens
-		}
-	}
-	if u.Message != nil && u.Message.Usage != nil {
-		n += u.Message.Usage.InputTokens + u.Message.Usage.OutputTokens
-	}
-	return n
-}
-
-// relayStream copies a server-sent-events stream line by line, flushing
-// each event, and adds up the usage the events report.
-func relayStream(w http.ResponseWriter, body io.Reader, provider string) int64 {
-	flusher, _ := w.(http.Flusher)
-	sc := bufio.NewScanner(body)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	var tokens int64
-	for sc.Scan() {
-		line := sc.Bytes()
-		if data, ok := bytes.CutPrefix(line, []byte("data:")); ok {
-			tokens += usageOf(bytes.TrimSpace(data), provider)
-		}
-		if _, err := w.Write(append(line, '\n')); err != nil {
-			break
-		}
-		if len(line) == 0 && flusher != nil {
-			flusher.Flush()
-		}
-	}
-	if flusher != nil {
-		flusher.Flush()
-	}
-	return tokens
-}
-
-// withStreamUsage asks an OpenAI-compatible server to report usage at the
-// end of a stream, so streamed calls are counted too.
-func withStreamUsage(body []byte) []byte {
-	var m map[string]json.RawMessage
-	if json.Unmarshal(body, &m) != nil {
-		return body
-	}
-	m["stream_options"] = json.RawMessage(`{"include_usage":true}`)
-	out, err := json.Marshal(m)
-	if err != nil {
-		return body
 	}
 	return out
 }
@@ -294,6 +272,7 @@ func withStreamUsage(body []byte) []byte {
 func (p *Proxy) fail(w http.ResponseWriter, status int, kind, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
+	msg = p.redact.Replace(msg)
 	var v any
 	if p.opts.Provider == Anthropic {
 		v = map[string]any{"type": "error", "error": map[string]string{"type": kind, "message": msg}}
@@ -301,42 +280,4 @@ func (p *Proxy) fail(w http.ResponseWriter, status int, kind, msg string) {
 		v = map[string]any{"error": map[string]string{"type": kind, "code": kind, "message": msg}}
 	}
 	_ = json.NewEncoder(w).Encode(v)
-}
-
-// MemoryUsage is a Usage kept in memory, per identity per UTC day. The
-// gateway's store persists it; this one is for tests and single runs.
-type MemoryUsage struct {
-	mu  sync.Mutex
-	day string
-	m   map[string]int64
-	Now func() time.Time
-}
-
-func (u *MemoryUsage) today() string {
-	now := time.Now
-	if u.Now != nil {
-		now = u.Now
-	}
-	d := now().UTC().Format(time.DateOnly)
-	if d != u.day {
-		u.day, u.m = d, map[string]int64{}
-	}
-	return d
-}
-
-// TokensToday implements Usage.
-func (u *MemoryUsage) TokensToday(_ context.Context, identity string) (int64, error) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.today()
-	return u.m[identity], nil
-}
-
-// AddTokens implements Usage.
-func (u *MemoryUsage) AddTokens(_ context.Context, identity string, n int64) error {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.today()
-	u.m[identity] += n
-	return nil
 }

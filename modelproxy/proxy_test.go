@@ -90,7 +90,7 @@ func setup(t *testing.T, provider, role string) (*Proxy, *fakeProvider, *MemoryU
 	return p, fake, usage
 }
 
-func call(p *Proxy, path, body string, hdr map[string]string) *httptest.ResponseRecorder {
+func send(p *Proxy, path, body string, hdr map[string]string) *httptest.ResponseRecorder {
 	r := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
 	for k, v := range hdr {
 		r.Header.Set(k, v)
@@ -102,7 +102,7 @@ func call(p *Proxy, path, body string, hdr map[string]string) *httptest.Response
 
 func TestOpenAICallIsForwardedWithTheGatewayKeyOnly(t *testing.T) {
 	p, fake, usage := setup(t, OpenAI, "member")
-	w := call(p, "/v1/chat/completions", `{"model":"gpt-x","messages":[{"role":"user","content":"hi"}]}`,
+	w := send(p, "/v1/chat/completions", `{"model":"gpt-x","messages":[{"role":"user","content":"hi"}]}`,
 		map[string]string{"Authorization": "Bearer sk-stolen-from-somewhere", "Cookie": "session=1"})
 	if w.Code != 200 {
 		t.Fatalf("status %d: %s", w.Code, w.Body)
@@ -123,7 +123,7 @@ func TestOpenAICallIsForwardedWithTheGatewayKeyOnly(t *testing.T) {
 
 func TestAnthropicCallUsesItsHeaders(t *testing.T) {
 	p, fake, usage := setup(t, Anthropic, "member")
-	w := call(p, "/v1/messages", `{"model":"claude-x","max_tokens":100,"messages":[]}`, map[string]string{"x-api-key": "sk-ant-stolen"})
+	w := send(p, "/v1/messages", `{"model":"claude-x","max_tokens":100,"messages":[]}`, map[string]string{"x-api-key": "sk-ant-stolen"})
 	if w.Code != 200 {
 		t.Fatalf("status %d: %s", w.Code, w.Body)
 	}
@@ -141,11 +141,12 @@ func TestStreamsAreRelayedAndCounted(t *testing.T) {
 		want                 int64
 	}{
 		{OpenAI, "/v1/chat/completions", `{"model":"m","stream":true,"messages":[]}`, 7},
-		{Anthropic, "/v1/messages", `{"model":"m","stream":true,"max_tokens":10,"messages":[]}`, 30},
+		// message_delta's output_tokens is cumulative: 20 in, 9 out.
+		{Anthropic, "/v1/messages", `{"model":"m","stream":true,"max_tokens":10,"messages":[]}`, 29},
 	} {
 		t.Run(tt.provider, func(t *testing.T) {
 			p, _, usage := setup(t, tt.provider, "member")
-			w := call(p, tt.path, tt.body, nil)
+			w := send(p, tt.path, tt.body, nil)
 			if w.Code != 200 || !strings.Contains(w.Body.String(), "data:") {
 				t.Fatalf("status %d: %s", w.Code, w.Body)
 			}
@@ -167,7 +168,7 @@ func TestRefusals(t *testing.T) {
 		{"budget used up", "member", "/v1/chat/completions", `{"model":"m"}`, 200000, 429, "budget is used up"},
 		{"request over budget", "member", "/v1/chat/completions", `{"model":"m","max_tokens":5000}`, 199000, 429, "token-budget-exhausted"},
 		{"no model named", "member", "/v1/chat/completions", `{"messages":[]}`, 0, 403, "invalid-model"},
-		{"malformed JSON", "member", "/v1/chat/completions", `{"model":`, 0, 400, "not a JSON object"},
+		{"malformed JSON", "member", "/v1/chat/completions", `{"model":`, 0, 400, "not one strict JSON object"},
 		{"wrong path", "member", "/v1/embeddings", `{"model":"m"}`, 0, 404, "only POST /v1/chat/completions"},
 		{"oversized body", "member", "/v1/chat/completions", `{"model":"m","x":"` + strings.Repeat("a", MaxRequestBytes) + `"}`, 0, 413, "larger than"},
 	}
@@ -175,7 +176,7 @@ func TestRefusals(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p, fake, usage := setup(t, OpenAI, tt.role)
 			usage.AddTokens(context.Background(), "telegram:1", tt.used)
-			w := call(p, tt.path, tt.body, nil)
+			w := send(p, tt.path, tt.body, nil)
 			if w.Code != tt.wantCode || !strings.Contains(w.Body.String(), tt.wantText) {
 				t.Fatalf("status %d body %s; want %d containing %q", w.Code, w.Body, tt.wantCode, tt.wantText)
 			}
@@ -198,7 +199,7 @@ func TestNoSessionNoCall(t *testing.T) {
 	defer up.Close()
 	p, _ := New(Options{Provider: OpenAI, BaseURL: up.URL, Decider: newEngine(t), Usage: &MemoryUsage{},
 		Session: func(*http.Request) (engine.SessionFacts, bool) { return engine.SessionFacts{}, false }})
-	if w := call(p, "/v1/chat/completions", `{"model":"m"}`, nil); w.Code != 403 || fake.calls != 0 {
+	if w := send(p, "/v1/chat/completions", `{"model":"m"}`, nil); w.Code != 403 || fake.calls != 0 {
 		t.Fatalf("status %d, calls %d", w.Code, fake.calls)
 	}
 }
@@ -209,7 +210,7 @@ func TestUnreachableProviderLeaksNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := call(p, "/v1/chat/completions", `{"model":"m"}`, nil)
+	w := send(p, "/v1/chat/completions", `{"model":"m"}`, nil)
 	if w.Code != 502 || strings.Contains(w.Body.String(), "127.0.0.1") || strings.Contains(w.Body.String(), testKey) {
 		t.Fatalf("status %d body %s", w.Code, w.Body)
 	}
