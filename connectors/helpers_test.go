@@ -3,6 +3,7 @@ package connectors_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"path/filepath"
 	"runtime"
@@ -64,18 +65,25 @@ func newEngine(t testing.TB, data map[string]any) (*engine.Engine, *jsonRecorder
 	return e, rec
 }
 
-// authLog records pairing events.
+// authLog records pairing events; while fail is set it refuses them, as
+// a full audit disk does.
 type authLog struct {
-	mu sync.Mutex
-	ev []pairing.Event
+	mu   sync.Mutex
+	fail bool
+	ev   []pairing.Event
 }
 
 func (a *authLog) RecordAuth(_ context.Context, e pairing.Event) error {
 	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.fail {
+		return errors.New("audit log unavailable: no space left on device")
+	}
 	a.ev = append(a.ev, e)
-	a.mu.Unlock()
 	return nil
 }
+
+func (a *authLog) setFail(v bool) { a.mu.Lock(); a.fail = v; a.mu.Unlock() }
 
 func (a *authLog) count(kind, reason string) int {
 	a.mu.Lock()
@@ -89,8 +97,13 @@ func (a *authLog) count(kind, reason string) int {
 	return n
 }
 
+// newStore is the gateway's pairing store, recording on rec (default: a
+// fresh authLog).
 func newStore(t testing.TB, rec pairing.Recorder) *pairing.Store {
 	t.Helper()
+	if rec == nil {
+		rec = &authLog{}
+	}
 	s, err := pairing.Open(context.Background(), pairing.Options{Path: filepath.Join(t.TempDir(), "state", "parachute.db"), Recorder: rec})
 	if err != nil {
 		t.Fatalf("pairing.Open: %v", err)

@@ -84,6 +84,10 @@ const HelpText = `Commands:
 Anything else goes to the agent. Without a model it runs file commands:
 /ls [PATH], /cat PATH, /write PATH TEXT, /find PATTERN`
 
+// NotRecordedReply answers a grant that was refused because its audit
+// record could not be written.
+const NotRecordedReply = "The bot cannot write its audit log right now, so nothing was granted. Please try again later."
+
 // ParseCommand splits "/cmd[@bot] args" into a known command and its
 // argument. Text that is not a known command returns "", "".
 func ParseCommand(text string) (cmd, arg string) {
@@ -203,6 +207,9 @@ func (r *Router) handle(ctx context.Context, m *Message, rep Replier) error {
 			case errors.Is(err, pairing.ErrInvalidToken):
 				log.Info().Msg("invite refused")
 				return r.say(ctx, rep, m, "That invite is not valid: it is unknown, used or expired.")
+			case errors.Is(err, pairing.ErrNotRecorded):
+				_ = r.say(ctx, rep, m, NotRecordedReply)
+				return fmt.Errorf("connectors: invite for %s: %w", id, err)
 			case err != nil:
 				_ = r.say(ctx, rep, m, "The invite could not be checked right now. Please try again later.")
 				return fmt.Errorf("connectors: invite for %s: %w", id, err)
@@ -275,6 +282,9 @@ func (r *Router) pair(ctx context.Context, rep Replier, m *Message) error {
 		return r.say(ctx, rep, m, fmt.Sprintf("Too many pairing requests. Try again in %s.", roundUp(rl.RetryAfter)))
 	case errors.Is(err, pairing.ErrTooManyPending):
 		return r.say(ctx, rep, m, "The bot has too many pending requests. Please try again later.")
+	case errors.Is(err, pairing.ErrNotRecorded):
+		_ = r.say(ctx, rep, m, NotRecordedReply)
+		return fmt.Errorf("connectors: pairing code for %s: %w", m.Identity(), err)
 	case err != nil:
 		_ = r.say(ctx, rep, m, "A pairing code could not be made right now. Please try again later.")
 		return fmt.Errorf("connectors: pairing code for %s: %w", m.Identity(), err)

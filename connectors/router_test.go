@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/parachute-gateway/parachute/connectors"
+	"github.com/parachute-gateway/parachute/connectors/pairing"
 	"github.com/parachute-gateway/parachute/engine"
 )
 
@@ -417,3 +418,47 @@ func (f fixedTurns) Turn(context.Context, connectors.TurnRequest) (string, error
 	return string(f), nil
 }
 func (fixedTurns) NewSession(context.Context, connectors.TurnRequest) error { return nil }
+
+// TestGrantsNeedTheirRecord: with the audit log refusing records, an
+// owner invite is not redeemed and no pairing code is issued; the user is
+// told why, and /whoami still says stranger. Once records work, the same
+// invite works.
+func TestGrantsNeedTheirRecord(t *testing.T) {
+	ctx := context.Background()
+	log := &authLog{}
+	store := newStore(t, log)
+	r, turns := newRouter(t, testData(), store)
+	token, err := store.CreateInvite(ctx, pairingInvite("owner", ""), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.setFail(true)
+	c := &chat{}
+	if err := r.Handle(ctx, msg("mallory", "/start "+token), c); !errors.Is(err, pairing.ErrNotRecorded) {
+		t.Fatalf("redeem with the audit log down: %v", err)
+	}
+	if err := r.Handle(ctx, msg("erin", "/pair"), c); !errors.Is(err, pairing.ErrNotRecorded) {
+		t.Fatalf("pair with the audit log down: %v", err)
+	}
+	if got := c.all(); len(got) != 2 || got[0] != connectors.NotRecordedReply || got[1] != connectors.NotRecordedReply {
+		t.Fatalf("replies %q, want the not-recorded reply twice", got)
+	}
+	if l, _ := store.List(ctx); len(l) != 0 {
+		t.Fatalf("pairing request made without a record: %+v", l)
+	}
+	c2 := &chat{}
+	_ = r.Handle(ctx, msg("mallory", "/whoami"), c2)
+	if got := strings.Join(c2.all(), ""); strings.Contains(got, "Role: owner") {
+		t.Fatalf("whoami after an unrecorded redemption: %q", got)
+	}
+	log.setFail(false)
+	c3 := &chat{}
+	_ = r.Handle(ctx, msg("mallory", "/start "+token), c3)
+	_ = r.Handle(ctx, msg("mallory", "/whoami"), c3)
+	if got := strings.Join(c3.all(), ""); !strings.Contains(got, "Role: owner") {
+		t.Fatalf("after the audit log recovered: %q", got)
+	}
+	if turns.n() != 0 {
+		t.Fatal("an agent turn ran")
+	}
+}

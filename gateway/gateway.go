@@ -56,6 +56,9 @@ type Gateway struct {
 	conns   []connectors.Connector
 	metrics *metrics
 	closers []func(context.Context)
+	// procs runs sandboxed MCP upstreams (nil when the runtimes were given
+	// by the caller: such a gateway refuses a sandboxed upstream).
+	procs processStarter
 
 	ready   chan struct{}
 	admin   net.Listener
@@ -319,13 +322,28 @@ func (g *Gateway) close(ctx context.Context) {
 type authRecorder struct{ log *audit.Log }
 
 func (a authRecorder) RecordAuth(ctx context.Context, e pairing.Event) error {
-	r := audit.Record{Kind: "pairing", Connector: e.Connector, User: e.Identity, Decision: "deny",
-		Detail: map[string]string{"event": e.Kind}}
+	kind := audit.KindPairing
+	switch e.Kind {
+	case pairing.KindInviteCreate, pairing.KindInviteRedeem:
+		kind = audit.KindInvite
+	case pairing.KindRevoke:
+		kind = audit.KindAdmin
+	}
+	r := audit.Record{Kind: kind, Connector: e.Connector, User: e.Identity, Decision: "deny", Workspace: e.Workspace,
+		Detail: map[string]string{"event": e.Kind, "actor": e.Actor}}
 	if e.OK {
 		r.Decision = "allow"
 	}
 	if e.Reason != "" {
 		r.Reasons = []string{e.Reason}
+	}
+	for k, v := range map[string]string{"role": e.Role, "previous_role": e.Previous} {
+		if v != "" {
+			r.Detail[k] = v
+		}
+	}
+	if !e.Queued.IsZero() {
+		r.Detail["queued_at"] = e.Queued.UTC().Format(time.RFC3339Nano)
 	}
 	_, err := a.log.Append(ctx, r)
 	return err

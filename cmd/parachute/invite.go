@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -39,6 +40,7 @@ func inviteCreate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	fmt.Fprintln(stdout, tok)
 	fmt.Fprintf(stderr, "single use, valid until %s; the user sends: /start %s\n", time.Now().Add(*expires).UTC().Format(time.RFC3339), tok)
+	fmt.Fprintln(stderr, strings.Replace(heldNote, "kind=pairing", "kind=invite", 1))
 	return nil
 }
 
@@ -65,7 +67,11 @@ func inviteList(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fmt.Fprintln(tw, "HASH\tROLE\tWORKSPACE\tCONNECTOR\tEXPIRES")
 	for _, k := range keys {
 		inv := m[k]
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k, inv.Role, inv.Workspace, inv.Connector, inv.Expires.UTC().Format(time.RFC3339))
+		exp := inv.Expires.UTC().Format(time.RFC3339)
+		if inv.Held {
+			exp += " (held: not yet recorded by the gateway)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k, inv.Role, inv.Workspace, inv.Connector, exp)
 	}
 	return tw.Flush()
 }

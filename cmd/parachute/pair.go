@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -52,9 +53,28 @@ func parseWithArgs(fs *flag.FlagSet, args []string, want int, names string) ([]s
 	return pos, nil
 }
 
+// openStore opens the store as the operator: no Recorder, so every action
+// is queued in the store for the gateway to record (the CLI never writes
+// the gateway's audit log behind its back), with the operator's uid as
+// the actor. Grants wait for their record; see pairing's package doc.
 func openStore(ctx context.Context, path string) (*pairing.Store, error) {
-	return pairing.Open(ctx, pairing.Options{Path: path})
+	return pairing.Open(ctx, pairing.Options{Path: path, Actor: operatorActor()})
 }
+
+// operatorActor names who runs the command by uid (and, under sudo, the
+// uid sudo was run from, as sudo reports it).
+func operatorActor() string {
+	a := fmt.Sprintf("operator uid:%d", os.Getuid())
+	if su := os.Getenv("SUDO_UID"); su != "" && os.Getuid() == 0 {
+		if _, err := strconv.Atoi(su); err == nil {
+			a += " sudo-from uid:" + su
+		}
+	}
+	return a
+}
+
+// heldNote says when a grant made from the CLI takes effect.
+const heldNote = "in effect once the gateway has recorded it in its audit log (on its next message, or when it starts); `parachute logs kind=pairing` shows the record"
 
 func pairList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("pair list", stderr)
@@ -100,6 +120,7 @@ func pairApprove(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	fmt.Fprintf(stdout, "approved %s on %s as %s\n", p.Identity, p.Connector, *role)
+	fmt.Fprintln(stderr, heldNote)
 	return nil
 }
 
@@ -139,7 +160,11 @@ func pairBindings(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CONNECTOR\tIDENTITY\tROLE\tWORKSPACE\tSOURCE")
 	for _, b := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", b.Connector, b.Identity, b.Role, b.Workspace, b.Source)
+		src := b.Source
+		if b.Held {
+			src += " (held: not yet recorded by the gateway)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", b.Connector, b.Identity, b.Role, b.Workspace, src)
 	}
 	return tw.Flush()
 }

@@ -4,15 +4,30 @@ import (
 	"context"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/parachute-gateway/parachute/connectors/pairing"
 )
 
+// gatewayLog stands in for the gateway's audit log.
+type gatewayLog struct {
+	mu sync.Mutex
+	ev []pairing.Event
+}
+
+func (g *gatewayLog) RecordAuth(_ context.Context, e pairing.Event) error {
+	g.mu.Lock()
+	g.ev = append(g.ev, e)
+	g.mu.Unlock()
+	return nil
+}
+
 func TestPairAndInviteCommands(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "store.db")
-	s, err := pairing.Open(ctx, pairing.Options{Path: path})
+	rec := &gatewayLog{}
+	s, err := pairing.Open(ctx, pairing.Options{Path: path, Recorder: rec}) // the gateway's side
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,5 +75,21 @@ func TestPairAndInviteCommands(t *testing.T) {
 	b, err := s.RedeemInvite(ctx, "tg", "telegram:333", tok)
 	if err != nil || b.Role != "member" || b.Workspace != "team" || b.Source != "invite" {
 		t.Fatalf("redeem: %+v %v", b, err)
+	}
+	// Every operator action reached the gateway's record, with the
+	// operator's uid as the actor.
+	want := operatorActor()
+	seen := map[string]bool{}
+	rec.mu.Lock()
+	for _, e := range rec.ev {
+		if e.Actor == want && e.OK {
+			seen[e.Kind] = true
+		}
+	}
+	rec.mu.Unlock()
+	for _, k := range []string{pairing.KindPairApprove, pairing.KindPairDeny, pairing.KindRevoke, pairing.KindInviteCreate} {
+		if !seen[k] {
+			t.Errorf("no %s record with actor %q: %+v", k, want, rec.ev)
+		}
 	}
 }
