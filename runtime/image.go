@@ -2,8 +2,6 @@ package runtime
 
 import (
 	"archive/tar"
-	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -13,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path"
+	"path/filepath"
 	goruntime "runtime"
 	"slices"
 	"strings"
@@ -33,7 +32,37 @@ type BuildOptions struct {
 	// Files are extra host files copied into the image, keyed by absolute
 	// image path (mode 0755, owned by root).
 	Files map[string]string
+	// Add are host binaries (absolute paths) copied into the image at the
+	// same paths with their ELF dependency closure (ELFDeps). A path that
+	// is a symlink stays one, to the file it resolves to, which is copied
+	// at its own path. An added file may replace a busybox applet.
+	Add []string
+	// AddDirs are host folder trees copied into the image.
+	AddDirs []DirCopy
 }
+
+// DirCopy is a host folder tree copied into the image: folders (0755),
+// regular files (0755 if the owner may execute them, else 0644) and
+// symlinks (kept as symlinks, never followed), all owned by root.
+// Anything else (a FIFO, a device, a socket) is refused.
+type DirCopy struct {
+	Host  string // absolute host folder
+	Image string // absolute image path; "" = the same as Host
+}
+
+// ParseDirCopy parses "HOST[:IMAGE]".
+func ParseDirCopy(s string) (DirCopy, error) {
+	host, img, _ := strings.Cut(s, ":")
+	d := DirCopy{Host: host, Image: img}
+	if !filepath.IsAbs(d.Host) || (d.Image != "" && !path.IsAbs(d.Image)) {
+		return DirCopy{}, fmt.Errorf("%w: --add-dir %q: want HOST[:IMAGE], both absolute paths", ErrInvalidSpec, s)
+	}
+	return d, nil
+}
+
+// mountedOver are image folders the sandbox mounts over: whatever the
+// image holds there is never seen.
+var mountedOver = []string{"/proc", "/dev", "/sys", "/tmp", WorkspaceDir, SocketDir}
 
 // imageEpoch is the modification time of every file in the image, so the
 // same inputs give the same digest.
@@ -41,8 +70,11 @@ var imageEpoch = time.Unix(1700000000, 0).UTC()
 
 // BuildImage writes an OCI image layout tar of a minimal sandbox image: the
 // binary as /parachute (also the entrypoint, `/parachute sandbox init`),
-// optionally busybox for a shell, /tmp mode 1777, /workspace and
-// /run/parachute, and user 65534. It returns the tar's path.
+// optionally busybox for a shell, added binaries with their libraries and
+// added folders, /tmp mode 1777, /workspace and /run/parachute, and user
+// 65534. Every entry has fixed owner and time and entries are in path
+// order, so the same inputs give the same digest. It returns the tar's
+// path.
 func BuildImage(ctx context.Context, o BuildOptions) (string, error) {
 	if o.Binary == "" {
 		return "", fmt.Errorf("%w: BuildImage needs a binary", ErrInvalidSpec)
@@ -50,17 +82,18 @@ func BuildImage(ctx context.Context, o BuildOptions) (string, error) {
 	if o.Ref == "" {
 		o.Ref = DefaultImage
 	}
-	layer, diffID, err := buildLayer(ctx, o)
+	l, err := composeLayer(ctx, o)
+	if err != nil {
+		return "", fmt.Errorf("build image layer: %w", err)
+	}
+	tmp, err := os.MkdirTemp("", "parachute-layer-*")
 	if err != nil {
 		return "", err
 	}
-	var gz bytes.Buffer
-	zw := gzip.NewWriter(&gz)
-	if _, err := zw.Write(layer); err != nil {
-		return "", err
-	}
-	if err := zw.Close(); err != nil {
-		return "", err
+	defer os.RemoveAll(tmp)
+	layer, err := l.writeGzip(filepath.Join(tmp, "layer.tar.gz"))
+	if err != nil {
+		return "", fmt.Errorf("build image layer: %w", err)
 	}
 	cfg, err := json.Marshal(map[string]any{
 		"created":      imageEpoch.Format(time.RFC3339),
@@ -72,22 +105,25 @@ func BuildImage(ctx context.Context, o BuildOptions) (string, error) {
 			"Env":        baseEnv,
 			"WorkingDir": WorkspaceDir,
 		},
-		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{diffID}},
+		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{layer.diffID}},
 	})
 	if err != nil {
 		return "", err
 	}
-	blobs := map[string][]byte{}
+	blobs := map[string]blob{}
 	add := func(b []byte, mediaType string) map[string]any {
 		d := "sha256:" + hexSum(b)
-		blobs[d] = b
+		blobs[d] = blob{data: b, size: int64(len(b))}
 		return map[string]any{"mediaType": mediaType, "digest": d, "size": len(b)}
 	}
+	blobs[layer.digest] = blob{path: layer.path, size: layer.size}
 	manifest, err := json.Marshal(map[string]any{
 		"schemaVersion": 2,
 		"mediaType":     "application/vnd.oci.image.manifest.v1+json",
 		"config":        add(cfg, "application/vnd.oci.image.config.v1+json"),
-		"layers":        []any{add(gz.Bytes(), "application/vnd.oci.image.layer.v1.tar+gzip")},
+		"layers": []any{map[string]any{
+			"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer.digest, "size": layer.size,
+		}},
 	})
 	if err != nil {
 		return "", err
@@ -109,9 +145,16 @@ func BuildImage(ctx context.Context, o BuildOptions) (string, error) {
 	return writeLayout(o.Out, index, blobs)
 }
 
+// blob is the content of one blob: bytes in memory or a file.
+type blob struct {
+	data []byte
+	path string
+	size int64
+}
+
 // writeLayout writes the OCI layout tar: oci-layout, index.json and
 // blobs/sha256/*.
-func writeLayout(out string, index []byte, blobs map[string][]byte) (string, error) {
+func writeLayout(out string, index []byte, blobs map[string]blob) (string, error) {
 	var f *os.File
 	var err error
 	if out == "" {
@@ -123,16 +166,25 @@ func writeLayout(out string, index []byte, blobs map[string][]byte) (string, err
 		return "", err
 	}
 	tw := tar.NewWriter(f)
-	put := func(name string, b []byte) error {
-		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(b)), ModTime: imageEpoch, Typeflag: tar.TypeReg}); err != nil {
+	put := func(name string, b blob) error {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: b.size, ModTime: imageEpoch, Typeflag: tar.TypeReg}); err != nil {
 			return err
 		}
-		_, err := tw.Write(b)
+		if b.path == "" {
+			_, err := tw.Write(b.data)
+			return err
+		}
+		src, err := os.Open(b.path)
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		_, err = io.CopyN(tw, src, b.size)
 		return err
 	}
-	err = put("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`))
+	err = put("oci-layout", blob{data: []byte(`{"imageLayoutVersion":"1.0.0"}`), size: 30})
 	if err == nil {
-		err = put("index.json", index)
+		err = put("index.json", blob{data: index, size: int64(len(index))})
 	}
 	digests := make([]string, 0, len(blobs))
 	for d := range blobs {
@@ -157,47 +209,38 @@ func writeLayout(out string, index []byte, blobs map[string][]byte) (string, err
 	return f.Name(), nil
 }
 
-// buildLayer returns the uncompressed root filesystem tar and its diff ID.
-func buildLayer(ctx context.Context, o BuildOptions) ([]byte, string, error) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	dir := func(name string, mode int64) error {
-		return tw.WriteHeader(&tar.Header{Name: name + "/", Mode: mode, Typeflag: tar.TypeDir, ModTime: imageEpoch})
-	}
-	file := func(name string, mode int64, b []byte) error {
-		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: mode, Size: int64(len(b)), Typeflag: tar.TypeReg, ModTime: imageEpoch}); err != nil {
-			return err
-		}
-		_, err := tw.Write(b)
-		return err
-	}
-	hostFile := func(name, src string) error {
-		b, err := os.ReadFile(src)
-		if err != nil {
-			return err
-		}
-		return file(name, 0o755, b)
-	}
-	var err error
+// composeLayer lists the root filesystem's entries.
+func composeLayer(ctx context.Context, o BuildOptions) (*layer, error) {
+	l := newLayer()
 	for _, d := range []struct {
 		name string
 		mode int64
 	}{{"bin", 0o755}, {"dev", 0o755}, {"etc", 0o755}, {"proc", 0o555}, {"run", 0o755}, {"run/parachute", 0o755}, {"sys", 0o555}, {"tmp", 0o1777}, {"usr", 0o755}, {"usr/bin", 0o755}, {"workspace", 0o755}} {
-		if err == nil {
-			err = dir(d.name, d.mode)
+		if err := l.dir(d.name, d.mode, "base"); err != nil {
+			return nil, err
 		}
 	}
-	if err == nil {
-		err = file("etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/tmp:/bin/false\n"))
+	if err := l.file("etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/tmp:/bin/false\n"), "base"); err != nil {
+		return nil, err
 	}
-	if err == nil {
-		err = file("etc/group", 0o644, []byte("root:x:0:\nnogroup:x:65534:\n"))
+	if err := l.file("etc/group", 0o644, []byte("root:x:0:\nnogroup:x:65534:\n"), "base"); err != nil {
+		return nil, err
 	}
+	bin, err := filepath.EvalSymlinks(o.Binary)
 	if err == nil {
-		err = hostFile("parachute", o.Binary)
+		err = l.hostFile("parachute", bin, 0o755, "--binary")
 	}
-	if err == nil && o.Busybox != "" {
-		err = addBusybox(ctx, tw, o.Busybox, hostFile)
+	if err != nil {
+		return nil, err
+	}
+	if o.Busybox != "" {
+		bb, err := filepath.EvalSymlinks(o.Busybox)
+		if err != nil {
+			return nil, err
+		}
+		if err := addBusybox(ctx, l, bb); err != nil {
+			return nil, err
+		}
 	}
 	names := make([]string, 0, len(o.Files))
 	for n := range o.Files {
@@ -205,23 +248,31 @@ func buildLayer(ctx context.Context, o BuildOptions) ([]byte, string, error) {
 	}
 	slices.Sort(names)
 	for _, n := range names {
+		src, err := filepath.EvalSymlinks(o.Files[n])
 		if err == nil {
-			clean := strings.TrimPrefix(path.Clean("/"+n), "/")
-			err = hostFile(clean, o.Files[n])
+			err = l.hostFile(n, src, 0o755, "file "+o.Files[n])
+		}
+		if err != nil {
+			return nil, err
 		}
 	}
-	if err == nil {
-		err = tw.Close()
+	for _, b := range o.Add {
+		if err := l.addBinary(b); err != nil {
+			return nil, err
+		}
 	}
-	if err != nil {
-		return nil, "", fmt.Errorf("build image layer: %w", err)
+	for _, d := range o.AddDirs {
+		if err := l.addDir(d); err != nil {
+			return nil, err
+		}
 	}
-	return buf.Bytes(), "sha256:" + hexSum(buf.Bytes()), nil
+	return l, nil
 }
 
 // addBusybox installs /bin/busybox and a symlink per applet it lists.
-func addBusybox(ctx context.Context, tw *tar.Writer, bb string, hostFile func(name, src string) error) error {
-	if err := hostFile("bin/busybox", bb); err != nil {
+// The applets are weak: a binary added with --add replaces one.
+func addBusybox(ctx context.Context, l *layer, bb string) error {
+	if err := l.hostFile("bin/busybox", bb, 0o755, "--busybox"); err != nil {
 		return err
 	}
 	out, err := exec.CommandContext(ctx, bb, "--list").Output()
@@ -232,7 +283,7 @@ func addBusybox(ctx context.Context, tw *tar.Writer, bb string, hostFile func(na
 		if applet == "busybox" || strings.Contains(applet, "/") {
 			continue
 		}
-		if err := tw.WriteHeader(&tar.Header{Name: "bin/" + applet, Linkname: "busybox", Typeflag: tar.TypeSymlink, Mode: 0o777, ModTime: imageEpoch}); err != nil {
+		if err := l.put("bin/"+applet, &layerEntry{typ: tar.TypeSymlink, mode: 0o777, link: "busybox", origin: "busybox applet", weak: true}); err != nil {
 			return err
 		}
 	}
