@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/parachute-gateway/parachute/runtime"
 )
 
 func init() {
-	register(&command{name: "image build", summary: "build the sandbox image from a static binary and import it", run: imageBuild})
+	register(&command{name: "image build", summary: "build the sandbox image from a static binary (plus --add BINARY, --add-dir HOST[:IMAGE]) and import it", run: imageBuild})
 	register(&command{name: "image import", summary: "import an OCI image tar: FILE.tar [--ref REF]", run: imageImport})
 }
 
@@ -24,8 +25,19 @@ func imageBuild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	ref := fs.String("ref", runtime.DefaultImage, "image name")
 	out := fs.String("out", "", "also keep the image tar at this path")
 	noImport := fs.Bool("no-import", false, "only write the tar (needs --out)")
+	var add, addDirs listFlag
+	fs.Var(&add, "add", "host binary copied at the same path with its shared libraries (repeatable), e.g. /usr/bin/node")
+	fs.Var(&addDirs, "add-dir", "host folder tree copied into the image, HOST[:IMAGE] (repeatable)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	var dirs []runtime.DirCopy
+	for _, a := range addDirs {
+		d, err := runtime.ParseDirCopy(a)
+		if err != nil {
+			return fmt.Errorf("%w: %w", errUsage, err)
+		}
+		dirs = append(dirs, d)
 	}
 	if *noImport && *out == "" {
 		return fmt.Errorf("%w: --no-import needs --out", errUsage)
@@ -45,7 +57,7 @@ func imageBuild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return err
 		}
 	}
-	tar, err := runtime.BuildImage(ctx, runtime.BuildOptions{Binary: bin, Busybox: *busybox, Ref: *ref, Out: *out})
+	tar, err := runtime.BuildImage(ctx, runtime.BuildOptions{Binary: bin, Busybox: *busybox, Ref: *ref, Out: *out, Add: add, AddDirs: dirs})
 	if err != nil {
 		return err
 	}
@@ -91,8 +103,15 @@ func imageImport(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	return nil
 }
 
-// checkStatic refuses a dynamically linked binary: the image has no
-// libraries, so it could not run there.
+// listFlag collects a repeatable flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// checkStatic refuses a dynamically linked binary as /parachute or
+// busybox: PID 1 must run before anything else, so it brings no
+// libraries (binaries added with --add bring theirs).
 func checkStatic(path string) error {
 	f, err := elf.Open(path)
 	if err != nil {
@@ -101,7 +120,7 @@ func checkStatic(path string) error {
 	defer f.Close()
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP {
-			return fmt.Errorf("%s is dynamically linked; build it static (CGO_ENABLED=0 go build)", path)
+			return fmt.Errorf("%s is dynamically linked; build it static (CGO_ENABLED=0 go build), or add it beside /parachute with --add", path)
 		}
 	}
 	return nil

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -89,5 +90,46 @@ func TestImageBuildRefusesDynamicBinary(t *testing.T) {
 	code, _, errOut := runCLI(t, "image", "build", "--binary", dyn, "--no-import", "--out", filepath.Join(t.TempDir(), "x.tar"))
 	if code != 1 || !strings.Contains(errOut, "dynamically linked") {
 		t.Errorf("code %d err %q", code, errOut)
+	}
+}
+
+// TestImageBuildAddFlags: --add and --add-dir reach the image; a bad
+// HOST[:IMAGE] is a usage error, a script given to --add a clear refusal.
+func TestImageBuildAddFlags(t *testing.T) {
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		t.Skip("busybox-static not installed (a static binary for --binary)")
+	}
+	tree := t.TempDir()
+	os.WriteFile(filepath.Join(tree, "index.js"), []byte("1\n"), 0o644)
+	script := filepath.Join(t.TempDir(), "run.sh")
+	os.WriteFile(script, []byte("#!/bin/sh\n"), 0o755)
+	build := func(extra ...string) (int, string, string, string) {
+		out := filepath.Join(t.TempDir(), "x.tar")
+		args := append([]string{"image", "build", "--binary", "/bin/busybox", "--busybox", "", "--no-import", "--out", out}, extra...)
+		code, stdout, stderr := runCLI(t, args...)
+		return code, stdout, stderr, out
+	}
+	code, stdout, stderr, out := build("--add", "/bin/ls", "--add-dir", tree+":/opt/app")
+	if code != 0 || !strings.Contains(stdout, "wrote "+out) {
+		t.Fatalf("code %d\n%s%s", code, stdout, stderr)
+	}
+	code2, _, _, out2 := build("--add", "/bin/ls", "--add-dir", tree+":/opt/app")
+	b1, _ := os.ReadFile(out)
+	b2, _ := os.ReadFile(out2)
+	if code2 != 0 || !bytes.Equal(b1, b2) {
+		t.Error("two builds of the same inputs differ")
+	}
+	for name, tc := range map[string]struct {
+		args []string
+		code int
+		want string
+	}{
+		"relative add-dir": {[]string{"--add-dir", "npm"}, 2, "HOST[:IMAGE]"},
+		"script as --add":  {[]string{"--add", script}, 1, "not an ELF"},
+		"add-dir on /tmp":  {[]string{"--add-dir", tree + ":/tmp/app"}, 1, "mounts over /tmp"},
+	} {
+		if code, _, stderr, _ := build(tc.args...); code != tc.code || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%s: code %d err %q, want %d and %q", name, code, stderr, tc.code, tc.want)
+		}
 	}
 }
