@@ -68,7 +68,7 @@ func (c *Connector) onMember(ctx context.Context, evt *event.Event) {
 }
 
 func (c *Connector) onMessage(ctx context.Context, evt *event.Event) {
-	if initialSync(ctx) || c.skip[evt.ID] || evt.Sender == c.me {
+	if (initialSync(ctx) && evt.Timestamp < c.started) || c.skip[evt.ID] || evt.Sender == c.me {
 		return
 	}
 	_, h, err := c.current()

@@ -6,7 +6,8 @@
 // authenticated it; display names are for show only. Each event ID is
 // handled once (the router drops a repeated event_id); edits (m.replace)
 // never run anything. History is never replayed: events of the first sync
-// after start, and events from before the bot joined a room, are skipped.
+// after start dated before the connector was made, and events from before
+// the bot joined a room, are skipped.
 //
 // A room with at most two members (the bot and one person) is a DM; any
 // other room is a group, where the bot answers only when mentioned
@@ -67,6 +68,10 @@ type Connector struct {
 	// skip holds the message events of the current sync batch that
 	// predate the bot's join in their room; only the sync goroutine uses it.
 	skip map[id.EventID]bool
+	// started is when New ran (unix ms): events of the first sync dated
+	// before it are history; those after it were sent once the gateway
+	// was starting or ready, and are answered.
+	started int64
 }
 
 // New checks opts. It does not contact the homeserver; Run does.
@@ -90,6 +95,7 @@ func New(opts Options) (*Connector, error) {
 		red:       connectors.NewRedactor(opts.AccessToken),
 		disp:      connectors.NewDispatcher(0, 0),
 		ownEvents: connectors.NewDedup(10000, 7*24*time.Hour),
+		started:   time.Now().UnixMilli(),
 	}
 	c.log = opts.Logger.With().Str("connector", opts.Name).Str("connector_type", Type).Logger()
 	return c, nil

@@ -53,25 +53,34 @@ type Options struct {
 	WebhookListen string
 	WebhookSecret string
 	WebhookURL    string
-	// DropPending skips updates queued while the bot was down.
+	// DropPending skips updates queued while the bot was down: those whose
+	// message is dated before the connector was made (New), to the
+	// second. Everything sent from then on is answered, however soon
+	// after readiness it arrives and whenever polling starts.
 	DropPending bool
 	// PollTimeout is the long-poll timeout (default 25s).
 	PollTimeout time.Duration
-	HTTPClient  *http.Client
-	Logger      zerolog.Logger
+	// MinPollInterval is the least time between two getUpdates calls when
+	// the first came back empty (default 1s): a server that ignores the
+	// long-poll timeout and answers at once must not make the connector
+	// spin.
+	MinPollInterval time.Duration
+	HTTPClient      *http.Client
+	Logger          zerolog.Logger
 	// Backoff bounds reconnect waits (default 500ms…1m).
 	Backoff connectors.Backoff
 }
 
 // Connector is a Telegram bot.
 type Connector struct {
-	opts   Options
-	red    *connectors.Redactor
-	log    zerolog.Logger
-	seen   *connectors.Dedup // update IDs
-	disp   *connectors.Dispatcher
-	client *http.Client
-	bot    *tgbotapi.BotAPI
+	opts    Options
+	started int64 // unix seconds of New: DropPending's line
+	red     *connectors.Redactor
+	log     zerolog.Logger
+	seen    *connectors.Dedup // update IDs
+	disp    *connectors.Dispatcher
+	client  *http.Client
+	bot     *tgbotapi.BotAPI
 }
 
 // New checks opts. It does not contact Telegram; Run does.
@@ -101,11 +110,15 @@ func New(opts Options) (*Connector, error) {
 	if opts.PollTimeout <= 0 {
 		opts.PollTimeout = 25 * time.Second
 	}
+	if opts.MinPollInterval <= 0 {
+		opts.MinPollInterval = time.Second
+	}
 	c := &Connector{
-		opts: opts,
-		red:  connectors.NewRedactor(opts.Token, opts.WebhookSecret),
-		seen: connectors.NewDedup(100000, 24*time.Hour),
-		disp: connectors.NewDispatcher(0, 0),
+		opts:    opts,
+		red:     connectors.NewRedactor(opts.Token, opts.WebhookSecret),
+		seen:    connectors.NewDedup(100000, 24*time.Hour),
+		disp:    connectors.NewDispatcher(0, 0),
+		started: time.Now().Unix(),
 	}
 	c.log = opts.Logger.With().Str("connector", opts.Name).Str("connector_type", Type).Logger()
 	c.client = opts.HTTPClient
@@ -174,15 +187,12 @@ func (c *Connector) Run(ctx context.Context, h connectors.Handler) error {
 }
 
 func (c *Connector) poll(ctx context.Context, h connectors.Handler) error {
+	// Updates queued while down are not skipped by jumping the offset
+	// (getUpdates offset -1 would also swallow a message sent between
+	// readiness and this call): dispatch drops them by date.
 	var offset int
-	if c.opts.DropPending {
-		ups, err := c.bot.GetUpdates(tgbotapi.UpdateConfig{Offset: -1, Limit: 1})
-		if err == nil && len(ups) > 0 {
-			offset = ups[len(ups)-1].UpdateID + 1
-			c.log.Info().Int("offset", offset).Msg("dropped updates queued while down")
-		}
-	}
 	for ctx.Err() == nil {
+		began := time.Now()
 		ups, err := c.getUpdates(offset)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -196,7 +206,7 @@ func (c *Connector) poll(ctx context.Context, h connectors.Handler) error {
 				// A webhook is registered, so getUpdates is refused. This
 				// connector was configured to poll: remove the webhook.
 				c.log.Warn().Msg("telegram webhook is set but polling is configured; deleting the webhook")
-				if _, derr := c.bot.Request(tgbotapi.DeleteWebhookConfig{DropPendingUpdates: c.opts.DropPending}); derr != nil {
+				if _, derr := c.bot.Request(tgbotapi.DeleteWebhookConfig{}); derr != nil { // pending updates: dropped by date
 					c.log.Warn().Str("error", c.red.String(derr.Error())).Msg("telegram deleteWebhook failed")
 				}
 			}
@@ -209,6 +219,14 @@ func (c *Connector) poll(ctx context.Context, h connectors.Handler) error {
 			continue
 		}
 		c.opts.Backoff.Reset()
+		if len(ups) == 0 {
+			// An empty answer before MinPollInterval: the server did not
+			// hold the long poll. Wait out the rest of the interval.
+			if rest := c.opts.MinPollInterval - time.Since(began); rest > 0 && !connectors.Sleep(ctx, rest) {
+				break
+			}
+			continue
+		}
 		for _, raw := range ups {
 			id := raw.UpdateID
 			if id >= offset {
@@ -273,6 +291,10 @@ func (c *Connector) dispatch(ctx context.Context, h connectors.Handler, u *tgbot
 	}
 	if m == nil {
 		return // nothing for the agent (no text, a service message, a channel post)
+	}
+	if c.opts.DropPending && m.Time.Unix() < c.started {
+		c.log.Info().Int("update_id", u.UpdateID).Msg("update queued while down dropped")
+		return
 	}
 	_ = c.disp.Dispatch(ctx, m.ChatID, func() {
 		if err := h.Handle(ctx, m, c); err != nil {
@@ -445,7 +467,8 @@ func (c *Connector) setWebhook() error {
 		return nil
 	}
 	p := tgbotapi.Params{"url": c.opts.WebhookURL, "secret_token": c.opts.WebhookSecret}
-	p.AddBool("drop_pending_updates", c.opts.DropPending)
+	// Never drop_pending_updates here: Telegram would drop what arrives up
+	// to this call, after readiness. dispatch drops by date instead.
 	if _, err := c.bot.MakeRequest("setWebhook", p); err != nil {
 		return c.red.Error(fmt.Errorf("telegram %s: setWebhook: %w", c.opts.Name, err))
 	}

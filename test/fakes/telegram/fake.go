@@ -64,6 +64,7 @@ type Server struct {
 	calls      map[string]int
 	webhookURL string
 	webhookSec string
+	noTimeout  bool // getUpdates answers at once, whatever timeout says
 }
 
 type update struct {
@@ -77,6 +78,28 @@ func New(token string) *Server {
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	return s
 }
+
+// NewInMemory is a fake with no listener: reach it through Transport (an
+// http.RoundTripper calling the handler directly), so it runs inside a
+// testing/synctest bubble, where real sockets would keep fake time still.
+func NewInMemory(token string) *Server {
+	return &Server{Token: token, wake: make(chan struct{}), nextID: 100, calls: map[string]int{}, retryAfter: 1}
+}
+
+// Transport serves requests with the fake's handler, in process.
+func (s *Server) Transport() http.RoundTripper { return inMemory{s} }
+
+type inMemory struct{ s *Server }
+
+func (m inMemory) RoundTrip(r *http.Request) (*http.Response, error) {
+	rec := httptest.NewRecorder()
+	m.s.serve(rec, r)
+	return rec.Result(), nil
+}
+
+// IgnoreTimeout makes getUpdates answer at once, empty if there is
+// nothing, as a server that ignores the long-poll timeout does.
+func (s *Server) IgnoreTimeout(v bool) { s.mu.Lock(); s.noTimeout = v; s.mu.Unlock() }
 
 // Endpoint is the tgbotapi endpoint format for this fake.
 func (s *Server) Endpoint() string { return s.URL + "/bot%s/%s" }
@@ -108,6 +131,14 @@ type Message struct {
 	Text       string
 	ReplyToBot bool
 	Edited     bool
+	Date       time.Time // when it was sent; zero: now
+}
+
+func date(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Now()
+	}
+	return t
 }
 
 // Push queues a text message update and returns its update_id.
@@ -133,7 +164,7 @@ func (s *Server) Push(m Message) int64 {
 		"message_id": m.MessageID,
 		"from":       map[string]any{"id": m.FromID, "is_bot": false, "first_name": m.FirstName, "username": m.Username},
 		"chat":       map[string]any{"id": m.ChatID, "type": m.ChatType},
-		"date":       time.Now().Unix(),
+		"date":       date(m.Date).Unix(),
 		"text":       m.Text,
 	}
 	if m.ReplyToBot {
@@ -287,6 +318,7 @@ func (s *Server) ChatActions() int {
 func (s *Server) getUpdates(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	hooked := s.webhookURL != ""
+	noTimeout := s.noTimeout
 	s.mu.Unlock()
 	if hooked {
 		fail(w, 409, "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first", nil)
@@ -294,6 +326,9 @@ func (s *Server) getUpdates(w http.ResponseWriter, r *http.Request) {
 	}
 	offset, _ := strconv.ParseInt(r.FormValue("offset"), 10, 64)
 	timeout, _ := strconv.Atoi(r.FormValue("timeout"))
+	if noTimeout {
+		timeout = 0
+	}
 	limit, _ := strconv.Atoi(r.FormValue("limit"))
 	if limit <= 0 || limit > 100 {
 		limit = 100
