@@ -134,8 +134,9 @@ type Log struct {
 	f       file
 	cur     head // last written
 	durable head // last known durable (in the current file)
-	epoch   uint64
-	repair  bool // bytes after durable.size are untrusted: cut them first
+	epoch   uint64            // incremented by every cut
+	cuts    map[uint64]uint64 // epoch → last seq of it that survived its cut
+	repair  bool              // bytes after durable.size are untrusted: cut them first
 	ckDue   bool // a checkpoint goes with the next write
 	outage  *outage
 	gapSeq  uint64 // seq of a written gap record not yet durable
@@ -418,26 +419,45 @@ func (l *Log) append(r *Record, force bool) (Record, error) {
 	if r != nil {
 		out = *r
 	}
-	l.mu.Lock()
-	if l.closed {
+	// Cutting off bytes whose fsync failed and rotating both need every
+	// fsync to be done (no fsync may run on bytes being cut or a file being
+	// renamed): they run holding syncMu, taken before mu.
+	haveSync := false
+	for {
+		l.mu.Lock()
+		if !haveSync && (l.repair || l.cur.size >= l.opts.MaxBytes) {
+			l.mu.Unlock()
+			l.syncMu.Lock()
+			haveSync = true
+			continue
+		}
+		break
+	}
+	unlock := func() {
 		l.mu.Unlock()
+		if haveSync {
+			l.syncMu.Unlock()
+		}
+	}
+	if l.closed {
+		unlock()
 		return out, fmt.Errorf("%w: log closed", ErrUnavailable)
 	}
 	if r == nil && l.outage == nil && (l.opts.Signer == nil || l.cur.seq == l.cur.lastCk && !l.ckDue) {
-		l.mu.Unlock()
+		unlock()
 		return out, nil // nothing to sign, nothing to retry
 	}
-	note, err := l.writeLocked(r, force)
+	note, err := l.writeLocked(r, force, haveSync)
 	if err != nil {
 		l.refuseLocked(err)
-		l.mu.Unlock()
+		unlock()
 		return out, err
 	}
 	if r != nil {
 		out = *r
 	}
 	f, seq, epoch := l.f, l.cur.seq, l.epoch
-	l.mu.Unlock()
+	unlock()
 	if err := l.syncTo(f, seq, epoch); err != nil {
 		l.mu.Lock()
 		l.refuseLocked(err)
@@ -475,8 +495,11 @@ type checkpointNote struct {
 
 // writeLocked writes one batch: a gap record if the log is recovering from
 // an outage, r (if any), and a checkpoint when one is due. Called with l.mu
-// held.
-func (l *Log) writeLocked(r *Record, force bool) (*checkpointNote, error) {
+// held; haveSync says syncMu is held too, which repair and rotation need.
+func (l *Log) writeLocked(r *Record, force, haveSync bool) (*checkpointNote, error) {
+	if l.repair && !haveSync {
+		return nil, fmt.Errorf("%w: fsync failed before this record was written", ErrUnavailable)
+	}
 	if l.repair {
 		// An fsync failed: what follows the last durable record may or may
 		// not be on disk. Its appenders were all refused; cut it off.
@@ -486,6 +509,10 @@ func (l *Log) writeLocked(r *Record, force bool) (*checkpointNote, error) {
 		if err := l.f.Sync(); err != nil {
 			return nil, fmt.Errorf("%w: fsync: %w", ErrUnavailable, err)
 		}
+		if l.cuts == nil {
+			l.cuts = map[uint64]uint64{}
+		}
+		l.cuts[l.epoch] = l.durable.seq
 		l.cur, l.repair = l.durable, false
 		l.epoch++
 		if l.gapSeq > l.cur.seq {
@@ -495,7 +522,7 @@ func (l *Log) writeLocked(r *Record, force bool) (*checkpointNote, error) {
 			}
 		}
 	}
-	if l.cur.size >= l.opts.MaxBytes {
+	if l.cur.size >= l.opts.MaxBytes && haveSync {
 		if err := l.rotate(); err != nil {
 			return nil, err
 		}
@@ -593,12 +620,22 @@ func (l *Log) encode(r *Record) ([]byte, string, error) {
 // syncTo makes every record up to seq durable. Appenders that arrive while
 // an fsync runs are covered by the next one: one fsync serves them all. A
 // record whose bytes were cut off after a failed fsync (another epoch) is
-// refused, never reported durable.
+// refused, never reported durable. While syncMu is held no rotation or cut
+// happens, so the file and epoch seen before the fsync are those after it.
 func (l *Log) syncTo(f file, seq, epoch uint64) error {
 	l.syncMu.Lock()
 	defer l.syncMu.Unlock()
 	l.mu.Lock()
-	if l.epoch != epoch || (l.repair && seq > l.durable.seq) {
+	if l.epoch != epoch {
+		// Cut off since written, unless it was durable before the cut.
+		survived := seq <= l.cuts[epoch]
+		l.mu.Unlock()
+		if survived {
+			return nil
+		}
+		return fmt.Errorf("%w: fsync failed before this record was durable", ErrUnavailable)
+	}
+	if l.repair && seq > l.durable.seq {
 		l.mu.Unlock()
 		return fmt.Errorf("%w: fsync failed before this record was durable", ErrUnavailable)
 	}
@@ -615,12 +652,12 @@ func (l *Log) syncTo(f file, seq, epoch uint64) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {
-		if l.epoch == epoch && l.f == f {
-			l.repair = true
-		}
+		// What follows the durable head may or may not be on disk, and a
+		// later fsync would not say: it is cut off before the next write.
+		l.repair = true
 		return fmt.Errorf("%w: fsync: %w", ErrUnavailable, err)
 	}
-	if l.epoch == epoch && l.f == f && target.seq > l.durable.seq {
+	if target.seq > l.durable.seq {
 		l.durable = target
 	}
 	l.recoveredLocked()
@@ -808,6 +845,8 @@ func (l *Log) Close() error {
 	if l.opts.Signer != nil {
 		err = l.Checkpoint(context.Background())
 	}
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {

@@ -141,7 +141,7 @@ type verifier struct {
 	since uint64
 	// where the last line was
 	curFile string
-	line  int
+	line    int
 
 	anchorSet   bool
 	anchor      Checkpoint
