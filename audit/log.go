@@ -132,12 +132,12 @@ type Log struct {
 
 	mu      sync.Mutex // guards the fields below and writes
 	f       file
-	cur     head // last written
-	durable head // last known durable (in the current file)
+	cur     head              // last written
+	durable head              // last known durable (in the current file)
 	epoch   uint64            // incremented by every cut
 	cuts    map[uint64]uint64 // epoch → last seq of it that survived its cut
 	repair  bool              // bytes after durable.size are untrusted: cut them first
-	ckDue   bool // a checkpoint goes with the next write
+	ckDue   bool              // a checkpoint goes with the next write
 	outage  *outage
 	gapSeq  uint64 // seq of a written gap record not yet durable
 	refused uint64 // total appends refused
