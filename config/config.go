@@ -179,6 +179,11 @@ type Upstream struct {
 	Command []string          `yaml:"command"`
 	URL     string            `yaml:"url"`
 	Tools   map[string]string `yaml:"tools"` // tool name -> read|write|exec
+	// OnHost runs command on the host instead of in a sandbox per session
+	// (code outside the walls; refused when a connector is public).
+	OnHost bool `yaml:"on_host"`
+	// Image is the sandbox image command runs in (default runtime.image).
+	Image string `yaml:"image"`
 }
 
 // Load reads, decodes and validates the file at path. A file that holds
@@ -417,6 +422,16 @@ func (c *Config) Validate() error {
 		}
 		if (len(u.Command) == 0) == (u.URL == "") {
 			bad(f, "give exactly one of command (stdio) or url (streamable HTTP)")
+		}
+		if u.OnHost && len(u.Command) == 0 {
+			bad(f+".on_host", "only a command upstream runs on the host")
+		}
+		if u.OnHost {
+			for name, k := range c.Connectors {
+				if k != nil && k.Public {
+					bad(f+".on_host", "connector %s is public: an upstream on the host would run code nobody here wrote outside the walls for strangers; remove on_host (it then runs in a sandbox per session)", name)
+				}
+			}
 		}
 		for tool, class := range u.Tools {
 			if class != "read" && class != "write" && class != "exec" {

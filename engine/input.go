@@ -187,6 +187,9 @@ type ToolFacts struct {
 	// Changed: the tool's definition (name, description, schema) differs
 	// from the one an operator approved (`parachute mcp approve`).
 	Changed bool
+	// OnHost: the tool's server is a command the operator runs on the
+	// host (on_host), outside any sandbox.
+	OnHost bool
 	// Unapproved: the tool was first seen on a server whose other tools
 	// were already pinned; it waits for `parachute mcp approve` (policy
 	// decides whether that blocks it).
@@ -250,6 +253,7 @@ func (t ToolInput) Value() ast.Value {
 			item("access", ast.String(t.Tool.Access)),
 			item("changed", ast.Boolean(t.Tool.Changed)),
 			item("unapproved", ast.Boolean(t.Tool.Unapproved)),
+			item("on_host", ast.Boolean(t.Tool.OnHost)),
 		)),
 		item("paths", ast.NewArray(paths...)),
 	)

@@ -101,16 +101,24 @@ func refuse(status int, reason, msg string) http.Handler {
 // reached stops the gateway from starting) and returns the per-session
 // handler factory. Each session's MCP server is bound to its workspace.
 func (g *Gateway) mcpFactory(ctx context.Context) (func(*sessions.Live) (http.Handler, io.Closer, error), error) {
-	ups := make([]mcpproxy.Upstream, 0, len(g.cfg.MCP.Upstreams))
-	for _, u := range g.cfg.MCP.Upstreams {
-		ups = append(ups, mcpproxy.Upstream{Name: u.Name, Command: u.Command, URL: u.URL, Tools: u.Tools})
+	ups := mcpproxy.UpstreamsFromConfig(g.cfg.MCP)
+	launcher := func(l *sessions.Live) mcpproxy.Launcher {
+		if g.procs == nil {
+			return nil
+		}
+		ul := upstreamLauncher{rt: g.procs, image: g.cfg.Runtime.Image, session: "catalog", profile: catalogProfile,
+			stderr: upstreamLog{g.log}}
+		if l != nil {
+			ul.session, ul.owner, ul.profile = l.Session.ID, l.Session.Owner, l.Profile
+		}
+		return ul
 	}
 	vault, err := filepath.Abs(g.cfg.Vault)
 	if err != nil {
 		return nil, fmt.Errorf("vault: %w", err)
 	}
 	p, err := mcpproxy.New(ctx, mcpproxy.Options{
-		Decider: g.Engine, Vault: vault, Builtin: true, Upstreams: ups,
+		Decider: g.Engine, Vault: vault, Builtin: true, Upstreams: ups, Launcher: launcher(nil),
 		StateDir: g.cfg.StateDir, // pins: <state_dir>/mcp-pins.json (parachute mcp approve --state)
 		Logger:   slog.New(slog.DiscardHandler),
 	})
@@ -119,7 +127,8 @@ func (g *Gateway) mcpFactory(ctx context.Context) (func(*sessions.Live) (http.Ha
 	}
 	g.closers = append(g.closers, func(context.Context) { p.Close() })
 	return func(l *sessions.Live) (http.Handler, io.Closer, error) {
-		s, err := p.NewSession(ctx, mcpproxy.SessionOptions{Facts: l.Facts, Workspace: l.Session.Workspace, ClientRoot: l.ClientRoot})
+		s, err := p.NewSession(ctx, mcpproxy.SessionOptions{Facts: l.Facts, Workspace: l.Session.Workspace,
+			ClientRoot: l.ClientRoot, Launcher: launcher(l)})
 		if err != nil {
 			return nil, nil, err
 		}

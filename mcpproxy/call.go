@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -43,7 +44,7 @@ func (s *Session) handler(e *entry) mcp.ToolHandler {
 // declared by the tool's input schema, names compared exactly; the tool is
 // handed a re-encoding of exactly the values policy decided on.
 func (s *Session) call(ctx context.Context, e *entry, raw json.RawMessage) *mcp.CallToolResult {
-	tool := engine.ToolFacts{Name: e.def.Name, Server: e.server, Access: e.access}
+	tool := e.facts()
 	args, err := decodeArgs(raw)
 	if err == nil {
 		err = e.checkDeclared(args)
@@ -82,7 +83,7 @@ func (s *Session) call(ctx context.Context, e *entry, raw json.RawMessage) *mcp.
 	if err != nil {
 		return errResult("error: " + err.Error())
 	}
-	return s.clientView(res)
+	return s.clientView(res, s.upstreamRoot(e))
 }
 
 // denied is the result of a refused call: one line naming the reasons and,
@@ -192,20 +193,37 @@ func badPath(arg string, v any, access string) pathguard.Path {
 }
 
 // hostView is the path an upstream is given: the built-in server works
-// relative to the workspace root, other upstreams get the resolved absolute
-// host path.
+// relative to the workspace root, a sandboxed upstream sees the workspace
+// at SandboxWorkspace, and an on-host or HTTP upstream gets the resolved
+// absolute host path.
 func (s *Session) hostView(e *entry, p pathguard.Path) string {
-	if e.remote == nil {
+	switch {
+	case e.remote == nil:
 		return p.Rel
+	case e.remote.up.sandboxed():
+		return path.Join(SandboxWorkspace, p.Rel)
 	}
 	return p.Host
+}
+
+// upstreamRoot is how the upstream of e names the workspace folder in its
+// results.
+func (s *Session) upstreamRoot(e *entry) string {
+	if e.remote != nil && e.remote.up.sandboxed() {
+		return SandboxWorkspace
+	}
+	return s.guard.HostRoot()
 }
 
 func (s *Session) forward(ctx context.Context, e *entry, args map[string]any) (*mcp.CallToolResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.p.opts.CallTimeout)
 	defer cancel()
 	if e.remote != nil {
-		return e.remote.call(ctx, e.def.Name, args)
+		r, err := s.remoteFor(ctx, e)
+		if err != nil {
+			return nil, err
+		}
+		return r.call(ctx, e.def.Name, args)
 	}
 	if s.vault == nil {
 		return nil, errors.New("the built-in tools are not served")
@@ -217,10 +235,10 @@ func (s *Session) forward(ctx context.Context, e *entry, args map[string]any) (*
 	return s.vault.Call(ctx, e.def.Name, raw)
 }
 
-// clientView replaces the host workspace folder in text results with the
-// client's name for it, so a sandboxed agent sees /workspace paths.
-func (s *Session) clientView(res *mcp.CallToolResult) *mcp.CallToolResult {
-	host := s.guard.HostRoot()
+// clientView replaces the upstream's name for the workspace folder in text
+// results with the client's, so a sandboxed agent sees /workspace paths and
+// a direct one host paths.
+func (s *Session) clientView(res *mcp.CallToolResult, host string) *mcp.CallToolResult {
 	if s.client == "" || s.client == host {
 		return res
 	}

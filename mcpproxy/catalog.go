@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/parachute-gateway/parachute/engine"
 )
 
 // entry is one tool of the catalog.
@@ -20,6 +22,12 @@ type entry struct {
 	hash        string
 	approved    atomic.Bool
 	unapproved  atomic.Bool // new on a pinned server, waiting for approval
+}
+
+// facts are the tool facts of every decision about e.
+func (e *entry) facts() engine.ToolFacts {
+	return engine.ToolFacts{Name: e.def.Name, Server: e.server, Access: e.access,
+		OnHost: e.remote != nil && e.remote.up.OnHost && len(e.remote.up.Command) > 0}
 }
 
 type catalog struct {

@@ -6,7 +6,8 @@ import "github.com/parachute-gateway/parachute/config"
 func UpstreamsFromConfig(c config.MCP) []Upstream {
 	out := make([]Upstream, 0, len(c.Upstreams))
 	for _, u := range c.Upstreams {
-		out = append(out, Upstream{Name: u.Name, Command: u.Command, URL: u.URL, Tools: u.Tools})
+		out = append(out, Upstream{Name: u.Name, Command: u.Command, URL: u.URL, Tools: u.Tools,
+			OnHost: u.OnHost, Image: u.Image})
 	}
 	return out
 }

@@ -51,7 +51,7 @@ var backends = []backend{
 		return Options{Vault: f.vault, Builtin: true}
 	}},
 	{"npm-filesystem", func(t testing.TB, f fixture) Options {
-		return Options{Vault: f.vault, Upstreams: []Upstream{{Name: "fs", Command: []string{filesystemServer(t), f.ws}}}}
+		return Options{Vault: f.vault, Upstreams: []Upstream{{Name: "fs", Command: []string{filesystemServer(t), f.ws}, OnHost: true}}}
 	}},
 }
 

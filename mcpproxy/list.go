@@ -52,7 +52,7 @@ func (s *Session) visible(ctx context.Context, name string) bool {
 	}
 	d := s.p.opts.Decider.Decide(ctx, engine.ToolInput{
 		Session: s.facts(),
-		Tool:    engine.ToolFacts{Name: e.def.Name, Server: e.server, Access: e.access, Unapproved: unapproved},
+		Tool:    withApproval(e.facts(), unapproved),
 		Paths:   []engine.PathFacts{},
 	})
 	if d.Allow {
@@ -92,4 +92,9 @@ func number(v any) (float64, bool) {
 		return float64(n), true
 	}
 	return 0, false
+}
+
+func withApproval(t engine.ToolFacts, unapproved bool) engine.ToolFacts {
+	t.Unapproved = unapproved
+	return t
 }

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -65,6 +66,11 @@ type Options struct {
 	Logger *slog.Logger
 	// UpstreamStderr receives upstream commands' stderr (default: discard).
 	UpstreamStderr io.Writer
+	// Launcher runs sandboxed upstreams (every Command upstream not
+	// OnHost): once at New, over an empty folder, to list its tools, and
+	// then once per session over that session's workspace. Required when
+	// there is such an upstream.
+	Launcher Launcher
 }
 
 // Proxy holds the tool catalog and the upstream connections shared by all
@@ -107,8 +113,28 @@ func New(ctx context.Context, opts Options) (*Proxy, error) {
 	if p.pins, err = loadPins(opts.StateDir); err != nil {
 		return nil, err
 	}
+	var listing []*remote // sandboxed upstreams' listing instances
+	defer func() {
+		for _, r := range listing {
+			_ = r.close()
+		}
+	}()
 	for _, up := range opts.Upstreams {
-		r, err := connect(ctx, up, opts.UpstreamStderr)
+		if err := checkUpstream(up, opts.Launcher); err != nil {
+			p.Close()
+			return nil, err
+		}
+		var r *remote
+		if up.sandboxed() {
+			// Its tools are listed from an instance that sees an empty
+			// folder; every session then gets an instance of its own.
+			r, err = listInstance(ctx, opts.Launcher, up)
+			if r != nil {
+				listing = append(listing, r)
+			}
+		} else {
+			r, err = connect(ctx, up, opts.UpstreamStderr)
+		}
 		if err != nil {
 			p.Close()
 			return nil, err
@@ -122,11 +148,31 @@ func New(ctx context.Context, opts Options) (*Proxy, error) {
 	return p, nil
 }
 
-// Close disconnects every upstream (stopping upstream commands).
+// listInstance launches a sandboxed upstream over a new empty folder, to
+// list its tools.
+func listInstance(ctx context.Context, l Launcher, up Upstream) (*remote, error) {
+	dir, err := os.MkdirTemp("", "parachute-upstream-")
+	if err != nil {
+		return nil, fmt.Errorf("mcpproxy: upstream %s: %w", up.Name, err)
+	}
+	r, err := launch(ctx, l, up, dir)
+	if err != nil {
+		os.Remove(dir)
+		return nil, err
+	}
+	stop := r.stop
+	r.stop = func() error { return errors.Join(stop(), os.Remove(dir)) }
+	return r, nil
+}
+
+// Close disconnects every shared upstream (stopping on-host commands).
+// Sandboxed upstreams belong to sessions, which close them.
 func (p *Proxy) Close() error {
 	var errs []error
 	for _, r := range p.remotes {
-		errs = append(errs, r.close())
+		if !r.up.sandboxed() {
+			errs = append(errs, r.close())
+		}
 	}
 	return errors.Join(errs...)
 }

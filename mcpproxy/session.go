@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -25,6 +26,10 @@ type SessionOptions struct {
 	// ClientRoot is how the client names the workspace folder: "/workspace"
 	// in a sandbox, the host folder for a direct session or a stdio proxy.
 	ClientRoot string
+	// Launcher runs this session's sandboxed upstreams (default:
+	// Options.Launcher). The gateway gives each session one that starts
+	// the upstream under the session's own profile.
+	Launcher Launcher
 }
 
 // Session serves MCP to one agent session.
@@ -37,6 +42,11 @@ type Session struct {
 	client string // ClientRoot, to map host paths in results back
 
 	refused refusals // budget of recorded refusals (refuse.go)
+
+	launcher Launcher
+	rmu      sync.Mutex
+	remotes  map[string]*remote // sandboxed upstreams started for this session
+	closed   bool
 }
 
 // NewSession binds a session to its workspace and builds its MCP server.
@@ -52,7 +62,10 @@ func (p *Proxy) NewSession(ctx context.Context, so SessionOptions) (*Session, er
 	if err != nil {
 		return nil, fmt.Errorf("mcpproxy: session: %w", err)
 	}
-	s := &Session{p: p, facts: so.Facts, guard: g, client: so.ClientRoot}
+	s := &Session{p: p, facts: so.Facts, guard: g, client: so.ClientRoot, launcher: so.Launcher, remotes: map[string]*remote{}}
+	if s.launcher == nil {
+		s.launcher = p.opts.Launcher
+	}
 	if p.opts.Builtin {
 		max := p.opts.MaxFileBytes
 		if s.vault, err = vault.New(g.HostRoot(), vault.Options{MaxRead: max, MaxWrite: max}); err != nil {
@@ -69,14 +82,48 @@ func (p *Proxy) NewSession(ctx context.Context, so SessionOptions) (*Session, er
 	return s, nil
 }
 
-// Close records the refusals not yet recorded and releases the session's
-// workspace root.
+// Close records the refusals not yet recorded, stops the session's
+// sandboxed upstreams and releases the session's workspace root.
 func (s *Session) Close() error {
 	s.flushRefusals(context.Background())
-	if s.vault != nil {
-		return s.vault.Close()
+	s.rmu.Lock()
+	s.closed = true
+	remotes := s.remotes
+	s.remotes = map[string]*remote{}
+	s.rmu.Unlock()
+	var errs []error
+	for _, r := range remotes {
+		errs = append(errs, r.close())
 	}
-	return nil
+	if s.vault != nil {
+		errs = append(errs, s.vault.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// remoteFor is the upstream connection a call to e goes to: the shared one,
+// or for a sandboxed upstream this session's own, started at first use.
+func (s *Session) remoteFor(ctx context.Context, e *entry) (*remote, error) {
+	if !e.remote.up.sandboxed() {
+		return e.remote, nil
+	}
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	if s.closed {
+		return nil, errors.New("the session is closed")
+	}
+	if r := s.remotes[e.server]; r != nil {
+		return r, nil
+	}
+	if s.launcher == nil {
+		return nil, fmt.Errorf("upstream %s runs in a sandbox and this session has no sandbox runtime", e.server)
+	}
+	r, err := launch(ctx, s.launcher, e.remote.up, s.guard.HostRoot())
+	if err != nil {
+		return nil, err
+	}
+	s.remotes[e.server] = r
+	return r, nil
 }
 
 // Handler serves the session's MCP over streamable HTTP (JSON responses,

@@ -144,6 +144,13 @@ deny contains "parachute-dir-read-only" if {
 # until approved again (parachute mcp approve).
 deny contains "tool-changed" if input.tool.changed == true
 
+# An upstream the operator runs on the host (on_host) is code outside the
+# walls: never for sessions of a public connector.
+deny contains "upstream-on-host" if {
+	input.tool.on_host == true
+	lib.connector(s.connector).public == true
+}
+
 # A tool first seen on a server whose tools were already approved waits for
 # `parachute mcp approve` on public connectors, and wherever the role says
 # require_tool_approval.

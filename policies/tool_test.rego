@@ -273,3 +273,12 @@ test_unchanged_flag_false_allowed if {
 	call := fixtures.tool_call("read_file", "read", [fixtures.path("notes.md", "notes.md", "read")])
 	decide(object.union(call, {"tool": object.union(call.tool, {"changed": false})})).allow
 }
+
+test_on_host_upstream_refused_on_public_connector if {
+	call := with_session(object.union(fixtures.tool_call("read_file", "read", []), {"tool": {"on_host": true}}), {"connector": "matrix-demo", "role": "guest"})
+	"upstream-on-host" in decide(call).reasons
+}
+
+test_on_host_upstream_allowed_on_private_connector if {
+	decide(object.union(fixtures.tool_call("read_file", "read", []), {"tool": {"on_host": true}})).allow
+}

@@ -38,7 +38,7 @@ const defaultSocket = "/run/parachute/parachute.sock"
 type mcpProxyFlags struct {
 	identity, workspace, vault, trust, role string
 	configFile, policies, state, audit      string
-	readOnly                                bool
+	readOnly, upstreamOnHost                bool
 }
 
 func mcpProxy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -50,6 +50,7 @@ func mcpProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&f.trust, "trust", "sandboxed", "trust level: sandboxed or direct")
 	fs.StringVar(&f.role, "role", "", `role (default: the config's role for the identity, else "owner")`)
 	fs.BoolVar(&f.readOnly, "read-only", false, "refuse every write")
+	fs.BoolVar(&f.upstreamOnHost, "upstream-on-host", false, "run UPSTREAM-COMMAND on this host, outside any sandbox (required with an upstream command)")
 	fs.StringVar(&f.configFile, "config", "", "gateway config: vault, policies, state, audit, roles, upstreams")
 	fs.StringVar(&f.policies, "policies", "", `policy folder (default: the config's, else "policies")`)
 	fs.StringVar(&f.state, "state", "", "state folder holding the tool pins (default: the config's state_dir, else ~/.local/state/parachute)")
@@ -93,7 +94,12 @@ func mcpProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	switch {
 	case len(fs.Args()) > 0:
-		opts.Upstreams = []mcpproxy.Upstream{{Name: filepath.Base(fs.Args()[0]), Command: fs.Args()}}
+		if !f.upstreamOnHost {
+			return fmt.Errorf("an upstream command runs on this host, outside any sandbox, with your files: " +
+				"pass --upstream-on-host to accept that, or configure it under mcp.upstreams in the gateway config, " +
+				"where it runs in a sandbox per session")
+		}
+		opts.Upstreams = []mcpproxy.Upstream{{Name: filepath.Base(fs.Args()[0]), Command: fs.Args(), OnHost: true}}
 	default:
 		opts.Builtin = true
 		if cfg != nil {

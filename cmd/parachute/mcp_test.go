@@ -127,6 +127,18 @@ func TestMCPProxyUsage(t *testing.T) {
 	}
 }
 
+// TestMCPProxyUpstreamOnHostIsExplicit: an upstream command runs outside
+// any sandbox only when the operator says so.
+func TestMCPProxyUpstreamOnHostIsExplicit(t *testing.T) {
+	vault := t.TempDir()
+	withStdin(t, "")
+	code, _, errOut := runCLI(t, "mcp", "proxy", "--vault", vault, "--identity", "local:me", "--state", t.TempDir(),
+		"--policies", "../../policies", "--", "true")
+	if code == 0 || !strings.Contains(errOut, "--upstream-on-host") {
+		t.Fatalf("upstream command without --upstream-on-host: exit %d: %s", code, errOut)
+	}
+}
+
 // TestMCPStdioBridge runs the sandbox-side bridge against a real proxy
 // session served on a unix socket, as the gateway serves it.
 func TestMCPStdioBridge(t *testing.T) {
