@@ -3,6 +3,7 @@ package egress_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/parachute-gateway/parachute/egress"
@@ -26,77 +28,143 @@ func policyDir() string {
 	return filepath.Join(filepath.Dir(file), "..", "policies")
 }
 
-// recorder keeps every decision the engine hands it.
+// recorder keeps every decision the engine hands it; with fail set it
+// refuses them, as a full disk would.
 type recorder struct {
-	mu  sync.Mutex
-	got []engine.Decision
+	mu   sync.Mutex
+	got  []engine.Decision
+	fail atomic.Bool
 }
 
 func (r *recorder) Record(_ context.Context, _ engine.Input, d *engine.Decision) error {
+	if r.fail.Load() {
+		return errors.New("disk full")
+	}
 	r.mu.Lock()
 	r.got = append(r.got, *d)
 	r.mu.Unlock()
 	return nil
 }
 
-func (r *recorder) last(t *testing.T) engine.Decision {
-	t.Helper()
+func (r *recorder) all() []engine.Decision {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.got) == 0 {
+	return append([]engine.Decision(nil), r.got...)
+}
+
+func (r *recorder) last(t *testing.T) engine.Decision {
+	t.Helper()
+	got := r.all()
+	if len(got) == 0 {
 		t.Fatal("no decision was recorded")
 	}
-	return r.got[len(r.got)-1]
+	return got[len(got)-1]
+}
+
+// env is a proxy under test and what it talks to.
+type env struct {
+	proxy    *url.URL
+	port     int // the upstream's port, the one policy allows
+	rec      *recorder
+	accepted atomic.Int64  // connections the upstream accepted
+	closed   chan struct{} // one value per upstream connection closed
+	p        *egress.Proxy
+}
+
+// config of an env.
+type config struct {
+	network       bool
+	trustLoopback bool
+	role          map[string]any // extra settings of role member
+	opts          func(*egress.Options)
+	upstream      http.Handler // default: echoes the Host and Proxy-Authorization it got
 }
 
 // setup starts an upstream HTTP server on loopback and an egress proxy whose
-// policy lets role member reach "allowed.test" on the upstream's port. The
-// resolver maps every *.test name to 127.0.0.1; loopback addresses are
-// let through only when trustLoopback is set (the default refuses them).
+// policy lets role member reach "allowed.test" and "*.wild.test" on the
+// upstream's port. The resolver maps *.test names to 127.0.0.1, except
+// nx.wild.test (no address) and mixed.wild.test (a public and a private
+// address); loopback addresses are let through only when trustLoopback is
+// set (the default refuses them).
 func setup(t *testing.T, network, trustLoopback bool) (proxyURL *url.URL, upstreamPort int, rec *recorder) {
+	e := setupWith(t, config{network: network, trustLoopback: trustLoopback})
+	return e.proxy, e.port, e.rec
+}
+
+func setupWith(t *testing.T, c config) *env {
 	t.Helper()
-	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "host=%s proxy-auth=%q", r.Host, r.Header.Get("Proxy-Authorization"))
-	}))
+	e := &env{rec: &recorder{}, closed: make(chan struct{}, 64)}
+	h := c.upstream
+	if h == nil {
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "host=%s proxy-auth=%q", r.Host, r.Header.Get("Proxy-Authorization"))
+		})
+	}
+	upstream := httptest.NewUnstartedServer(h)
+	upstream.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			e.accepted.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			e.closed <- struct{}{}
+		}
+	}
+	upstream.Start()
 	t.Cleanup(upstream.Close)
 	_, ps, _ := net.SplitHostPort(upstream.Listener.Addr().String())
-	upstreamPort, _ = strconv.Atoi(ps)
+	e.port, _ = strconv.Atoi(ps)
+	e.p = newProxy(t, c, e.port, e.rec)
+	srv := httptest.NewServer(e.p)
+	t.Cleanup(srv.Close)
+	e.proxy, _ = url.Parse(srv.URL)
+	return e
+}
 
-	rec = &recorder{}
+func newProxy(t *testing.T, c config, port int, rec engine.Recorder) *egress.Proxy {
+	t.Helper()
+	role := map[string]any{
+		"egress_hosts": []any{"allowed.test", "*.wild.test"},
+		"egress_ports": []any{port},
+	}
+	for k, v := range c.role {
+		role[k] = v
+	}
 	data := map[string]any{
 		"connectors": map[string]any{"dev": map[string]any{"type": "local", "owners": []any{"owner"}}},
-		"roles": map[string]any{"member": map[string]any{
-			"egress_hosts": []any{"allowed.test", "*.wild.test"},
-			"egress_ports": []any{upstreamPort},
-		}},
+		"roles":      map[string]any{"member": role},
 	}
 	eng, err := engine.New(context.Background(), engine.Options{PolicyDir: policyDir(), Data: data, Recorder: rec})
 	if err != nil {
 		t.Fatalf("engine.New: %v", err)
 	}
 	facts := engine.SessionFacts{ID: "s1", Identity: "local:alice", Connector: "dev", ConnectorType: "local",
-		Role: "member", TrustLevel: "sandboxed", Workspace: "users/local%3Aalice", Network: network}
+		Role: "member", TrustLevel: "sandboxed", Workspace: "users/local%3Aalice", Network: c.network}
 	opts := egress.Options{
 		Decider: eng,
 		Session: func(*http.Request) (engine.SessionFacts, bool) { return facts, true },
 		Resolve: func(_ context.Context, host string) ([]netip.Addr, error) {
-			if strings.HasSuffix(host, ".test") {
+			switch {
+			case host == "nx.wild.test":
+				return nil, fmt.Errorf("no such host %s", host)
+			case host == "mixed.wild.test":
+				return []netip.Addr{netip.MustParseAddr("1.1.1.1"), netip.MustParseAddr("10.0.0.1")}, nil
+			case strings.HasSuffix(host, ".test"):
 				return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
 			}
 			return nil, fmt.Errorf("no such host %s", host)
 		},
 	}
-	if trustLoopback {
-		opts.AddrAllowed = func(netip.Addr) bool { return true }
+	if c.trustLoopback {
+		opts.AddrAllowed = func(a netip.Addr) bool { return a.IsLoopback() }
+	}
+	if c.opts != nil {
+		c.opts(&opts)
 	}
 	p, err := egress.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(p)
-	t.Cleanup(srv.Close)
-	u, _ := url.Parse(srv.URL)
-	return u, upstreamPort, rec
+	return p
 }
 
 func client(proxy *url.URL) *http.Client {
@@ -162,10 +230,8 @@ func TestConnectDecidedByPolicy(t *testing.T) {
 				if !strings.Contains(reasons, tc.wantReason) {
 					t.Errorf("reasons header %q, want %q", reasons, tc.wantReason)
 				}
-				if tc.wantReason != "egress-private-address" || strings.Contains(tc.host, "127") || tc.host == "localhost" {
-					if d.Allow || !contains(d.Reasons, tc.wantReason) {
-						t.Errorf("recorded decision allow=%v reasons=%v, want deny %q", d.Allow, d.Reasons, tc.wantReason)
-					}
+				if d.Allow || !contains(d.Reasons, tc.wantReason) {
+					t.Errorf("recorded decision allow=%v reasons=%v, want deny %q", d.Allow, d.Reasons, tc.wantReason)
 				}
 				return
 			}
@@ -248,16 +314,78 @@ func TestPlainHTTPForward(t *testing.T) {
 }
 
 func TestPublic(t *testing.T) {
-	cases := map[string]bool{
-		"1.1.1.1": true, "2606:4700::1111": true,
-		"127.0.0.1": false, "10.1.2.3": false, "172.16.0.1": false, "192.168.1.1": false,
-		"169.254.169.254": false, "100.64.0.1": false, "0.0.0.0": false, "::1": false,
-		"fe80::1": false, "fc00::1": false, "::ffff:10.0.0.1": false, "64:ff9b::a00:1": false,
-		"224.0.0.1": false,
+	cases := []struct {
+		addr string
+		want bool
+		why  string
+	}{
+		{"1.1.1.1", true, "public IPv4"},
+		{"2606:4700::1111", true, "public IPv6"},
+		{"::ffff:1.1.1.1", true, "IPv4-mapped public: the dial goes to 1.1.1.1"},
+		{"64:ff9b::101:101", true, "NAT64 well-known embedding 1.1.1.1 (DNS64)"},
+		{"2002:101:101::1", true, "6to4 embedding 1.1.1.1"},
+
+		{"127.0.0.1", false, "loopback"},
+		{"10.1.2.3", false, "private"},
+		{"172.16.0.1", false, "private"},
+		{"192.168.1.1", false, "private"},
+		{"169.254.169.254", false, "link-local, cloud metadata"},
+		{"100.64.0.1", false, "CGNAT"},
+		{"0.0.0.0", false, "unspecified"},
+		{"0.1.2.3", false, "this network"},
+		{"192.0.0.8", false, "IETF protocol assignments"},
+		{"192.0.2.1", false, "documentation"},
+		{"198.51.100.1", false, "documentation"},
+		{"203.0.113.1", false, "documentation"},
+		{"198.18.0.1", false, "benchmarking"},
+		{"192.88.99.1", false, "6to4 relay anycast"},
+		{"224.0.0.1", false, "multicast"},
+		{"239.255.255.250", false, "multicast"},
+		{"240.0.0.1", false, "reserved"},
+		{"255.255.255.255", false, "broadcast"},
+
+		{"::", false, "unspecified"},
+		{"::1", false, "loopback"},
+		{"::127.0.0.1", false, "IPv4-compatible loopback"},
+		{"::1.1.1.1", false, "IPv4-compatible (deprecated)"},
+		{"::ffff:10.0.0.1", false, "IPv4-mapped private"},
+		{"::ffff:127.0.0.1", false, "IPv4-mapped loopback"},
+		{"::ffff:0:7f00:1", false, "SIIT IPv4-translated loopback"},
+		{"::ffff:0:101:101", false, "SIIT IPv4-translated"},
+		{"64:ff9b::a00:1", false, "NAT64 well-known embedding 10.0.0.1"},
+		{"64:ff9b::7f00:1", false, "NAT64 well-known embedding 127.0.0.1"},
+		{"64:ff9b::a9fe:a9fe", false, "NAT64 well-known embedding 169.254.169.254"},
+		{"64:ff9b:1::101:101", false, "NAT64 local-use"},
+		{"64:ff9b:1:ffff::1", false, "NAT64 local-use"},
+		{"2002:7f00:1::1", false, "6to4 embedding 127.0.0.1"},
+		{"2002:a00:1::1", false, "6to4 embedding 10.0.0.1"},
+		{"2002:a9fe:a9fe::", false, "6to4 embedding 169.254.169.254"},
+		{"2001::1", false, "Teredo"},
+		{"2001:0:4136:e378:8000:63bf:3fff:fdd2", false, "Teredo"},
+		{"2001:2::1", false, "benchmarking"},
+		{"2001:10::1", false, "ORCHID"},
+		{"2001:20::1", false, "ORCHIDv2"},
+		{"2001:db8::1", false, "documentation"},
+		{"3fff::1", false, "documentation (RFC 9637)"},
+		{"100::1", false, "discard-only"},
+		{"fc00::1", false, "unique local"},
+		{"fd12:3456::1", false, "unique local"},
+		{"fe80::1", false, "link-local"},
+		{"fec0::1", false, "site-local (deprecated)"},
+		{"feff::1", false, "site-local (deprecated)"},
+		{"ff02::1", false, "multicast"},
+		{"ff0e::1", false, "global multicast"},
+		{"5f00::1", false, "SRv6 SIDs"},
+		{"4000::1", false, "outside global unicast"},
+		{"fe80::1%eth0", false, "zoned"},
+		{"2606:4700::1111%eth0", false, "zoned global"},
 	}
-	for s, want := range cases {
-		if got := egress.Public(netip.MustParseAddr(s)); got != want {
-			t.Errorf("Public(%s) = %v, want %v", s, got, want)
+	for _, tc := range cases {
+		if got := egress.Public(netip.MustParseAddr(tc.addr)); got != tc.want {
+			t.Errorf("Public(%s) = %v, want %v (%s)", tc.addr, got, tc.want, tc.why)
 		}
+	}
+	if egress.Public(netip.Addr{}) {
+		t.Error("the zero Addr is public")
 	}
 }

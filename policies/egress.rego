@@ -27,9 +27,13 @@ matches(h, pattern) if {
 # An IPv4 or IPv6 literal: "<ip>/32" is a valid CIDR for both families.
 is_ip if net.cidr_is_valid(concat("/", [host, "32"]))
 
+# A first line only: the proxy checks every literal and every resolved
+# address against the full list (egress.Public), including the IPv6
+# transition forms that embed an IPv4 address.
 private_ranges := [
 	"127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
-	"100.64.0.0/10", "0.0.0.0/8", "::1/128", "fc00::/7", "fe80::/10",
+	"100.64.0.0/10", "0.0.0.0/8", "::/96", "::1/128", "fc00::/7", "fe80::/10", "fec0::/10",
+	"64:ff9b:1::/48", "2001::/23", "ff00::/8",
 ]
 
 deny contains "network-disabled" if not s.network == true
@@ -57,6 +61,14 @@ deny contains "egress-private-address" if {
 	net.cidr_contains(cidr, host)
 }
 
+# require_sni: the proxy reads the TLS ClientHello of a CONNECT tunnel and
+# refuses it (egress-sni-mismatch) unless its server name is the CONNECT
+# host. Off unless the role sets egress_require_sni: a tunnel that is not TLS
+# then cannot be opened at all.
+default require_sni := false
+
+require_sni if settings.egress_require_sni == true
+
 decision := {"allow": false, "reasons": sort(deny)} if count(deny) > 0
 
-decision := {"allow": true, "reasons": []} if count(deny) == 0
+decision := {"allow": true, "reasons": [], "require_sni": require_sni} if count(deny) == 0

@@ -45,3 +45,23 @@ test_invalid_host if {
 	"invalid-host" in decide(req("", 443)).reasons
 	"invalid-host" in decide(object.remove(req("x", 443), ["host"])).reasons
 }
+
+test_sni_check_off_by_default if {
+	d := decide(req("api.example.com", 443))
+	d.allow
+	d.require_sni == false
+}
+
+test_sni_check_per_role if {
+	cfg := json.patch(fixtures.config, [{"op": "add", "path": "/roles/guest/egress_require_sni", "value": true}])
+	d := egress.decision with input as req("api.example.com", 443) with data.parachute.config as cfg
+	d.require_sni == true
+}
+
+test_transition_literals_denied if {
+	cfg := json.patch(fixtures.config, [{"op": "add", "path": "/roles/guest/egress_hosts", "value": ["::127.0.0.1", "fec0::1", "2001::1", "64:ff9b:1::a00:1"]}])
+	every h in ["::127.0.0.1", "fec0::1", "2001::1", "64:ff9b:1::a00:1"] {
+		d := egress.decision with input as req(h, 443) with data.parachute.config as cfg
+		"egress-private-address" in d.reasons
+	}
+}
