@@ -36,6 +36,9 @@ type RouterOptions struct {
 	// 100,000 message IDs).
 	DedupWindow time.Duration
 	DedupMax    int
+	// Seen, if set, is the durable duplicate filter (the gateway's, in its
+	// state dir); without it duplicates are remembered in memory only.
+	Seen *SeenStore
 }
 
 // Router handles every connector's messages: it is the Handler platform
@@ -48,6 +51,7 @@ type Router struct {
 	log     zerolog.Logger
 	maxText int
 	dedup   *Dedup
+	seen    *SeenStore
 	locks   *KeyLocks
 }
 
@@ -63,6 +67,7 @@ func NewRouter(opts RouterOptions) (*Router, error) {
 		log:     opts.Logger,
 		maxText: opts.MaxText,
 		dedup:   NewDedup(opts.DedupMax, opts.DedupWindow),
+		seen:    opts.Seen,
 		locks:   NewKeyLocks(),
 	}
 	if r.maxText <= 0 {
@@ -171,7 +176,19 @@ func (r *Router) Handle(ctx context.Context, m *Message, rep Replier) error {
 	if m.Edit {
 		return nil
 	}
-	if !r.dedup.First(m.Connector + "\x00" + m.MessageID) {
+	key := m.Connector + "\x00" + m.MessageID
+	first := true
+	if r.seen != nil {
+		var err error
+		if first, err = r.seen.First(key); err != nil {
+			// Fail closed: handling it unrecorded could run it twice.
+			_ = rep.SendText(ctx, m.ChatID, "The bot cannot take messages right now. Please try again later.")
+			return fmt.Errorf("connectors: %s: %w", m.MessageID, err)
+		}
+	} else {
+		first = r.dedup.First(key)
+	}
+	if !first {
 		r.log.Debug().Str("connector", m.Connector).Str("message_id", m.MessageID).Msg("duplicate delivery ignored")
 		return nil
 	}

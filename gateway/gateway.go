@@ -157,8 +157,15 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 	g.Manager = mgr
 	g.closers = append(g.closers, mgr.Close)
 
+	// The duplicate filter survives restarts: a message redelivered after
+	// a crash is not run twice.
+	seen, err := connectors.OpenSeenStore(filepath.Join(cfg.StateDir, "seen.db"), 0, 0)
+	if err != nil {
+		return nil, err
+	}
+	g.closers = append(g.closers, func(context.Context) { seen.Close() })
 	g.Router, err = connectors.NewRouter(connectors.RouterOptions{
-		Decider: g.Engine, Turns: mgr, Pairing: g.Pairing,
+		Decider: g.Engine, Turns: mgr, Pairing: g.Pairing, Seen: seen,
 		Logger: g.log.With().Str("component", "router").Logger(),
 	})
 	if err != nil {
