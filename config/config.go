@@ -125,6 +125,10 @@ type Role struct {
 	PIDs                int64    `yaml:"pids" json:"pids,omitempty"`
 	TmpfsMB             int64    `yaml:"tmpfs_mb" json:"tmpfs_mb,omitempty"`
 	TurnTimeoutSeconds  float64  `yaml:"turn_timeout_seconds" json:"turn_timeout_seconds,omitempty"`
+	// RequireToolApproval: a tool that appears on an approved MCP server
+	// waits for `parachute mcp approve` for this role (always so on public
+	// connectors).
+	RequireToolApproval bool `yaml:"require_tool_approval" json:"require_tool_approval,omitempty"`
 }
 
 // Workspace is a shared folder and who may use it.
