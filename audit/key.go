@@ -37,6 +37,13 @@ const KeyName = "parachute-audit"
 // PublicKeySuffix is appended to the private key's path to name its public key.
 const PublicKeySuffix = ".pub"
 
+// KeyFileName is the default name of the private key in the state dir, and
+// PublicKeyFileName that of its public key.
+const (
+	KeyFileName       = "audit-key"
+	PublicKeyFileName = KeyFileName + PublicKeySuffix
+)
+
 const algEd25519 = 1
 
 // ErrKey wraps every problem with a key file.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/parachute-gateway/parachute/audit"
@@ -17,7 +18,7 @@ const defaultAuditDir = "/var/lib/parachute/audit"
 
 func init() {
 	register(&command{name: "logs", summary: "print the audit log: [key=value …] [--follow] [--json] [--since …]", run: logsCmd})
-	register(&command{name: "audit verify", summary: "check the audit log's hash chain and name any gap or edit", run: auditVerify})
+	register(&command{name: "audit verify", summary: "check the audit log's hash chain and signed checkpoints: [DIR] [--pubkey FILE] [--checkpoint FILE]", run: auditVerify})
 }
 
 func auditDirFlag(fs interface {
@@ -35,7 +36,7 @@ func logsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var dir string
 	auditDirFlag(fs, &dir)
 	follow := fs.Bool("follow", false, "keep printing new records as they are appended")
-	asJSON := fs.Bool("json", false, "print the raw JSON lines")
+	asJSON := fs.Bool("json", false, "print the JSON lines (control, bidi and format characters \\u-escaped)")
 	since := fs.String("since", "", "only records since a duration ago (10m, 24h) or an RFC 3339 time")
 	// Accept flags and filters in any order.
 	var filters []string
@@ -63,7 +64,9 @@ func logsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	print := func(e audit.Entry) error {
 		var err error
 		if *asJSON {
-			_, err = fmt.Fprintf(stdout, "%s\n", e.Raw)
+			// encoding/json leaves DEL, C1 controls and bidi marks as they
+			// are; a terminal must not get them.
+			_, err = fmt.Fprintf(stdout, "%s\n", audit.EscapeJSON(e.Raw))
 		} else {
 			_, err = fmt.Fprintln(stdout, audit.Format(e.Record))
 		}
@@ -93,16 +96,60 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs := newFlags("audit verify [DIR]", stderr)
 	var dir string
 	auditDirFlag(fs, &dir)
-	if err := parseFlags(fs, args); err != nil {
-		return err
+	pubFlag := fs.String("pubkey", "", "public key file (default: "+audit.PublicKeyFileName+" in the folder above DIR, the state dir)")
+	anchorFlag := fs.String("checkpoint", "", "a checkpoint note kept elsewhere that the log must hold (default: "+audit.CheckpointFileName+" in the state dir)")
+	// Flags may come before or after the folder.
+	var dirs []string
+	for rest := args; ; rest = fs.Args()[1:] {
+		if err := parseFlags(fs, rest); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		dirs = append(dirs, fs.Arg(0))
 	}
-	if fs.NArg() > 1 {
+	if len(dirs) > 1 {
 		return fmt.Errorf("%w: one folder at most", errUsage)
 	}
-	if fs.NArg() == 1 {
-		dir = fs.Arg(0)
+	if len(dirs) == 1 {
+		dir = dirs[0]
 	}
-	rep, err := audit.Verify(dir)
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	state := filepath.Dir(abs)
+	opts := audit.VerifyOptions{}
+	pubPath := *pubFlag
+	if pubPath == "" {
+		if p := filepath.Join(state, audit.PublicKeyFileName); fileExists(p) {
+			pubPath = p
+		}
+	}
+	if pubPath != "" {
+		k, err := audit.LoadPublicKey(pubPath)
+		if err != nil {
+			return err
+		}
+		opts.Key = &k
+		fmt.Fprintf(stdout, "key: %s (%s)\n", k.KeyID(), pubPath)
+	}
+	anchorPath := *anchorFlag
+	if anchorPath == "" {
+		if p := filepath.Join(state, audit.CheckpointFileName); fileExists(p) {
+			anchorPath = p
+		}
+	}
+	if anchorPath != "" {
+		b, err := os.ReadFile(anchorPath)
+		if err != nil {
+			return err
+		}
+		opts.Anchor, opts.AnchorName = string(b), anchorPath
+		fmt.Fprintf(stdout, "anchor: %s\n", anchorPath)
+	}
+	rep, err := audit.VerifyWith(dir, opts)
 	if err != nil {
 		return err
 	}
@@ -110,12 +157,38 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return fmt.Errorf("no audit log in %s", dir)
 	}
 	for _, p := range rep.Problems {
-		fmt.Fprintln(stdout, p)
+		fmt.Fprintln(stdout, audit.Escape(p.String()))
+	}
+	for _, g := range rep.Gaps {
+		fmt.Fprintln(stdout, audit.Escape(g.String()))
+	}
+	for _, w := range rep.Warnings {
+		fmt.Fprintln(stdout, "warning: "+audit.Escape(w.String()))
 	}
 	fmt.Fprintf(stdout, "%d records in %d files; head seq %d hash %s\n", rep.Records, rep.Files, rep.HeadSeq, rep.HeadHash)
+	if rep.Last != nil {
+		fmt.Fprintf(stdout, "%d checkpoints; last at seq %d (%s:%d)\n", rep.Checkpoints, rep.Last.Seq, rep.Last.File, rep.Last.Line)
+	}
 	if !rep.OK() {
 		return fmt.Errorf("audit log in %s is not intact: %d problem(s)", dir, len(rep.Problems))
 	}
-	fmt.Fprintln(stdout, "ok: chain intact")
+	if !rep.Signed {
+		fmt.Fprintf(stdout, "hash chain intact, but NOT tamper-evident: no public key (looked for %s; pass --pubkey FILE). "+
+			"Anyone who can write %s can rewrite the chain consistently.\n", filepath.Join(state, audit.PublicKeyFileName), dir)
+		return nil
+	}
+	fmt.Fprintf(stdout, "ok: chain intact and signed by key %s", opts.Key.KeyID())
+	if rep.UnsignedTail > 0 {
+		fmt.Fprintf(stdout, " up to seq %d; %d newer records not yet signed", rep.Last.Seq, rep.UnsignedTail)
+	}
+	if len(rep.Gaps) > 0 {
+		fmt.Fprintf(stdout, "; %d outage(s) recorded", len(rep.Gaps))
+	}
+	fmt.Fprintln(stdout)
 	return nil
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
