@@ -273,6 +273,24 @@ func TestTimeouts(t *testing.T) {
 		}
 	})
 
+	t.Run("upstream body that stalls", func(t *testing.T) {
+		stop := make(chan struct{})
+		defer close(stop)
+		e := setupWith(t, config{network: true, trustLoopback: true, opts: opts, upstream: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Length", "1000")
+			_, _ = w.Write([]byte("a little"))
+			w.(http.Flusher).Flush()
+			<-stop
+		})})
+		c, err := net.Dial("tcp", e.proxy.Host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "GET http://allowed.test:%d/ HTTP/1.1\r\nHost: allowed.test\r\n\r\n", e.port)
+		waitClosed(t, c)
+	})
+
 	t.Run("no idle keep-alive after an egress exchange", func(t *testing.T) {
 		e := setupWith(t, config{network: true, trustLoopback: true})
 		c, err := net.Dial("tcp", e.proxy.Host)

@@ -657,7 +657,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, facts engine.Ses
 				if err != nil {
 					return nil, err
 				}
-				t := &headTap{Conn: c}
+				t := &headTap{Conn: c, step: p.opts.ReadTimeout}
 				tap.Store(t)
 				return t, nil
 			},
@@ -670,6 +670,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, facts engine.Ses
 		// are read from the bytes received instead.
 		ModifyResponse: func(res *http.Response) error {
 			if t := tap.Load(); t != nil {
+				t.body.Store(true)
 				for _, name := range t.connectionTokens() {
 					res.Header.Del(name)
 				}
@@ -737,13 +738,20 @@ const maxHead = 64 << 10
 
 // headTap keeps the first maxHead bytes read from an upstream connection,
 // so the Connection header of the response can be read as sent.
+// Once the response head is in, every read of the body must make progress
+// within step.
 type headTap struct {
 	net.Conn
+	step time.Duration
+	body atomic.Bool // the head is read; the body follows
 	mu   sync.Mutex
 	head []byte
 }
 
 func (c *headTap) Read(p []byte) (int, error) {
+	if c.body.Load() {
+		_ = c.Conn.SetReadDeadline(time.Now().Add(c.step))
+	}
 	n, err := c.Conn.Read(p)
 	c.mu.Lock()
 	if room := maxHead - len(c.head); room > 0 {
