@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -143,6 +144,15 @@ type Audit struct {
 	Dir        string `yaml:"dir"`
 	MaxBytes   int64  `yaml:"max_bytes"`
 	RecordText bool   `yaml:"record_text"` // record message text (off by default)
+	// KeyFile is the ed25519 key that signs checkpoints, created (0600, with
+	// its .pub beside it) on first start; it must not be inside dir
+	// (default <state_dir>/audit-key).
+	KeyFile string `yaml:"key_file"`
+	// CheckpointEvery is the most records between two signed checkpoints
+	// (default 1000); CheckpointInterval the longest a record stays unsigned
+	// (default 60s).
+	CheckpointEvery    uint64        `yaml:"checkpoint_every"`
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
 }
 
 // Admin configures the metrics and health listener.
@@ -261,6 +271,9 @@ func (c *Config) defaults() {
 	}
 	if c.Audit.Dir == "" {
 		c.Audit.Dir = strings.TrimRight(c.StateDir, "/") + "/audit"
+	}
+	if c.Audit.KeyFile == "" {
+		c.Audit.KeyFile = strings.TrimRight(c.StateDir, "/") + "/audit-key"
 	}
 	if c.Admin.Listen == "" {
 		c.Admin.Listen = "127.0.0.1:9464"
@@ -418,6 +431,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Runtime.WarmPool < 0 || c.Runtime.WarmPool > 16 {
 		bad("runtime.warm_pool", "%d is not between 0 and 16", c.Runtime.WarmPool)
+	}
+	if c.Audit.CheckpointInterval < 0 || (c.Audit.CheckpointInterval > 0 && c.Audit.CheckpointInterval < time.Second) {
+		bad("audit.checkpoint_interval", "%s: give a duration of at least 1s (default 60s); the timer also retries a failed audit disk", c.Audit.CheckpointInterval)
 	}
 	for i, u := range c.MCP.Upstreams {
 		f := fmt.Sprintf("mcp.upstreams[%d]", i)

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -83,7 +84,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 	}()
 	// Paths in the config are relative to where the gateway starts; the
 	// runtime and the sandboxes need them absolute.
-	for _, p := range []*string{&cfg.Vault, &cfg.StateDir, &cfg.Policies, &cfg.Audit.Dir} {
+	for _, p := range []*string{&cfg.Vault, &cfg.StateDir, &cfg.Policies, &cfg.Audit.Dir, &cfg.Audit.KeyFile} {
 		abs, err := filepath.Abs(*p)
 		if err != nil {
 			return nil, fmt.Errorf("config path %q: %w", *p, err)
@@ -97,7 +98,16 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 		return nil, fmt.Errorf("vault: %w", err)
 	}
 
-	g.Audit, err = audit.Open(cfg.Audit.Dir, audit.Options{MaxBytes: cfg.Audit.MaxBytes})
+	// The checkpoint key and the newest checkpoint live outside the audit
+	// folder; checkpoints also go to the process log, to be anchored there.
+	key, err := audit.OpenKey(cfg.Audit.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("audit.key_file: %w", err)
+	}
+	g.Audit, err = audit.Open(cfg.Audit.Dir, audit.Options{MaxBytes: cfg.Audit.MaxBytes, Signer: key,
+		CheckpointEvery: cfg.Audit.CheckpointEvery, CheckpointInterval: cfg.Audit.CheckpointInterval,
+		CheckpointFile: filepath.Join(cfg.StateDir, audit.CheckpointFileName),
+		Logger:         slog.New(zerolog.NewSlogHandler(g.log.With().Str("component", "audit").Logger()))})
 	if err != nil {
 		return nil, fmt.Errorf("audit.dir: %w", err)
 	}
@@ -283,6 +293,10 @@ func (g *Gateway) startAdmin(ctx context.Context, wg *sync.WaitGroup, errc chan<
 		case <-g.ready:
 		default:
 			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		if err := g.Audit.Healthy(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ready policy_revision=" + g.Engine.Revision() + "\n"))
