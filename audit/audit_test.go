@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -288,6 +289,22 @@ func BenchmarkAppendDurable(b *testing.B) {
 	benchAppend(b, l)
 }
 
+// With checkpoints on as the gateway runs them: one in every 1000 appends
+// also signs and writes the checkpoint file.
+func BenchmarkAppendDurableCheckpoints(b *testing.B) {
+	state := b.TempDir()
+	key, err := OpenKey(filepath.Join(state, KeyFileName))
+	if err != nil {
+		b.Fatal(err)
+	}
+	l, err := Open(filepath.Join(state, "audit"), Options{Signer: key})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	benchAppend(b, l)
+}
+
 func BenchmarkAppendDurableParallel(b *testing.B) {
 	l, err := Open(b.TempDir(), Options{})
 	if err != nil {
@@ -326,10 +343,4 @@ func benchAppend(b *testing.B, l *Log) {
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 }
 
-func sortDurations(d []time.Duration) {
-	for i := 1; i < len(d); i++ {
-		for j := i; j > 0 && d[j] < d[j-1]; j-- {
-			d[j], d[j-1] = d[j-1], d[j]
-		}
-	}
-}
+func sortDurations(d []time.Duration) { slices.Sort(d) }
