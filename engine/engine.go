@@ -50,9 +50,11 @@ type Options struct {
 	Logger zerolog.Logger
 	// Timeout bounds one decision (default DefaultTimeout).
 	Timeout time.Duration
-	// TestOnReload runs the policy folder's own tests before a new version
-	// is swapped in; a version whose tests fail is refused. It applies at
-	// start too.
+	// TestOnReload runs the policy folder's own tests and decides its
+	// documented examples (examples/*/input.json against expected.json)
+	// before a new version is swapped in; a version whose tests fail or
+	// error, or whose examples decide otherwise, is refused and the last
+	// good one kept (see Refused). It applies at start too.
 	TestOnReload bool
 	// Limiter enforces the rate limits policies name (default: a new one).
 	Limiter *ratelimit.Limiter
@@ -68,6 +70,9 @@ type Engine struct {
 	limiter  *ratelimit.Limiter
 
 	cur atomic.Pointer[policySet]
+
+	refused  atomic.Pointer[ReloadRefusal] // the last reload refused, nil after a good one
+	refusals atomic.Uint64
 
 	mu   sync.Mutex // serialises Reload and SetData
 	data map[string]any
@@ -108,12 +113,34 @@ func (e *Engine) build(ctx context.Context, data map[string]any) (*policySet, er
 	if err != nil {
 		return nil, err
 	}
-	return compile(ctx, src, data, e.tests, e.timeout*40)
+	set, err := compile(ctx, src, data, e.tests, e.timeout*40)
+	if err != nil || !e.tests {
+		return set, err
+	}
+	if err := checkExamples(ctx, e.dir, src, e.timeout*40); err != nil {
+		return nil, err
+	}
+	return set, nil
 }
 
 // Revision identifies the policy files and data in force: the first 16 hex
 // digits of a SHA-256 over them.
 func (e *Engine) Revision() string { return e.cur.Load().revision }
+
+// ReloadRefusal is a reload that was refused: the policy in force is still
+// Revision.
+type ReloadRefusal struct {
+	Err      error // wraps ErrPolicy; names file:line, failing tests or examples
+	At       time.Time
+	Revision string // the revision kept in force
+}
+
+// Refused returns the last refused reload, or nil when the last reload (or
+// the start) succeeded. The gateway shows it in /readyz.
+func (e *Engine) Refused() *ReloadRefusal { return e.refused.Load() }
+
+// Refusals counts refused reloads since start, for a metric.
+func (e *Engine) Refusals() uint64 { return e.refusals.Load() }
 
 // Limiter is the rate limiter the engine enforces policy buckets with.
 func (e *Engine) Limiter() *ratelimit.Limiter { return e.limiter }
@@ -143,8 +170,11 @@ func (e *Engine) swap(ctx context.Context, data map[string]any) error {
 	set, err := e.build(ctx, data)
 	if err != nil {
 		e.log.Error().Err(err).Str("policy_revision", old).Msg("policy reload refused; keeping the last good policy")
+		e.refused.Store(&ReloadRefusal{Err: err, At: time.Now(), Revision: old})
+		e.refusals.Add(1)
 		return err
 	}
+	e.refused.Store(nil)
 	e.cur.Store(set)
 	if set.revision != old {
 		e.log.Info().Str("policy_revision", set.revision).Str("previous_revision", old).
