@@ -164,7 +164,7 @@ func snapshot(t *testing.T, dir string) []string {
 		if err != nil {
 			return err
 		}
-		line := fmt.Sprintf("%s %v %d", strings.TrimPrefix(p, dir), fi.Mode(), fi.Size())
+		line := fmt.Sprintf("%s\t%v %d", strings.TrimPrefix(p, dir), fi.Mode(), fi.Size())
 		if fi.Mode().IsRegular() {
 			b, _ := os.ReadFile(p)
 			line += " " + string(b)
