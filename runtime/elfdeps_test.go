@@ -180,8 +180,8 @@ func TestELFDepsSearchOrder(t *testing.T) {
 		"runpath $ORIGIN":                 {"libx.so.1", nil, []string{"$ORIGIN/../lib"}, inOrigin, inOrigin},
 		// The image has no ld.so.cache: a library the host finds only
 		// through it goes to the first default folder.
-		"cache before defaults": {"libx.so.1", nil, nil, filepath.Join(root, "default", "libx.so.1"), inCache},
-		"outside default folders":         {"liby.so.2", nil, nil, filepath.Join(root, "default", "liby.so.2"), odd},
+		"cache before defaults":   {"libx.so.1", nil, nil, filepath.Join(root, "default", "libx.so.1"), inCache},
+		"outside default folders": {"liby.so.2", nil, nil, filepath.Join(root, "default", "liby.so.2"), odd},
 	} {
 		t.Run(name, func(t *testing.T) {
 			d, err := r.find(tc.needed, filepath.Join(root, "app/bin/app"), tc.rpath, tc.runpath)
