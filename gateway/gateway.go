@@ -28,6 +28,7 @@ import (
 	"github.com/parachute-gateway/parachute/connectors"
 	"github.com/parachute-gateway/parachute/connectors/pairing"
 	"github.com/parachute-gateway/parachute/engine"
+	"github.com/parachute-gateway/parachute/mcpproxy/sandboxed"
 	"github.com/parachute-gateway/parachute/runtime"
 	"github.com/parachute-gateway/parachute/sessions"
 )
@@ -59,7 +60,7 @@ type Gateway struct {
 	closers []func(context.Context)
 	// procs runs sandboxed MCP upstreams (nil when the runtimes were given
 	// by the caller: such a gateway refuses a sandboxed upstream).
-	procs processStarter
+	procs sandboxed.Starter
 
 	ready   chan struct{}
 	admin   net.Listener

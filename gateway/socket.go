@@ -12,6 +12,7 @@ import (
 	"github.com/parachute-gateway/parachute/egress"
 	"github.com/parachute-gateway/parachute/engine"
 	"github.com/parachute-gateway/parachute/mcpproxy"
+	"github.com/parachute-gateway/parachute/mcpproxy/sandboxed"
 	"github.com/parachute-gateway/parachute/modelproxy"
 	"github.com/parachute-gateway/parachute/sessions"
 )
@@ -106,10 +107,10 @@ func (g *Gateway) mcpFactory(ctx context.Context) (func(*sessions.Live) (http.Ha
 		if g.procs == nil {
 			return nil
 		}
-		ul := upstreamLauncher{rt: g.procs, image: g.cfg.Runtime.Image, session: "catalog", profile: catalogProfile,
-			stderr: upstreamLog{g.log}}
+		ul := sandboxed.Launcher{Runtime: g.procs, Image: g.cfg.Runtime.Image, Session: "catalog",
+			Profile: sandboxed.CatalogProfile, Stderr: upstreamLog{g.log}}
 		if l != nil {
-			ul.session, ul.owner, ul.profile = l.Session.ID, l.Session.Owner, l.Profile
+			ul.Session, ul.Owner, ul.Profile = l.Session.ID, l.Session.Owner, l.Profile
 		}
 		return ul
 	}
