@@ -10,6 +10,10 @@
 // dropped whenever a shard grows past its share of MaxBuckets. Dropping them
 // loses no state. If a shard is still full after that sweep, the check fails
 // closed: the caller is told to wait, and Limiter.Full counts it.
+//
+// Buckets survive a restart through Snapshot and Restore (WriteFile and
+// ReadFile for a file): a restored bucket refills for the time it was
+// down, as it would have had the process kept running, and no more.
 package ratelimit
 
 import (
@@ -31,6 +35,7 @@ type Limiter struct {
 	perShard int
 	now      func() time.Time
 	full     atomic.Uint64
+	changes  atomic.Uint64 // spends and refunds, for Changes
 	shard    [shards]shard
 }
 
@@ -77,7 +82,7 @@ func New(opts Options) *Limiter {
 // exists.
 func (l *Limiter) Allow(key string, rate, burst float64) (ok bool, retryAfter time.Duration) {
 	now := l.now().UnixNano()
-	s := &l.shard[maphash.String(l.seed, key)%shards]
+	s := &l.shard[hashKey(l, key)]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b, found := s.m[key]
@@ -89,16 +94,23 @@ func (l *Limiter) Allow(key string, rate, burst float64) (ok bool, retryAfter ti
 		b = &bucket{tokens: burst, last: now}
 		s.m[key] = b
 	}
-	return b.take(now, rate, burst)
+	ok, retryAfter = b.take(now, rate, burst)
+	if ok {
+		l.changes.Add(1)
+	}
+	return ok, retryAfter
 }
+
+func hashKey(l *Limiter, key string) uint64 { return maphash.String(l.seed, key) % shards }
 
 // Refund puts back a token taken by Allow, for a caller that took tokens
 // from several buckets and must undo the ones before a refusal.
 func (l *Limiter) Refund(key string, burst float64) {
-	s := &l.shard[maphash.String(l.seed, key)%shards]
+	s := &l.shard[hashKey(l, key)]
 	s.mu.Lock()
 	if b, ok := s.m[key]; ok {
 		b.tokens = math.Min(burst, b.tokens+1)
+		l.changes.Add(1)
 	}
 	s.mu.Unlock()
 }
