@@ -124,6 +124,13 @@ func FromDecision(in engine.Input, d *engine.Decision) Record {
 	case engine.ModelInput:
 		session(in.Session)
 		r.Model = in.Model
+		// What the call reserved and what the provider would run for it.
+		r.Detail = map[string]string{"tokens_requested": strconv.FormatInt(in.TokensRequested, 10)}
+		for k, v := range map[string][]string{"provider_tools": in.ProviderTools, "mcp_servers": in.MCPServers, "betas": in.Betas} {
+			if len(v) > 0 {
+				r.Detail[k] = strings.Join(v, ",")
+			}
+		}
 	case engine.EgressInput:
 		session(in.Session)
 		r.Host = net.JoinHostPort(in.Host, strconv.Itoa(in.Port))

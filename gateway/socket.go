@@ -29,6 +29,15 @@ func (g *Gateway) socketHandler(ctx context.Context) (func(*sessions.Live) (http
 	noModel := refuse(http.StatusServiceUnavailable, "model-not-configured",
 		"no model is configured on this gateway: set model.provider in the gateway config")
 	usage := sessions.Usage{Store: g.Store}
+	// Every credential the gateway holds is redacted from model answers.
+	var secrets []string
+	for _, k := range g.cfg.Connectors {
+		for _, env := range []string{k.TokenEnv, k.AccessTokenEnv, k.WebhookSecret} {
+			if v := g.getenv(env); env != "" && v != "" {
+				secrets = append(secrets, v)
+			}
+		}
+	}
 	mcpFor, err := g.mcpFactory(ctx)
 	if err != nil {
 		return nil, err
@@ -44,7 +53,7 @@ func (g *Gateway) socketHandler(ctx context.Context) (func(*sessions.Live) (http
 		var model http.Handler = noModel
 		if p := providerName(g.cfg.Model.Provider); p != "" {
 			mp, err := modelproxy.New(modelproxy.Options{
-				Provider: p, BaseURL: g.cfg.Model.BaseURL, APIKey: g.getenv(g.cfg.Model.APIKeyEnv),
+				Provider: p, BaseURL: g.cfg.Model.BaseURL, APIKey: g.getenv(g.cfg.Model.APIKeyEnv), Secrets: secrets,
 				Decider: g.Engine, Usage: usage, Session: facts,
 			})
 			if err != nil {

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/parachute-gateway/parachute/audit"
 	"github.com/parachute-gateway/parachute/engine"
 )
 
@@ -428,6 +429,13 @@ func TestProviderSideToolsAreDecided(t *testing.T) {
 			if fmt.Sprint(got[0].ProviderTools, got[0].MCPServers, got[0].Betas) != fmt.Sprint(tt.want.ProviderTools, tt.want.MCPServers, tt.want.Betas) {
 				t.Fatalf("decided on tools %v, servers %v, betas %v; want %v %v %v", got[0].ProviderTools, got[0].MCPServers, got[0].Betas,
 					tt.want.ProviderTools, tt.want.MCPServers, tt.want.Betas)
+			}
+			// The audit record names each of them.
+			rec := audit.FromDecision(got[0], &engine.Decision{Entry: engine.Model})
+			for k, v := range map[string][]string{"provider_tools": tt.want.ProviderTools, "mcp_servers": tt.want.MCPServers, "betas": tt.want.Betas} {
+				if rec.Detail[k] != strings.Join(v, ",") {
+					t.Errorf("audit detail %s = %q; want %q", k, rec.Detail[k], strings.Join(v, ","))
+				}
 			}
 			if tt.wantCode == 200 && tt.provider == Anthropic && up.heads[0].Get("anthropic-beta") != tt.beta {
 				t.Fatalf("upstream anthropic-beta %q; want %q", up.heads[0].Get("anthropic-beta"), tt.beta)
