@@ -431,10 +431,10 @@ func TestProviderSideToolsAreDecided(t *testing.T) {
 					tt.want.ProviderTools, tt.want.MCPServers, tt.want.Betas)
 			}
 			// The audit record names each of them.
-			rec := audit.FromDecision(got[0], &engine.Decision{Entry: engine.Model})
+			line := audit.FromDecision(got[0], &engine.Decision{Entry: engine.Model})
 			for k, v := range map[string][]string{"provider_tools": tt.want.ProviderTools, "mcp_servers": tt.want.MCPServers, "betas": tt.want.Betas} {
-				if rec.Detail[k] != strings.Join(v, ",") {
-					t.Errorf("audit detail %s = %q; want %q", k, rec.Detail[k], strings.Join(v, ","))
+				if line.Detail[k] != strings.Join(v, ",") {
+					t.Errorf("audit detail %s = %q; want %q", k, line.Detail[k], strings.Join(v, ","))
 				}
 			}
 			if tt.wantCode == 200 && tt.provider == Anthropic && up.heads[0].Get("anthropic-beta") != tt.beta {
