@@ -130,6 +130,10 @@ type Role struct {
 	// waits for `parachute mcp approve` for this role (always so on public
 	// connectors).
 	RequireToolApproval bool `yaml:"require_tool_approval" json:"require_tool_approval,omitempty"`
+	// EgressRequireSNI: a CONNECT tunnel of this role's sessions must open
+	// with a TLS ClientHello whose server name is the host that was
+	// decided (policies read it as egress_require_sni).
+	EgressRequireSNI *bool `yaml:"egress_require_sni" json:"egress_require_sni,omitempty"`
 }
 
 // Workspace is a shared folder and who may use it.
