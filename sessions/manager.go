@@ -98,7 +98,22 @@ type Manager struct {
 
 	mu   sync.Mutex
 	live map[string]*Live // session ID -> running sandbox
+
+	unrecorded atomic.Uint64 // stops and hook outcomes whose record failed
 }
+
+// ErrNotRecorded: a session event could not be written to the audit log,
+// so what it records (a sandbox start, a pre-session hook) did not happen.
+var ErrNotRecorded = errors.New("sessions: the audit record could not be written")
+
+// NotRecordedReply is what the user is told when their session could not
+// start because its record could not be written.
+const NotRecordedReply = "The bot cannot write its audit log right now, so your session was not started. Please try again later."
+
+// Unrecorded counts the session events that happened without a record:
+// a stop (a sandbox is never kept running because its record failed) or
+// the outcome of a hook that had already run. Each is also logged.
+func (m *Manager) Unrecorded() uint64 { return m.unrecorded.Load() }
 
 // Live is a session whose sandbox is running.
 type Live struct {
@@ -208,6 +223,10 @@ func (m *Manager) Turn(ctx context.Context, req connectors.TurnRequest) (string,
 		if errors.As(err, &denied) {
 			return denied.Reply(), nil
 		}
+		if errors.Is(err, ErrNotRecorded) {
+			m.opts.Logger.Error().Err(err).Str("session_id", sess.ID).Msg("session not started: its record could not be written")
+			return NotRecordedReply, nil
+		}
 		return "", err
 	}
 	history, err := m.opts.Store.History(ctx, sess.ID)
@@ -308,10 +327,21 @@ func (m *Manager) ensure(ctx context.Context, sess Session, facts engine.Session
 	}
 	l.facts.Store(&facts)
 	l.sockDir = filepath.Join(m.opts.SocketRoot, sess.ID)
+	// The start is recorded before anything runs: no hook and no sandbox
+	// without a durable record saying so.
+	hook := prof.Runtime == "direct" && prof.Hooks && m.opts.Hook != nil
+	var detail map[string]string
+	if hook {
+		detail = map[string]string{"hook": "run"}
+	}
+	if err := m.event(ctx, l, "session-start", detail); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotRecorded, err)
+	}
 	if err := m.serve(l); err != nil {
+		m.stopped(ctx, l, "start-failed")
 		return nil, err
 	}
-	if prof.Runtime == "direct" && prof.Hooks {
+	if hook {
 		m.runHook(ctx, l)
 	}
 	var env []string
@@ -329,6 +359,7 @@ func (m *Manager) ensure(ctx context.Context, sess Session, facts engine.Session
 	})
 	if err != nil {
 		l.closeSocket()
+		m.stopped(ctx, l, "start-failed")
 		return nil, fmt.Errorf("sessions: start sandbox: %w", err)
 	}
 	l.sandbox = sb
@@ -336,7 +367,6 @@ func (m *Manager) ensure(ctx context.Context, sess Session, facts engine.Session
 	m.mu.Lock()
 	m.live[sess.ID] = l
 	m.mu.Unlock()
-	m.event(ctx, l, "session-start", nil)
 	return l, nil
 }
 
@@ -387,7 +417,10 @@ func (m *Manager) serve(l *Live) error {
 		ln.Close()
 		return fmt.Errorf("sessions: socket: %w", err)
 	}
-	l.server = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	// An agent that opens connections and leaves them idle holds nothing
+	// for long: headers must arrive within 10 s and a kept-alive
+	// connection is closed after SocketIdleTimeout without a request.
+	l.server = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: SocketIdleTimeout}
 	go l.server.Serve(ln) //nolint:errcheck // ends with Close
 	return nil
 }
@@ -462,12 +495,15 @@ func firstLine(s string) string {
 	return s
 }
 
+// SocketIdleTimeout closes a session socket's kept-alive connection left
+// idle this long.
+const SocketIdleTimeout = 2 * time.Minute
+
 // runHook runs the workspace's pre-session hook on the host, for a direct
-// session whose decision allows hooks, and records that it ran.
+// session whose decision allows hooks, and records what it did. The
+// session-start record before it says a hook would run; an outcome that
+// cannot be recorded is counted and logged (the hook has run by then).
 func (m *Manager) runHook(ctx context.Context, l *Live) {
-	if m.opts.Hook == nil {
-		return
-	}
 	ran, out, err := m.opts.Hook(ctx, l.HostRoot, l.Profile, m.opts.HookTimeout)
 	if !ran && err == nil {
 		return
@@ -476,12 +512,25 @@ func (m *Manager) runHook(ctx context.Context, l *Live) {
 	if err != nil {
 		detail["error"] = err.Error()
 	}
-	m.event(ctx, l, "hook", detail)
+	if err := m.event(ctx, l, "hook", detail); err != nil {
+		m.unrecorded.Add(1)
+	}
 }
 
-func (m *Manager) event(ctx context.Context, l *Live, kind string, detail map[string]string) {
+// stopped records that l stopped (or never started); the record is best
+// effort, counted and logged when it fails, since nothing is left to
+// refuse.
+func (m *Manager) stopped(ctx context.Context, l *Live, why string) {
+	if err := m.event(ctx, l, "session-stop", map[string]string{"why": why}); err != nil {
+		m.unrecorded.Add(1)
+	}
+}
+
+// event appends a session record; the caller decides what a failure
+// means (logged here).
+func (m *Manager) event(ctx context.Context, l *Live, kind string, detail map[string]string) error {
 	if m.opts.Audit == nil {
-		return
+		return nil
 	}
 	f := l.Facts()
 	r := audit.Record{
@@ -490,7 +539,9 @@ func (m *Manager) event(ctx context.Context, l *Live, kind string, detail map[st
 	}
 	if _, err := m.opts.Audit.Append(ctx, r); err != nil {
 		m.opts.Logger.Error().Err(err).Str("session_id", l.Session.ID).Str("kind", kind).Msg("audit append failed")
+		return err
 	}
+	return nil
 }
 
 // stopLive stops the sandbox and socket of session id, if running.
@@ -506,7 +557,7 @@ func (m *Manager) stopLive(ctx context.Context, id, why string) {
 		m.opts.Logger.Error().Err(err).Str("session_id", id).Msg("sandbox stop failed")
 	}
 	l.closeSocket()
-	m.event(ctx, l, "session-stop", map[string]string{"why": why})
+	m.stopped(ctx, l, why)
 }
 
 // Live returns the running session with id, if any.
