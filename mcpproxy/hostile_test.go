@@ -50,9 +50,10 @@ var backends = []backend{
 	{"builtin", func(t testing.TB, f fixture) Options {
 		return Options{Vault: f.vault, Builtin: true}
 	}},
-	{"npm-filesystem", func(t testing.TB, f fixture) Options {
+	{"npm-filesystem-on-host", func(t testing.TB, f fixture) Options {
 		return Options{Vault: f.vault, Upstreams: []Upstream{{Name: "fs", Command: []string{filesystemServer(t), f.ws}, OnHost: true}}}
 	}},
+	{"npm-filesystem-sandboxed", sandboxedNPM},
 }
 
 func startSession(t testing.TB, b backend, f fixture, rec *recorder, readOnly bool) (*Proxy, *mcp.ClientSession) {
