@@ -28,6 +28,7 @@ import (
 	"github.com/parachute-gateway/parachute/connectors"
 	"github.com/parachute-gateway/parachute/connectors/pairing"
 	"github.com/parachute-gateway/parachute/engine"
+	"github.com/parachute-gateway/parachute/engine/ratelimit"
 	"github.com/parachute-gateway/parachute/mcpproxy/sandboxed"
 	"github.com/parachute-gateway/parachute/runtime"
 	"github.com/parachute-gateway/parachute/sessions"
@@ -61,6 +62,11 @@ type Gateway struct {
 	// procs runs sandboxed MCP upstreams (nil when the runtimes were given
 	// by the caller: such a gateway refuses a sandboxed upstream).
 	procs sandboxed.Starter
+
+	limiter    *ratelimit.Limiter
+	limitsPath string
+	limitsMu   sync.Mutex
+	limitsSeen uint64 // limiter.Changes() at the last save
 
 	ready   chan struct{}
 	admin   net.Listener
@@ -115,21 +121,52 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 	g.closers = append(g.closers, func(context.Context) { g.Audit.Close() })
 
 	var mgr *sessions.Manager
-	g.metrics = newMetrics(func() float64 {
-		if mgr == nil {
-			return 0
-		}
-		return float64(mgr.Active())
+	g.metrics = newMetrics(metricSources{
+		active: func() float64 {
+			if mgr == nil {
+				return 0
+			}
+			return float64(mgr.Active())
+		},
+		reloadRefusals: func() float64 {
+			if g.Engine == nil {
+				return 0
+			}
+			return float64(g.Engine.Refusals())
+		},
+		auditRefused: func() float64 { return float64(g.Audit.Refused()) },
+		unrecorded: func() float64 {
+			if mgr == nil {
+				return 0
+			}
+			return float64(mgr.Unrecorded())
+		},
 	})
+	// Rate-limit buckets (messages, tools, denials) survive a restart: the
+	// snapshot is read before anything is decided, and a snapshot that
+	// cannot be read stops the start rather than hand every flooder a
+	// fresh burst.
+	g.limitsPath = filepath.Join(cfg.StateDir, RateLimitFileName)
+	g.limiter = ratelimit.New(ratelimit.Options{})
+	if err := g.limiter.ReadFile(g.limitsPath); err != nil {
+		return nil, fmt.Errorf("state_dir: %w", err)
+	}
 	g.Engine, err = engine.New(ctx, engine.Options{
 		PolicyDir: cfg.Policies,
 		Data:      cfg.PolicyData(),
 		Recorder:  recorder{next: audit.Recorder{Log: g.Audit}, m: g.metrics},
 		Logger:    g.log.With().Str("component", "engine").Logger(),
+		// A reload must pass the revision's own tests and examples, or
+		// the last good revision stays (and /readyz says so).
+		TestOnReload: true,
+		Limiter:      g.limiter,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("policies: %w", err)
 	}
+	// Last of all on the way out (closers run in reverse): every spend
+	// made until the end is in the final snapshot.
+	g.closers = append(g.closers, func(context.Context) { g.saveLimits() })
 
 	g.Pairing, err = pairing.Open(ctx, pairing.Options{Path: pairing.PathIn(cfg.StateDir), Recorder: authRecorder{g.Audit}})
 	if err != nil {
@@ -225,9 +262,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 		g.close(context.WithoutCancel(ctx))
 		return err
 	}
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); _ = g.Engine.Watch(ctx) }()
 	go func() { defer wg.Done(); g.Manager.Run(ctx, time.Minute) }()
+	go func() { defer wg.Done(); g.persistLimits(ctx, LimitSaveInterval) }()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -300,6 +338,11 @@ func (g *Gateway) startAdmin(ctx context.Context, wg *sync.WaitGroup, errc chan<
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
+		if r := g.Engine.Refused(); r != nil {
+			http.Error(w, fmt.Sprintf("not ready: policy reload refused at %s, revision %s kept in force: %v (fix the policy folder; the next good reload clears this)",
+				r.At.UTC().Format(time.RFC3339), r.Revision, r.Err), http.StatusServiceUnavailable)
+			return
+		}
 		_, _ = w.Write([]byte("ready policy_revision=" + g.Engine.Revision() + "\n"))
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
@@ -330,6 +373,42 @@ func loopbackOnly(field, addr string) error {
 		return fmt.Errorf("%s: %q is not a loopback address; the admin listener is never exposed", field, addr)
 	}
 	return nil
+}
+
+// RateLimitFileName is the rate-limit snapshot in the state dir.
+const RateLimitFileName = "ratelimit"
+
+// LimitSaveInterval is how often spent rate-limit tokens are saved: a
+// kill -9 loses at most this much of them (a clean stop loses none).
+const LimitSaveInterval = time.Second
+
+// persistLimits saves the rate-limit snapshot every interval in which a
+// token was spent, until ctx ends (the final save is a closer).
+func (g *Gateway) persistLimits(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			g.saveLimits()
+		}
+	}
+}
+
+func (g *Gateway) saveLimits() {
+	g.limitsMu.Lock()
+	defer g.limitsMu.Unlock()
+	n := g.limiter.Changes()
+	if n == g.limitsSeen {
+		return
+	}
+	if err := g.limiter.WriteFile(g.limitsPath); err != nil {
+		g.log.Error().Err(err).Msg("rate limits not saved; a restart now would forget spends since the last save")
+		return
+	}
+	g.limitsSeen = n
 }
 
 // close stops what New and Run opened, in reverse order.

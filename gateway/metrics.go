@@ -22,7 +22,16 @@ type metrics struct {
 	sandboxStarts   *prometheus.CounterVec
 }
 
-func newMetrics(active func() float64) *metrics {
+// metricSources are the counts the gateway reads from its parts when
+// scraped.
+type metricSources struct {
+	active         func() float64 // sessions with a running sandbox
+	reloadRefusals func() float64 // engine.Refusals
+	auditRefused   func() float64 // audit.Log.Refused
+	unrecorded     func() float64 // sessions.Manager.Unrecorded
+}
+
+func newMetrics(src metricSources) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -49,7 +58,16 @@ func newMetrics(active func() float64) *metrics {
 	m.reg.MustRegister(m.decisions, m.decisionLatency, m.rateLimited, m.auditLatency, m.auditFailures, m.sandboxStarts,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "parachute_sessions_active", Help: "Sessions with a running sandbox.",
-		}, active),
+		}, src.active),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "parachute_policy_reload_refusals_total", Help: "Policy reloads refused (compile error, failing tests or examples); the last good policy stayed in force.",
+		}, src.reloadRefusals),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "parachute_audit_refused_total", Help: "Audit appends the log refused (full disk, failed fsync, closed) since start.",
+		}, src.auditRefused),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "parachute_session_events_unrecorded_total", Help: "Sandbox stops and hook outcomes that happened without their audit record (a stop is never held back by one).",
+		}, src.unrecorded),
 		prometheus.NewGoCollector(),
 	)
 	return m
