@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -13,6 +16,7 @@ import (
 
 	"github.com/parachute-gateway/parachute/connectors/pairing"
 	"github.com/parachute-gateway/parachute/engine"
+	"github.com/parachute-gateway/parachute/engine/ratelimit"
 )
 
 // Pairing is the part of the pairing store the router uses;
@@ -39,13 +43,26 @@ type RouterOptions struct {
 	// Seen, if set, is the durable duplicate filter (the gateway's, in its
 	// state dir); without it duplicates are remembered in memory only.
 	Seen *SeenStore
+	// Denials bounds what denied messages cost in replies and records
+	// (defaults: see DenialBudget).
+	Denials DenialBudget
+}
+
+// splitDecider is the two halves of Decide the router needs so that a
+// denial past its budget is not recorded; *engine.Engine implements it.
+type splitDecider interface {
+	Decider
+	Evaluate(ctx context.Context, in engine.Input) engine.Decision
+	Commit(ctx context.Context, in engine.Input, d *engine.Decision)
+	Deny(in engine.Input, reasons ...string) engine.Decision
 }
 
 // Router handles every connector's messages: it is the Handler platform
 // connectors call. Safe for concurrent use; messages of one chat are
 // handled one at a time, in arrival order.
 type Router struct {
-	decider Decider
+	decider splitDecider
+	denials *denialThrottle
 	turns   Turns
 	pairing Pairing
 	log     zerolog.Logger
@@ -60,8 +77,13 @@ func NewRouter(opts RouterOptions) (*Router, error) {
 	if opts.Decider == nil || opts.Turns == nil {
 		return nil, errors.New("connectors: router needs a Decider and Turns")
 	}
+	split, ok := opts.Decider.(splitDecider)
+	if !ok {
+		return nil, fmt.Errorf("connectors: the router's Decider (%T) must also Evaluate, Commit and Deny: a denial past its budget is decided but not recorded", opts.Decider)
+	}
 	r := &Router{
-		decider: opts.Decider,
+		decider: split,
+		denials: newDenialThrottle(opts.Denials),
 		turns:   opts.Turns,
 		pairing: opts.Pairing,
 		log:     opts.Logger,
@@ -247,7 +269,27 @@ func (r *Router) handle(ctx context.Context, m *Message, rep Replier) error {
 		TextLength:    utf8.RuneCountInString(m.Text),
 		Binding:       bind,
 	}
-	d := r.decider.Decide(ctx, in)
+	d := r.decider.Evaluate(ctx, in)
+	var carried int64
+	if !d.Allow {
+		// A denial costs a record and maybe a reply; past the sender's or
+		// the global budget it gets neither, and is counted instead.
+		var ok bool
+		if ok, carried = r.denials.admit(m.Connector+"\x00"+id, in); !ok {
+			log.Debug().Strs("reasons", d.Reasons).Msg("message denied; over the denial budget, no reply and no record of its own")
+			return nil
+		}
+		if carried > 0 {
+			d.Detail = setDetail(d.Detail, DetailSuppressed, strconv.FormatInt(carried, 10))
+		}
+	}
+	if m.Peer != "" {
+		d.Detail = setDetail(d.Detail, DetailPeer, m.Peer)
+	}
+	r.decider.Commit(ctx, in, &d)
+	if carried > 0 && slices.Contains(d.Reasons, engine.ReasonAuditUnavailable) {
+		r.denials.putBack(m.Connector+"\x00"+id, in, carried) // the count is not in the log yet
+	}
 	if !d.Allow {
 		log.Info().Str("decision_id", d.ID).Strs("reasons", d.Reasons).Msg("message denied")
 		if cmd == "pair" && d.Bool("may_pair") && r.pairing != nil {
@@ -346,4 +388,273 @@ func roundUp(d time.Duration) time.Duration {
 		return time.Second
 	}
 	return d.Round(time.Second)
+}
+
+// Detail keys the router adds to a message decision's record.
+const (
+	// DetailPeer: how the sender reached a local connector (Message.Peer).
+	DetailPeer = "peer"
+	// DetailSuppressed: how many denials of this sender (or, on a summary
+	// with DetailScope global, of senders past the pending bound) went
+	// without a reply or a record of their own before this record.
+	DetailSuppressed = "suppressed"
+	// DetailScope is "global" on the summary of denials counted together.
+	DetailScope = "scope"
+	// DetailFirst and DetailLast date the first and last suppressed denial.
+	DetailFirst = "first"
+	DetailLast  = "last"
+)
+
+// ReasonDenialsSuppressed is the reason of a summary record: it stands for
+// DetailSuppressed denials that were not recorded one by one.
+const ReasonDenialsSuppressed = "denials-suppressed"
+
+// DenialBudget bounds the replies and records denied messages cost, so
+// that a stranger (or a crowd of them) cannot fill the audit disk or make
+// the bot spam. A denial within both budgets is answered and recorded as
+// usual, with the count of those suppressed before it; past either it is
+// neither answered nor recorded, only counted, and the count is recorded
+// with the sender's next recorded denial or in a summary record once
+// Window has passed since the first one (FlushDenials). Budgets are token
+// buckets in Limiter, so they survive a restart with the gateway's.
+type DenialBudget struct {
+	// SenderBurst denials per sender at once, then SenderRate per second
+	// (defaults 3 and 1 per 20 s).
+	SenderRate, SenderBurst float64
+	// GlobalBurst denials across all senders at once, then GlobalRate per
+	// second (defaults 20 and 1 per second). Summaries draw on it too.
+	GlobalRate, GlobalBurst float64
+	// Window is how long after a sender's first suppressed denial its
+	// summary is written (default 1 minute).
+	Window time.Duration
+	// MaxPending bounds the senders with a count waiting (default
+	// 10,000); past it, counts go to one summary per connector.
+	MaxPending int
+	// Limiter holds the buckets (the gateway passes its persisted one);
+	// nil: a new one, in memory.
+	Limiter *ratelimit.Limiter
+	// Now is the clock (default time.Now); tests set it, with the
+	// Limiter's.
+	Now func() time.Time
+}
+
+// Default denial budgets.
+const (
+	DefaultDenialSenderRate  = 1.0 / 20
+	DefaultDenialSenderBurst = 3
+	DefaultDenialGlobalRate  = 1
+	DefaultDenialGlobalBurst = 20
+	DefaultDenialWindow      = time.Minute
+	DefaultDenialMaxPending  = 10000
+)
+
+const globalDenialKey = "denials\x00global"
+
+// denialThrottle applies a DenialBudget and keeps the counts of what it
+// suppressed until they are recorded.
+type denialThrottle struct {
+	b DenialBudget
+
+	mu       sync.Mutex
+	pending  map[string]*suppressed // sender key -> count not yet recorded
+	overflow map[string]*suppressed // connector -> counts past MaxPending
+}
+
+type suppressed struct {
+	n           int64
+	first, last time.Time
+	in          engine.MessageInput // the first suppressed message's input
+}
+
+func newDenialThrottle(b DenialBudget) *denialThrottle {
+	if b.SenderRate == 0 && b.SenderBurst == 0 {
+		b.SenderRate, b.SenderBurst = DefaultDenialSenderRate, DefaultDenialSenderBurst
+	}
+	if b.GlobalRate == 0 && b.GlobalBurst == 0 {
+		b.GlobalRate, b.GlobalBurst = DefaultDenialGlobalRate, DefaultDenialGlobalBurst
+	}
+	if b.Window <= 0 {
+		b.Window = DefaultDenialWindow
+	}
+	if b.MaxPending <= 0 {
+		b.MaxPending = DefaultDenialMaxPending
+	}
+	if b.Now == nil {
+		b.Now = time.Now
+	}
+	if b.Limiter == nil {
+		b.Limiter = ratelimit.New(ratelimit.Options{Now: b.Now})
+	}
+	return &denialThrottle{b: b, pending: map[string]*suppressed{}, overflow: map[string]*suppressed{}}
+}
+
+// admit spends a sender token and a global one for a denial of sender. It
+// reports whether the denial may be answered and recorded and, if so, the
+// count suppressed before it (now to be recorded with it); if not, the
+// denial is counted.
+func (t *denialThrottle) admit(sender string, in engine.MessageInput) (bool, int64) {
+	key := "denials\x00sender\x00" + sender
+	if ok, _ := t.b.Limiter.Allow(key, t.b.SenderRate, t.b.SenderBurst); !ok {
+		t.count(sender, in, 1)
+		return false, 0
+	}
+	if ok, _ := t.b.Limiter.Allow(globalDenialKey, t.b.GlobalRate, t.b.GlobalBurst); !ok {
+		// The sender's token was not used: the crowd, not they, spent it.
+		t.b.Limiter.Refund(key, t.b.SenderBurst)
+		t.count(sender, in, 1)
+		return false, 0
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := t.pending[sender]
+	if p == nil {
+		return true, 0
+	}
+	delete(t.pending, sender)
+	return true, p.n
+}
+
+// putBack returns a count whose record could not be written.
+func (t *denialThrottle) putBack(sender string, in engine.MessageInput, n int64) {
+	t.count(sender, in, n)
+}
+
+func (t *denialThrottle) count(sender string, in engine.MessageInput, n int64) {
+	now := t.b.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := t.pending[sender]
+	if p == nil {
+		if len(t.pending) >= t.b.MaxPending {
+			p = t.overflow[in.Connector]
+			if p == nil {
+				p = &suppressed{first: now, in: engine.MessageInput{Connector: in.Connector, ConnectorType: in.ConnectorType}}
+				t.overflow[in.Connector] = p
+			}
+		} else {
+			p = &suppressed{first: now, in: in}
+			t.pending[sender] = p
+		}
+	}
+	p.n += n
+	p.last = now
+}
+
+// FlushDenials records the counts of suppressed denials whose window has
+// ended (all of them when all is set: at shutdown). A sender's summary
+// draws on the global budget; one that finds it empty joins its
+// connector's global summary, of which at most one per connector is
+// written per call. A summary that cannot be recorded is kept for the
+// next call. The gateway calls it every few seconds and at shutdown.
+func (r *Router) FlushDenials(ctx context.Context, all bool) {
+	t := r.denials
+	now := t.b.Now()
+	due := func(p *suppressed) bool { return all || !now.Before(p.first.Add(t.b.Window)) }
+	t.mu.Lock()
+	var senders []string
+	var batch []*suppressed
+	for k, p := range t.pending {
+		if due(p) {
+			senders = append(senders, k)
+			batch = append(batch, p)
+			delete(t.pending, k)
+		}
+	}
+	t.mu.Unlock()
+	for i, p := range batch {
+		if ok, _ := t.b.Limiter.Allow(globalDenialKey, t.b.GlobalRate, t.b.GlobalBurst); !ok && !all {
+			t.toOverflow(p)
+			continue
+		}
+		if !r.summarise(ctx, p, false) {
+			t.count(senders[i], p.in, p.n) // first is now: kept for the next window
+		}
+	}
+	t.mu.Lock()
+	var over []*suppressed
+	for c, p := range t.overflow {
+		if due(p) {
+			over = append(over, p)
+			delete(t.overflow, c)
+		}
+	}
+	t.mu.Unlock()
+	for _, p := range over {
+		if !r.summarise(ctx, p, true) {
+			t.toOverflow(p)
+		}
+	}
+}
+
+func (t *denialThrottle) toOverflow(p *suppressed) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	o := t.overflow[p.in.Connector]
+	if o == nil {
+		o = &suppressed{first: p.first, in: engine.MessageInput{Connector: p.in.Connector, ConnectorType: p.in.ConnectorType}}
+		t.overflow[p.in.Connector] = o
+	}
+	o.n += p.n
+	o.first = minTime(o.first, p.first)
+	o.last = maxTime(o.last, p.last)
+}
+
+// summarise records one summary of suppressed denials; it reports whether
+// the record was written.
+func (r *Router) summarise(ctx context.Context, p *suppressed, global bool) bool {
+	d := r.decider.Deny(p.in, ReasonDenialsSuppressed)
+	d.Detail = map[string]string{
+		DetailSuppressed: strconv.FormatInt(p.n, 10),
+		DetailFirst:      p.first.UTC().Format(time.RFC3339Nano),
+		DetailLast:       p.last.UTC().Format(time.RFC3339Nano),
+	}
+	if global {
+		d.Detail[DetailScope] = "global"
+	}
+	r.decider.Commit(ctx, p.in, &d)
+	if slices.Contains(d.Reasons, engine.ReasonAuditUnavailable) {
+		r.log.Error().Str("connector", p.in.Connector).Str("identity", p.in.Sender.ID).Int64("suppressed", p.n).
+			Msg("summary of suppressed denials not recorded; kept for the next try")
+		return false
+	}
+	return true
+}
+
+// PendingDenials is how many suppressed denials are counted but not yet
+// recorded (a kill -9 loses these counts, never the first denial of a
+// sender, which is always recorded).
+func (r *Router) PendingDenials() int64 {
+	t := r.denials
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var n int64
+	for _, p := range t.pending {
+		n += p.n
+	}
+	for _, p := range t.overflow {
+		n += p.n
+	}
+	return n
+}
+
+func setDetail(d map[string]string, k, v string) map[string]string {
+	if d == nil {
+		d = map[string]string{}
+	}
+	d[k] = v
+	return d
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.IsZero() || b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }

@@ -360,16 +360,39 @@ func TestInviteBruteForceIsRateLimitedAndRecorded(t *testing.T) {
 }
 
 func TestPairingRequestFloodIsRateLimited(t *testing.T) {
-	ctx := context.Background()
-	log := &authLog{}
-	store := newStore(t, log)
-	r, _ := newRouter(t, testData(), store)
-	c := &chat{}
-	for range 20 {
-		_ = r.Handle(ctx, msg("mallory", "/pair"), c)
+	tests := []struct {
+		name        string
+		denials     connectors.DenialBudget
+		wantLimited int // pair requests the store refused as rate-limited
+		wantReplies int
+	}{
+		// The denial budget stops the flood before the store: the
+		// sender's first denials (with may_pair) reach it, no more.
+		{name: "default denial budget", wantLimited: 0, wantReplies: connectors.DefaultDenialSenderBurst},
+		// With a wide denial budget the store's own limit holds.
+		{name: "wide denial budget", denials: connectors.DenialBudget{SenderBurst: 100, GlobalBurst: 100}, wantLimited: 15, wantReplies: 20},
 	}
-	if n := log.count("pair-request", "rate-limited"); n != 15 {
-		t.Fatalf("%d rate-limited pair requests, want 15", n)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			log := &authLog{}
+			store := newStore(t, log)
+			e, _ := newEngine(t, testData())
+			r, err := connectors.NewRouter(connectors.RouterOptions{Decider: e, Turns: &countingTurns{}, Pairing: store, Denials: tt.denials})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := &chat{}
+			for range 20 {
+				_ = r.Handle(ctx, msg("mallory", "/pair"), c)
+			}
+			if n := log.count("pair-request", "rate-limited"); n != tt.wantLimited {
+				t.Fatalf("%d rate-limited pair requests, want %d", n, tt.wantLimited)
+			}
+			if n := len(c.all()); n != tt.wantReplies {
+				t.Fatalf("%d replies, want %d", n, tt.wantReplies)
+			}
+		})
 	}
 }
 

@@ -7,12 +7,15 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/parachute-gateway/parachute/audit"
 	"github.com/parachute-gateway/parachute/config"
 	"github.com/parachute-gateway/parachute/connectors"
 	"github.com/parachute-gateway/parachute/connectors/local"
@@ -187,4 +190,43 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// A stranger's flood through the gateway: a handful of replies and
+// records, and after shutdown the log accounts for every message.
+func TestStrangerFloodIsBoundedInTheLog(t *testing.T) {
+	dir := t.TempDir()
+	_, conn, cfg, stop := boot(t, dir, policyDir(), "")
+	replies := 0
+	for range 100 {
+		if send(t, conn, "mallory", "let me in") != "" {
+			replies++
+		}
+	}
+	if replies > connectors.DefaultDenialSenderBurst {
+		t.Errorf("%d replies to 100 denied messages, want at most %d", replies, connectors.DefaultDenialSenderBurst)
+	}
+	stop() // records the pending summary before the log closes
+	var records, accounted int64
+	err := audit.Read(cfg.Audit.Dir, audit.ReadOptions{}, func(e audit.Entry) error {
+		r := e.Record
+		if r.Kind != "message" || r.User != "local:mallory" {
+			return nil
+		}
+		records++
+		if !slices.Contains(r.Reasons, connectors.ReasonDenialsSuppressed) {
+			accounted++
+		}
+		if s := r.Detail[connectors.DetailSuppressed]; s != "" {
+			n, _ := strconv.ParseInt(s, 10, 64)
+			accounted += n
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if records > connectors.DefaultDenialSenderBurst+1 || accounted != 100 {
+		t.Fatalf("%d records accounting for %d messages, want at most %d records accounting for 100", records, accounted, connectors.DefaultDenialSenderBurst+1)
+	}
 }

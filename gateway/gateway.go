@@ -135,6 +135,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 			return float64(g.Engine.Refusals())
 		},
 		auditRefused: func() float64 { return float64(g.Audit.Refused()) },
+		pendingDenials: func() float64 {
+			if g.Router == nil {
+				return 0
+			}
+			return float64(g.Router.PendingDenials())
+		},
 		unrecorded: func() float64 {
 			if mgr == nil {
 				return 0
@@ -212,13 +218,19 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 		return nil, err
 	}
 	g.closers = append(g.closers, func(context.Context) { seen.Close() })
+	// Denials are throttled per sender and globally; the budgets live in
+	// the persisted limiter, and the counts of what was suppressed are
+	// recorded by the flusher in Run and, at shutdown, before the audit
+	// log closes.
 	g.Router, err = connectors.NewRouter(connectors.RouterOptions{
 		Decider: g.Engine, Turns: mgr, Pairing: g.Pairing, Seen: seen,
-		Logger: g.log.With().Str("component", "router").Logger(),
+		Logger:  g.log.With().Str("component", "router").Logger(),
+		Denials: connectors.DenialBudget{Limiter: g.limiter},
 	})
 	if err != nil {
 		return nil, err
 	}
+	g.closers = append(g.closers, func(ctx context.Context) { g.Router.FlushDenials(ctx, true) })
 	g.conns = opts.Connectors
 	if g.conns == nil {
 		g.conns, err = g.connectors()
@@ -266,6 +278,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); _ = g.Engine.Watch(ctx) }()
 	go func() { defer wg.Done(); g.Manager.Run(ctx, time.Minute) }()
 	go func() { defer wg.Done(); g.persistLimits(ctx, LimitSaveInterval) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); g.flushDenials(ctx, DenialFlushInterval) }()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -393,6 +407,23 @@ func (g *Gateway) persistLimits(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 			g.saveLimits()
+		}
+	}
+}
+
+// DenialFlushInterval is how often the summaries of suppressed denials
+// whose window ended are recorded.
+const DenialFlushInterval = 5 * time.Second
+
+func (g *Gateway) flushDenials(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			g.Router.FlushDenials(ctx, false)
 		}
 	}
 }

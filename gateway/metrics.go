@@ -29,6 +29,7 @@ type metricSources struct {
 	reloadRefusals func() float64 // engine.Refusals
 	auditRefused   func() float64 // audit.Log.Refused
 	unrecorded     func() float64 // sessions.Manager.Unrecorded
+	pendingDenials func() float64 // connectors.Router.PendingDenials
 }
 
 func newMetrics(src metricSources) *metrics {
@@ -68,6 +69,9 @@ func newMetrics(src metricSources) *metrics {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "parachute_session_events_unrecorded_total", Help: "Sandbox stops and hook outcomes that happened without their audit record (a stop is never held back by one).",
 		}, src.unrecorded),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "parachute_denials_pending", Help: "Denied messages past the denial budget, counted and not yet recorded in a summary.",
+		}, src.pendingDenials),
 		prometheus.NewGoCollector(),
 	)
 	return m

@@ -1,0 +1,237 @@
+package connectors_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/parachute-gateway/parachute/connectors"
+	"github.com/parachute-gateway/parachute/engine"
+	"github.com/parachute-gateway/parachute/engine/ratelimit"
+)
+
+// trail keeps every message decision as the audit log would see it; while
+// fail is set it refuses them, as a full audit disk does.
+type trail struct {
+	mu   sync.Mutex
+	fail bool
+	recs []trailRec
+}
+
+type trailRec struct {
+	user    string
+	reasons []string
+	detail  map[string]string
+}
+
+func (tr *trail) Record(_ context.Context, in engine.Input, d *engine.Decision) error {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if tr.fail {
+		return errors.New("audit log unavailable: no space left on device")
+	}
+	m, _ := in.(engine.MessageInput)
+	tr.recs = append(tr.recs, trailRec{user: m.Sender.ID, reasons: d.Reasons, detail: d.Detail})
+	return nil
+}
+
+func (tr *trail) setFail(v bool) { tr.mu.Lock(); tr.fail = v; tr.mu.Unlock() }
+
+func (tr *trail) len() int { tr.mu.Lock(); defer tr.mu.Unlock(); return len(tr.recs) }
+
+// denials is how many denied messages the trail accounts for: one per
+// record of its own, plus every detail.suppressed.
+func (tr *trail) denials(t *testing.T) int64 {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	var n int64
+	for _, r := range tr.recs {
+		if !slices.Contains(r.reasons, connectors.ReasonDenialsSuppressed) {
+			n++
+		}
+		if s := r.detail[connectors.DetailSuppressed]; s != "" {
+			c, err := strconv.ParseInt(s, 10, 64)
+			if err != nil || c <= 0 {
+				t.Fatalf("detail.suppressed %q", s)
+			}
+			n += c
+		}
+	}
+	return n
+}
+
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *testClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func throttledRouter(t *testing.T, lim *ratelimit.Limiter, clk *testClock) (*connectors.Router, *trail) {
+	t.Helper()
+	tr := &trail{}
+	e, err := engine.New(context.Background(), engine.Options{PolicyDir: policyDir(t), Data: testData(), Recorder: tr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lim == nil {
+		lim = ratelimit.New(ratelimit.Options{Now: clk.now})
+	}
+	r, err := connectors.NewRouter(connectors.RouterOptions{Decider: e, Turns: &countingTurns{},
+		Denials: connectors.DenialBudget{Limiter: lim, Now: clk.now}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, tr
+}
+
+// A stranger's flood and a crowd of strangers cost a bounded number of
+// replies and records, and the records account for every message.
+func TestDenialFloodIsBounded(t *testing.T) {
+	tests := []struct {
+		name       string
+		senders    int // each sends per messages
+		per        int
+		maxReplies int
+		maxRecords int // before the window ends
+	}{
+		{name: "one stranger, 100 messages in a second", senders: 1, per: 100,
+			maxReplies: connectors.DefaultDenialSenderBurst, maxRecords: connectors.DefaultDenialSenderBurst},
+		{name: "100 strangers once each", senders: 100, per: 1,
+			maxReplies: connectors.DefaultDenialGlobalBurst + 1, maxRecords: connectors.DefaultDenialGlobalBurst + 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			clk := &testClock{t: time.Unix(1_700_000_000, 0)}
+			r, tr := throttledRouter(t, nil, clk)
+			c := &chat{}
+			total := tt.senders * tt.per
+			for i := range total {
+				m := msg(fmt.Sprintf("stranger%d", i%tt.senders), "let me in")
+				if err := r.Handle(ctx, m, c); err != nil {
+					t.Fatal(err)
+				}
+				clk.advance(time.Second / time.Duration(total))
+			}
+			if n := len(c.all()); n > tt.maxReplies {
+				t.Errorf("%d replies to %d denied messages, want at most %d", n, total, tt.maxReplies)
+			}
+			if n := tr.len(); n > tt.maxRecords {
+				t.Errorf("%d records for %d denied messages, want at most %d", n, total, tt.maxRecords)
+			}
+			if got := tr.denials(t) + r.PendingDenials(); got != int64(total) {
+				t.Fatalf("records and pending counts account for %d messages, want %d", got, total)
+			}
+			before := tr.len()
+			clk.advance(connectors.DefaultDenialWindow)
+			r.FlushDenials(ctx, false)
+			if got := tr.denials(t); got != int64(total) || r.PendingDenials() != 0 {
+				t.Fatalf("after the window the records account for %d of %d messages (%d pending)", got, total, r.PendingDenials())
+			}
+			// Summaries draw on the global budget; the rest go in one
+			// summary per connector.
+			if n := tr.len() - before; n > connectors.DefaultDenialGlobalBurst+1 {
+				t.Fatalf("%d summary records, want at most %d", n, connectors.DefaultDenialGlobalBurst+1)
+			}
+			if n := len(c.all()); n > tt.maxReplies {
+				t.Fatalf("summaries sent replies: %d", n)
+			}
+		})
+	}
+}
+
+// Suppressed denials ride on the sender's next recorded denial; a summary
+// that cannot be recorded is kept, not lost; a shutdown flushes all.
+func TestSuppressedDenialsAreRecordedLater(t *testing.T) {
+	ctx := context.Background()
+	clk := &testClock{t: time.Unix(1_700_000_000, 0)}
+	r, tr := throttledRouter(t, nil, clk)
+	c := &chat{}
+	for range 10 {
+		r.Handle(ctx, msg("mallory", "hi"), c)
+	}
+	clk.advance(time.Duration(float64(time.Second) / connectors.DefaultDenialSenderRate)) // one token back
+	r.Handle(ctx, msg("mallory", "hi again"), c)
+	last := tr.recs[len(tr.recs)-1]
+	if last.detail[connectors.DetailSuppressed] != "7" {
+		t.Fatalf("the next recorded denial carries %q suppressed, want 7: %+v", last.detail[connectors.DetailSuppressed], last)
+	}
+
+	for range 5 {
+		r.Handle(ctx, msg("mallory", "more"), c)
+	}
+	tr.setFail(true)
+	clk.advance(connectors.DefaultDenialWindow)
+	r.FlushDenials(ctx, false)
+	if r.PendingDenials() != 5 {
+		t.Fatalf("a summary that could not be recorded left %d pending, want 5", r.PendingDenials())
+	}
+	tr.setFail(false)
+	r.FlushDenials(ctx, true)
+	if got := tr.denials(t); got != 16 || r.PendingDenials() != 0 {
+		t.Fatalf("after the shutdown flush the trail accounts for %d of 16 (%d pending)", got, r.PendingDenials())
+	}
+	sum := tr.recs[len(tr.recs)-1]
+	if !slices.Contains(sum.reasons, connectors.ReasonDenialsSuppressed) || sum.user != "local:mallory" || sum.detail[connectors.DetailFirst] == "" {
+		t.Fatalf("summary record %+v", sum)
+	}
+}
+
+// The denial budget lives in the limiter the gateway saves: a flooder
+// who spent it gets no fresh replies after a restart.
+func TestDenialBudgetSurvivesRestart(t *testing.T) {
+	ctx := context.Background()
+	clk := &testClock{t: time.Unix(1_700_000_000, 0)}
+	lim := ratelimit.New(ratelimit.Options{Now: clk.now})
+	r, _ := throttledRouter(t, lim, clk)
+	c := &chat{}
+	for range 10 {
+		r.Handle(ctx, msg("mallory", "hi"), c)
+	}
+	path := filepath.Join(t.TempDir(), "ratelimit")
+	if err := lim.WriteFile(path); err != nil {
+		t.Fatal(err)
+	}
+	lim2 := ratelimit.New(ratelimit.Options{Now: clk.now})
+	if err := lim2.ReadFile(path); err != nil {
+		t.Fatal(err)
+	}
+	r2, tr2 := throttledRouter(t, lim2, clk)
+	c2 := &chat{}
+	r2.Handle(ctx, msg("mallory", "after restart"), c2)
+	if len(c2.all()) != 0 || tr2.len() != 0 {
+		t.Fatalf("after a restart the flooder got %d replies and %d records, want none", len(c2.all()), tr2.len())
+	}
+}
+
+// A local connector's peer (uid on its socket) is in the message
+// decision's record.
+func TestPeerReachesTheRecord(t *testing.T) {
+	clk := &testClock{t: time.Unix(1_700_000_000, 0)}
+	r, tr := throttledRouter(t, nil, clk)
+	for _, user := range []string{"alice", "mallory"} {
+		m := msg(user, "hi")
+		m.Peer = "uid:1000 pid:42"
+		r.Handle(context.Background(), m, &chat{})
+	}
+	for _, rec := range tr.recs {
+		if rec.detail[connectors.DetailPeer] != "uid:1000 pid:42" {
+			t.Errorf("record of %s lacks the peer: %+v", rec.user, rec.detail)
+		}
+	}
+	if len(tr.recs) != 2 {
+		t.Fatalf("%d records, want 2", len(tr.recs))
+	}
+}
