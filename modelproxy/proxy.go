@@ -173,6 +173,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, http.StatusNotFound, "not_found", fmt.Sprintf("only POST %s is served here", p.path))
 		return
 	}
+	if q := r.URL.RawQuery; q != "" && !(p.opts.Provider == Anthropic && q == "beta=true") {
+		// Anthropic's SDK marks its beta client with ?beta=true, which the
+		// API ignores; any other parameter is one nothing decided on, so it
+		// is refused, and no query is ever forwarded.
+		p.fail(w, http.StatusBadRequest, "invalid_request_error", fmt.Sprintf("query %q is not served: only %s (Anthropic: %s?beta=true) is", q, p.path, p.path))
+		return
+	}
 	facts, ok := p.opts.Session(r)
 	if !ok {
 		p.fail(w, http.StatusForbidden, "permission_denied", "no session for this socket")

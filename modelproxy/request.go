@@ -19,7 +19,10 @@ import (
 var (
 	anthropicFields = setOf("model", "messages", "max_tokens", "system", "metadata", "stop_sequences",
 		"stream", "temperature", "top_p", "top_k", "tools", "tool_choice", "thinking", "service_tier",
-		"mcp_servers", "container", "context_management")
+		"mcp_servers", "container", "context_management",
+		// output_config: effort (how much the model thinks), sent by
+		// Claude Code; it shapes the answer and reaches nothing.
+		"output_config")
 	openAIFields = setOf("model", "messages", "max_tokens", "max_completion_tokens", "n", "stream",
 		"stream_options", "temperature", "top_p", "frequency_penalty", "presence_penalty", "logit_bias",
 		"logprobs", "top_logprobs", "stop", "seed", "user", "tools", "tool_choice", "parallel_tool_calls",

@@ -49,6 +49,10 @@ default_betas := [
 	"output-128k-*",
 	"context-1m-*",
 	"extended-cache-ttl-*",
+	# Claude Code's own (docs/agent.md): its prompt format and the effort
+	# setting; both shape the answer only.
+	"claude-code-*",
+	"effort-*",
 ]
 
 # Betas that let the provider reach the network or files on its side.

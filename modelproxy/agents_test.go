@@ -1,0 +1,99 @@
+package modelproxy
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/parachute-gateway/parachute/engine"
+)
+
+// claudeCodeBody is the shape of what Claude Code 2.1.332 sends (captured
+// from the real CLI against a fake, texts shortened): every top-level
+// field it uses, a system message inside messages, a deferred tool.
+const claudeCodeBody = `{"model":"m","max_tokens":32000,"stream":true,
+ "system":[{"type":"text","text":"x-anthropic-billing-header: cc_version=2.1.332"},{"type":"text","text":"You are a Claude agent.","cache_control":{"type":"ephemeral"}}],
+ "messages":[{"role":"user","content":[{"type":"text","text":"hi"}]},{"role":"system","content":[{"type":"text","text":"# Environment"}]}],
+ "tools":[{"name":"mcp__parachute__read_file","description":"d","input_schema":{"type":"object"}},{"name":"DeferredToolPlaceholder","description":"d","input_schema":{"type":"object"},"defer_loading":true}],
+ "metadata":{"user_id":"{\"device_id\":\"abc\"}"},
+ "thinking":{"type":"adaptive","display":"updates"},
+ "context_management":{"edits":[{"type":"clear_thinking_20251015","keep":"all"}]},
+ "output_config":{"effort":"high"}}`
+
+// claudeCodeBetas are the anthropic-beta values Claude Code sends with
+// CLAUDE_CODE_DISABLE_EXPERIMENTAL_BETAS=1 (the adapter sets it).
+const claudeCodeBetas = "claude-code-20250219,interleaved-thinking-2025-05-14,effort-2025-11-24"
+
+// Claude Code's requests are served as it sends them: the ?beta=true
+// query, its betas, its fields; each decided (betas named) and counted.
+// Any other query string is refused: it would be a parameter nobody
+// decided on.
+func TestClaudeCodeRequests(t *testing.T) {
+	tests := []struct {
+		name, path, betas string
+		wantCode          int
+		wantMsg           string
+	}{
+		{"as Claude Code sends it", "/v1/messages?beta=true", claudeCodeBetas, 200, ""},
+		{"without the query", "/v1/messages", claudeCodeBetas, 200, ""},
+		{"another query parameter", "/v1/messages?beta=true&x=1", claudeCodeBetas, 400, `query "beta=true&x=1"`},
+		{"a case variant of the query", "/v1/messages?BETA=true", claudeCodeBetas, 400, `query "BETA=true"`},
+		{"a network beta beside them", "/v1/messages?beta=true", claudeCodeBetas + ",web-fetch-2025-09-10", 403, "web-fetch"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var decided []engine.ModelInput
+			rec := engine.RecorderFunc(func(_ context.Context, in engine.Input, _ *engine.Decision) error {
+				if m, ok := in.(engine.ModelInput); ok {
+					mu.Lock()
+					decided = append(decided, m)
+					mu.Unlock()
+				}
+				return nil
+			})
+			up := &recordingUpstream{answer: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/event-stream")
+				for _, ev := range []string{
+					`{"type":"message_start","message":{"usage":{"input_tokens":40,"output_tokens":1}}}`,
+					`{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi"}}`,
+					`{"type":"message_delta","usage":{"output_tokens":7}}`,
+					`{"type":"message_stop"}`,
+				} {
+					_, _ = w.Write([]byte("data: " + ev + "\n\n"))
+				}
+			}}
+			usage := &MemoryUsage{}
+			p := proxyTo(t, Anthropic, up, engineWith(t, nil, rec), usage, session("member"))
+			w := send(p, tt.path, claudeCodeBody, map[string]string{"anthropic-beta": tt.betas, "anthropic-version": "2023-06-01",
+				"x-api-key": "sk-placeholder", "X-Claude-Code-Session-Id": "abc"})
+			if w.Code != tt.wantCode || !strings.Contains(errMessage(w), tt.wantMsg) {
+				t.Fatalf("status %d body %s; want %d naming %q", w.Code, w.Body, tt.wantCode, tt.wantMsg)
+			}
+			if tt.wantCode == 400 {
+				if up.count() != 0 || len(decided) != 0 {
+					t.Fatal("a refused request was decided or sent")
+				}
+				return
+			}
+			if len(decided) != 1 || strings.Join(decided[0].Betas, ",") != tt.betas {
+				t.Fatalf("decided %+v; want one decision naming betas %s", decided, tt.betas)
+			}
+			if tt.wantCode != 200 {
+				return
+			}
+			h := up.heads[0]
+			if h.Get("x-api-key") != testKey || h.Get("X-Claude-Code-Session-Id") != "" || h.Get("anthropic-beta") != tt.betas {
+				t.Fatalf("upstream headers %v", h)
+			}
+			if got := up.bodies[0]["output_config"]; got == nil {
+				t.Fatal("output_config was not forwarded")
+			}
+			if n, _ := usage.TokensToday(context.Background(), "telegram:1"); n != 47 {
+				t.Fatalf("tokens counted %d; want the stream's 40+7", n)
+			}
+		})
+	}
+}
