@@ -463,6 +463,7 @@ type denialThrottle struct {
 type suppressed struct {
 	n           int64
 	first, last time.Time
+	due         time.Time           // when its summary is written
 	in          engine.MessageInput // the first suppressed message's input
 }
 
@@ -526,13 +527,9 @@ func (t *denialThrottle) count(sender string, in engine.MessageInput, n int64) {
 	p := t.pending[sender]
 	if p == nil {
 		if len(t.pending) >= t.b.MaxPending {
-			p = t.overflow[in.Connector]
-			if p == nil {
-				p = &suppressed{first: now, in: engine.MessageInput{Connector: in.Connector, ConnectorType: in.ConnectorType}}
-				t.overflow[in.Connector] = p
-			}
+			p = t.overflowLocked(in, now)
 		} else {
-			p = &suppressed{first: now, in: in}
+			p = &suppressed{first: now, due: now.Add(t.b.Window), in: in}
 			t.pending[sender] = p
 		}
 	}
@@ -549,7 +546,7 @@ func (t *denialThrottle) count(sender string, in engine.MessageInput, n int64) {
 func (r *Router) FlushDenials(ctx context.Context, all bool) {
 	t := r.denials
 	now := t.b.Now()
-	due := func(p *suppressed) bool { return all || !now.Before(p.first.Add(t.b.Window)) }
+	due := func(p *suppressed) bool { return all || !now.Before(p.due) }
 	t.mu.Lock()
 	var senders []string
 	var batch []*suppressed
@@ -567,7 +564,7 @@ func (r *Router) FlushDenials(ctx context.Context, all bool) {
 			continue
 		}
 		if !r.summarise(ctx, p, false) {
-			t.count(senders[i], p.in, p.n) // first is now: kept for the next window
+			t.requeue(senders[i], p) // kept for the next window
 		}
 	}
 	t.mu.Lock()
@@ -589,14 +586,42 @@ func (r *Router) FlushDenials(ctx context.Context, all bool) {
 func (t *denialThrottle) toOverflow(p *suppressed) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	o := t.overflow[p.in.Connector]
-	if o == nil {
-		o = &suppressed{first: p.first, in: engine.MessageInput{Connector: p.in.Connector, ConnectorType: p.in.ConnectorType}}
-		t.overflow[p.in.Connector] = o
-	}
+	o := t.overflowLocked(p.in, t.b.Now())
 	o.n += p.n
 	o.first = minTime(o.first, p.first)
 	o.last = maxTime(o.last, p.last)
+}
+
+// requeue puts back a sender's count whose summary could not be written,
+// due a window from now (with whatever was counted meanwhile).
+func (t *denialThrottle) requeue(sender string, p *suppressed) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if q := t.pending[sender]; q != nil {
+		q.n += p.n
+		q.first = minTime(q.first, p.first)
+		return
+	}
+	if len(t.pending) >= t.b.MaxPending {
+		o := t.overflowLocked(p.in, t.b.Now())
+		o.n += p.n
+		o.first = minTime(o.first, p.first)
+		o.last = maxTime(o.last, p.last)
+		return
+	}
+	p.due = t.b.Now().Add(t.b.Window)
+	t.pending[sender] = p
+}
+
+// overflowLocked returns the connector's global summary, opening one due
+// a window from now: at most one is written per connector per window.
+func (t *denialThrottle) overflowLocked(in engine.MessageInput, now time.Time) *suppressed {
+	o := t.overflow[in.Connector]
+	if o == nil {
+		o = &suppressed{first: now, due: now.Add(t.b.Window), in: engine.MessageInput{Connector: in.Connector, ConnectorType: in.ConnectorType}}
+		t.overflow[in.Connector] = o
+	}
+	return o
 }
 
 // summarise records one summary of suppressed denials; it reports whether

@@ -135,13 +135,16 @@ func TestDenialFloodIsBounded(t *testing.T) {
 				t.Fatalf("records and pending counts account for %d messages, want %d", got, total)
 			}
 			before := tr.len()
-			clk.advance(connectors.DefaultDenialWindow)
-			r.FlushDenials(ctx, false)
+			// A window after the first suppressed denial the senders'
+			// summaries are written while the global budget lasts; the
+			// rest join one summary per connector, due a window later.
+			for range 2 {
+				clk.advance(connectors.DefaultDenialWindow)
+				r.FlushDenials(ctx, false)
+			}
 			if got := tr.denials(t); got != int64(total) || r.PendingDenials() != 0 {
 				t.Fatalf("after the window the records account for %d of %d messages (%d pending)", got, total, r.PendingDenials())
 			}
-			// Summaries draw on the global budget; the rest go in one
-			// summary per connector.
 			if n := tr.len() - before; n > connectors.DefaultDenialGlobalBurst+1 {
 				t.Fatalf("%d summary records, want at most %d", n, connectors.DefaultDenialGlobalBurst+1)
 			}
@@ -233,5 +236,41 @@ func TestPeerReachesTheRecord(t *testing.T) {
 	}
 	if len(tr.recs) != 2 {
 		t.Fatalf("%d records, want 2", len(tr.recs))
+	}
+}
+
+// Past MaxPending senders with a count, counts go into one summary per
+// connector (no user, scope global), written a window after it opened.
+func TestDenialCountsPastMaxPending(t *testing.T) {
+	ctx := context.Background()
+	clk := &testClock{t: time.Unix(1_700_000_000, 0)}
+	tr := &trail{}
+	e, err := engine.New(ctx, engine.Options{PolicyDir: policyDir(t), Data: testData(), Recorder: tr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := connectors.NewRouter(connectors.RouterOptions{Decider: e, Turns: &countingTurns{},
+		Denials: connectors.DenialBudget{GlobalBurst: 1, GlobalRate: 1e-9, MaxPending: 2, Now: clk.now,
+			Limiter: ratelimit.New(ratelimit.Options{Now: clk.now})}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		r.Handle(ctx, msg(fmt.Sprintf("s%d", i), "hi"), &chat{})
+	}
+	if tr.len() != 1 {
+		t.Fatalf("%d records with a global burst of 1, want 1", tr.len())
+	}
+	clk.advance(connectors.DefaultDenialWindow)
+	r.FlushDenials(ctx, false)
+	if got := tr.denials(t); got != 10 || r.PendingDenials() != 0 {
+		t.Fatalf("the trail accounts for %d of 10 (%d pending)", got, r.PendingDenials())
+	}
+	if n := tr.len(); n != 2 {
+		t.Fatalf("%d records, want the first denial and one global summary", n)
+	}
+	sum := tr.recs[1]
+	if sum.user != "" || sum.detail[connectors.DetailScope] != "global" || sum.detail[connectors.DetailSuppressed] != "9" {
+		t.Fatalf("global summary %+v", sum)
 	}
 }
