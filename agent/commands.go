@@ -73,7 +73,7 @@ func toolsOnly(ctx context.Context, client *http.Client, req *Request) (string, 
 	if err != nil {
 		return "", fmt.Errorf("encoding arguments for %s: %w", tool, err)
 	}
-	res, err := tools.Call(ctx, tool, raw)
+	res, err := tools.Command(ctx, tool, raw)
 	if err != nil {
 		return "", err
 	}

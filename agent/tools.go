@@ -82,9 +82,20 @@ func (tb *Toolbox) Call(ctx context.Context, name string, args json.RawMessage) 
 		return ToolResult{}, err
 	}
 	if _, ok := tb.tools[name]; !ok {
-		// Only tools the gateway listed are ever called.
+		// Only tools the gateway listed are ever called by the model.
 		return ToolResult{Text: fmt.Sprintf("no tool named %q; available: %s", name, strings.Join(tb.names(), ", ")), IsError: true}, nil
 	}
+	return tb.call(ctx, name, args)
+}
+
+// Command calls a tool a user's command names, listed or not: the gateway
+// decides it, so a tool hidden from this session (write_file in read-only
+// mode) is refused with policy's reason (read-only-mode), not as unknown.
+func (tb *Toolbox) Command(ctx context.Context, name string, args json.RawMessage) (ToolResult, error) {
+	return tb.call(ctx, name, args)
+}
+
+func (tb *Toolbox) call(ctx context.Context, name string, args json.RawMessage) (ToolResult, error) {
 	var argv map[string]any
 	if len(args) > 0 && string(args) != "null" {
 		if err := json.Unmarshal(args, &argv); err != nil {

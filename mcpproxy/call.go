@@ -72,7 +72,7 @@ func (s *Session) call(ctx context.Context, e *entry, raw json.RawMessage) *mcp.
 			"the definition of %s changed since it was approved; an operator must run `parachute mcp approve %s`", e.key, e.key))
 	}
 	if !d.Allow {
-		return denied(d.Reasons, d.Reply)
+		return denied(d.Reasons, replyFor(&d))
 	}
 	for _, p := range paths {
 		if err := p.rewrite(args, s.hostView(e, p.path)); err != nil {

@@ -2,23 +2,44 @@ package mcpproxy
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
+	"sort"
+	"strconv"
+	"strings"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/parachute-gateway/parachute/engine"
-	"github.com/parachute-gateway/parachute/engine/ratelimit"
 )
+
+// EntryToolList is the kind of the one record a tools/list writes: it is
+// not a decision of policy but the account of one listing (detail listing,
+// shown, hidden and hidden_tools, each hidden tool with the reasons policy
+// gave), so that the log says what the agent was shown without looking
+// like calls.
+const EntryToolList engine.Entry = "tool-list"
+
+// reasonHiddenChanged hides a tool whose definition changed since it was
+// approved (see ReasonToolChanged for the call's refusal).
+const reasonHiddenChanged = "tool-changed-or-unapproved"
+
+// maxHiddenDetail bounds the hidden_tools detail of a listing record.
+const maxHiddenDetail = 2048
+
+// ErrListUnrecorded refuses a tools/list whose record could not be written.
+var ErrListUnrecorded = errors.New("the tool list is refused: the audit log cannot record it (" + engine.ReasonAuditUnavailable + ")")
 
 // filterList is receiving middleware that removes from a tools/list result
 // every tool the session may not call: blocked (changed) tools, and tools
 // policy denies with no path arguments (write tools in read-only mode,
 // unknown and exec tools for sandboxed sessions, …).
 //
-// Listing is not the enforcement point, every call is decided again; it
-// keeps tools the agent cannot use out of the model's view. Each listed tool
-// is a recorded decision. The rate-limit token an allowed listing decision
-// takes is given back, so that listing does not eat the call budget.
+// Listing is not the enforcement point: every call is decided again. It
+// keeps tools the agent cannot use out of the model's view, and it is pure:
+// each tool is evaluated (Decider.Evaluate), never committed, so a listing
+// takes no rate-limit token and writes no record that looks like a call.
+// One record of kind EntryToolList accounts for the whole listing; if it
+// cannot be written the listing is refused.
 func (s *Session) filterList(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
 		res, err := next(ctx, method, req)
@@ -30,68 +51,68 @@ func (s *Session) filterList(next mcp.MethodHandler) mcp.MethodHandler {
 			return res, err
 		}
 		kept := list.Tools[:0]
+		var hidden []string
 		for _, t := range list.Tools {
-			if s.visible(ctx, t.Name) {
-				kept = append(kept, t)
+			if reasons := s.hiddenBecause(ctx, t.Name); reasons != nil {
+				hidden = append(hidden, t.Name+"="+strings.Join(reasons, "+"))
+				continue
 			}
+			kept = append(kept, t)
 		}
 		list.Tools = kept
+		if !s.recordListing(ctx, len(kept), hidden) {
+			return nil, ErrListUnrecorded
+		}
 		return list, nil
 	}
 }
 
-// visible decides whether the tool name is shown to the session.
-func (s *Session) visible(ctx context.Context, name string) bool {
+// hiddenBecause evaluates, without committing, whether the tool name is
+// shown to the session: nil if it is, else the reasons it is hidden.
+func (s *Session) hiddenBecause(ctx context.Context, name string) []string {
 	e, ok := s.p.catalog.byName[name]
 	if !ok {
-		return false
+		return []string{ReasonNoSuchTool}
 	}
 	approved, unapproved := s.p.approval(e)
 	if !approved && !unapproved {
-		return false
+		return []string{reasonHiddenChanged}
 	}
-	d := s.p.opts.Decider.Decide(ctx, engine.ToolInput{
+	d := s.p.opts.Decider.Evaluate(ctx, engine.ToolInput{
 		Session: s.facts(),
 		Tool:    withApproval(e.facts(), unapproved),
 		Paths:   []engine.PathFacts{},
 	})
 	if d.Allow {
-		s.p.refund(&d)
+		return nil
 	}
-	return d.Allow
+	if len(d.Reasons) == 0 {
+		return []string{engine.ReasonNoReason}
+	}
+	return d.Reasons
 }
 
-// refund gives back the tokens an allowed decision took from the rate-limit
-// buckets it names, when the Decider exposes its limiter.
-func (p *Proxy) refund(d *engine.Decision) {
-	lim, ok := p.opts.Decider.(interface{ Limiter() *ratelimit.Limiter })
-	if !ok {
-		return
+// recordListing commits the one record of a listing; false if it could not
+// be written.
+func (s *Session) recordListing(ctx context.Context, shown int, hidden []string) bool {
+	sort.Strings(hidden)
+	in := engine.ToolInput{Session: s.facts(), Paths: []engine.PathFacts{}}
+	d := s.p.opts.Decider.Deny(in)
+	d.Entry, d.Allow, d.Reasons = EntryToolList, true, nil
+	d.Detail = map[string]string{
+		"listing": "tools/list",
+		"shown":   strconv.Itoa(shown),
+		"hidden":  strconv.Itoa(len(hidden)),
 	}
-	list, _ := d.Fields["rate_limits"].([]any)
-	for _, item := range list {
-		m, _ := item.(map[string]any)
-		key, _ := m["key"].(string)
-		burst, ok := number(m["burst"])
-		if key != "" && ok {
-			lim.Limiter().Refund(key, burst)
+	if len(hidden) > 0 {
+		h := strings.Join(hidden, ",")
+		if len(h) > maxHiddenDetail {
+			h = h[:maxHiddenDetail] + "…"
 		}
+		d.Detail["hidden_tools"] = h
 	}
-}
-
-func number(v any) (float64, bool) {
-	switch n := v.(type) {
-	case json.Number:
-		f, err := n.Float64()
-		return f, err == nil
-	case float64:
-		return n, true
-	case int:
-		return float64(n), true
-	case int64:
-		return float64(n), true
-	}
-	return 0, false
+	s.p.opts.Decider.Commit(ctx, in, &d)
+	return d.Allow
 }
 
 func withApproval(t engine.ToolFacts, unapproved bool) engine.ToolFacts {

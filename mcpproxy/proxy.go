@@ -36,10 +36,14 @@ const DefaultCallTimeout = 2 * time.Minute
 // DefaultMaxMessageBytes bounds one JSON-RPC message from a client (1 MiB).
 const DefaultMaxMessageBytes = 1 << 20
 
-// Decider decides policy inputs; *engine.Engine implements it. The engine
-// records every decision before returning it.
+// Decider decides policy inputs; *engine.Engine implements it. Decide
+// records every decision before returning it; a tools/list only Evaluates
+// (no token taken, nothing recorded) and Commits one listing record.
 type Decider interface {
 	Decide(ctx context.Context, in engine.Input) engine.Decision
+	Evaluate(ctx context.Context, in engine.Input) engine.Decision
+	Commit(ctx context.Context, in engine.Input, d *engine.Decision)
+	Deny(in engine.Input, reasons ...string) engine.Decision
 }
 
 // Options configure a Proxy.
