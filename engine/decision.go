@@ -41,8 +41,15 @@ type Decision struct {
 	Detail map[string]string
 	// Fields is the whole decision object the policy returned (nil on a
 	// policy-error). Use the typed views (MessageResult, SessionProfile, …)
-	// rather than reading it directly.
+	// rather than reading it directly. It is shared with the decision cache
+	// and every decision made from the same result: never write to it.
 	Fields map[string]any
+	// Cached: the policy's answer came from the decision cache (the same
+	// revision decided the same input before). Rate limits and the record
+	// happened for this call as for any other; the audit record says so.
+	Cached bool
+
+	limits []bucket // the rate limits the policy named, parsed
 }
 
 // Recorder receives every decision the engine makes, allowed or not. The audit

@@ -22,12 +22,15 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/topdown"
 	"github.com/rs/zerolog"
 
 	"github.com/parachute-gateway/parachute/engine/ratelimit"
@@ -58,6 +61,12 @@ type Options struct {
 	TestOnReload bool
 	// Limiter enforces the rate limits policies name (default: a new one).
 	Limiter *ratelimit.Limiter
+	// CacheSize bounds the decision cache: how many evaluated decisions
+	// each policy revision keeps (default DefaultCacheSize; negative: no
+	// cache). The cache holds only what the policy said, never the rate
+	// limits or the record, and is used only when the policy calls no
+	// non-deterministic builtin (see Uncached).
+	CacheSize int
 }
 
 // Engine evaluates policy decisions. It is safe for concurrent use.
@@ -68,6 +77,7 @@ type Engine struct {
 	recorder Recorder
 	log      zerolog.Logger
 	limiter  *ratelimit.Limiter
+	cacheMax int // 0: no cache
 
 	cur atomic.Pointer[policySet]
 
@@ -93,9 +103,16 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		log:      opts.Logger,
 		limiter:  opts.Limiter,
 		data:     opts.Data,
+		cacheMax: opts.CacheSize,
 	}
 	if e.timeout <= 0 {
 		e.timeout = DefaultTimeout
+	}
+	switch {
+	case e.cacheMax == 0:
+		e.cacheMax = DefaultCacheSize
+	case e.cacheMax < 0:
+		e.cacheMax = 0
 	}
 	if e.limiter == nil {
 		e.limiter = ratelimit.New(ratelimit.Options{})
@@ -114,13 +131,33 @@ func (e *Engine) build(ctx context.Context, data map[string]any) (*policySet, er
 		return nil, err
 	}
 	set, err := compile(ctx, src, data, e.tests, e.timeout*40)
-	if err != nil || !e.tests {
-		return set, err
-	}
-	if err := checkExamples(ctx, e.dir, src, e.timeout*40); err != nil {
+	if err != nil {
 		return nil, err
 	}
+	if e.tests {
+		if err := checkExamples(ctx, e.dir, src, e.timeout*40); err != nil {
+			return nil, err
+		}
+	}
+	if e.cacheMax > 0 && set.uncached == "" {
+		set.cache = newDecisionCache(e.cacheMax)
+	}
 	return set, nil
+}
+
+// Uncached says why decisions are not cached: the first call to a
+// non-deterministic builtin in the policy in force ("time.now_ns at
+// tool.rego:12:3"), "disabled" when Options.CacheSize is negative, or ""
+// when they are cached.
+func (e *Engine) Uncached() string {
+	set := e.cur.Load()
+	switch {
+	case set.uncached != "":
+		return set.uncached
+	case set.cache == nil:
+		return "disabled"
+	}
+	return ""
 }
 
 // Revision identifies the policy files and data in force: the first 16 hex
@@ -215,7 +252,7 @@ func (e *Engine) Evaluate(ctx context.Context, in Input) Decision {
 // a reason gets no-reason-given.
 func (e *Engine) Commit(ctx context.Context, in Input, d *Decision) {
 	start := time.Now()
-	if d.Allow {
+	if d.Allow && len(d.limits) > 0 {
 		e.enforceLimits(d)
 	}
 	if !d.Allow && len(d.Reasons) == 0 {
@@ -238,7 +275,14 @@ func (e *Engine) Deny(in Input, reasons ...string) Decision {
 	return Decision{ID: newID(time.Now()), Entry: in.Entry(), Revision: e.cur.Load().revision, Reasons: reasons}
 }
 
-// evaluate runs the prepared query and reads the decision object into d.
+// keyBufSize is the stack buffer a cache key is built in; a longer key
+// (an input with long paths or many of them) is built on the heap.
+const keyBufSize = 512
+
+// evaluate decides in against set: from the cache when set has one and
+// holds in's document, else by running the prepared query, whose result
+// is then cached. Only a result the policy gave is cached, never a
+// policy-error (a deadline or a panic says nothing about the input).
 func (e *Engine) evaluate(ctx context.Context, set *policySet, in Input, d *Decision) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -250,51 +294,137 @@ func (e *Engine) evaluate(ctx context.Context, set *policySet, in Input, d *Deci
 		policyError(d, fmt.Errorf("unknown entry point %q", d.Entry))
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, e.timeout)
-	defer cancel()
-	rs, err := q.Eval(ctx, rego.EvalParsedInput(in.Value()))
-	switch {
-	case err != nil:
-		policyError(d, err)
-		return
-	case len(rs) == 0 || len(rs[0].Expressions) == 0:
-		policyError(d, fmt.Errorf("data.parachute.%s.decision is undefined for this input", d.Entry))
-		return
-	case len(rs) > 1:
-		policyError(d, fmt.Errorf("data.parachute.%s.decision has %d results", d.Entry, len(rs)))
-		return
-	}
-	obj, ok := rs[0].Expressions[0].Value.(map[string]any)
-	if !ok {
-		policyError(d, fmt.Errorf("data.parachute.%s.decision is %T, not an object", d.Entry, rs[0].Expressions[0].Value))
-		return
-	}
-	allow, ok := obj["allow"].(bool)
-	if !ok {
-		policyError(d, fmt.Errorf("data.parachute.%s.decision.allow is missing or not a boolean", d.Entry))
-		return
-	}
-	var reasons []string
-	if raw, present := obj["reasons"]; present {
-		list, ok := raw.([]any)
-		if !ok {
-			policyError(d, fmt.Errorf("data.parachute.%s.decision.reasons is not an array", d.Entry))
+	var (
+		buf [keyBufSize]byte
+		key []byte
+	)
+	di, typed := in.(docInput)
+	if set.cache != nil && typed {
+		key = appendKey(append(buf[:0], d.Entry...), di)
+		if res := set.cache.get(key); res != nil {
+			res.apply(d)
+			d.Cached = true
 			return
 		}
-		reasons = make([]string, 0, len(list))
-		for _, r := range list {
-			s, ok := r.(string)
+	}
+	var value ast.Value
+	if typed {
+		value = buildValue(di)
+	} else {
+		value = in.Value()
+	}
+	res, err := e.run(ctx, q, d.Entry, value)
+	if err != nil {
+		policyError(d, err)
+		return
+	}
+	res.apply(d)
+	if key != nil {
+		set.cache.put(key, res)
+	}
+}
+
+// asTerm hands OPA's result back as the AST term it is, so the decision is
+// read from the AST without a conversion to map[string]any first.
+func asTerm(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }
+
+// run evaluates the prepared query with the engine's deadline and reads the
+// decision object. One timer cancels the evaluation at the deadline (OPA
+// would otherwise start a goroutine per evaluation to watch the context);
+// the caller's context still cancels it.
+func (e *Engine) run(ctx context.Context, q *rego.PreparedEvalQuery, entry Entry, input ast.Value) (*result, error) {
+	cancel := topdown.NewCancel()
+	timer := time.AfterFunc(e.timeout, cancel.Cancel)
+	defer timer.Stop()
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, cancel.Cancel)
+		defer stop()
+	}
+	rs, err := q.Eval(ctx, rego.EvalParsedInput(input), rego.EvalExternalCancel(cancel), rego.EvalGenerateJSON(asTerm))
+	switch {
+	case err != nil:
+		return nil, err
+	case len(rs) == 0 || len(rs[0].Expressions) == 0:
+		return nil, fmt.Errorf("data.parachute.%s.decision is undefined for this input", entry)
+	case len(rs) > 1:
+		return nil, fmt.Errorf("data.parachute.%s.decision has %d results", entry, len(rs))
+	}
+	t, _ := rs[0].Expressions[0].Value.(*ast.Term)
+	if t == nil {
+		return nil, fmt.Errorf("data.parachute.%s.decision: no value", entry)
+	}
+	return readResult(entry, t.Value)
+}
+
+// readResult checks and reads a decision object.
+func readResult(entry Entry, v ast.Value) (*result, error) {
+	obj, ok := v.(ast.Object)
+	if !ok {
+		return nil, fmt.Errorf("data.parachute.%s.decision is %s, not an object", entry, ast.ValueName(v))
+	}
+	allow, ok := field(obj, "allow").(ast.Boolean)
+	if !ok {
+		return nil, fmt.Errorf("data.parachute.%s.decision.allow is missing or not a boolean", entry)
+	}
+	res := &result{allow: bool(allow)}
+	if raw := field(obj, "reasons"); raw != nil {
+		list, ok := raw.(*ast.Array)
+		if !ok {
+			return nil, fmt.Errorf("data.parachute.%s.decision.reasons is not an array", entry)
+		}
+		res.reasons = make([]string, 0, list.Len())
+		for i := range list.Len() {
+			s, ok := list.Elem(i).Value.(ast.String)
 			if !ok {
-				policyError(d, fmt.Errorf("data.parachute.%s.decision.reasons holds a %T", d.Entry, r))
-				return
+				return nil, fmt.Errorf("data.parachute.%s.decision.reasons holds a %s", entry, ast.ValueName(list.Elem(i).Value))
 			}
-			reasons = append(reasons, s)
+			res.reasons = append(res.reasons, string(s))
 		}
 	}
-	d.Fields = obj
-	d.Allow = allow
-	d.Reasons = reasons
-	d.Reply, _ = obj["reply"].(string)
+	if s, ok := field(obj, "reply").(ast.String); ok {
+		res.reply = string(s)
+	}
+	if raw := field(obj, "rate_limits"); raw != nil {
+		list, ok := raw.(*ast.Array)
+		if !ok {
+			return nil, fmt.Errorf("data.parachute.%s.decision.rate_limits is not an array", entry)
+		}
+		res.limits = make([]bucket, 0, list.Len())
+		for i := range list.Len() {
+			b, err := parseBucket(list.Elem(i).Value)
+			if err != nil {
+				return nil, fmt.Errorf("data.parachute.%s.decision.rate_limits[%d]: %w", entry, i, err)
+			}
+			res.limits = append(res.limits, b)
+		}
+	}
+	fields, err := ast.JSON(obj)
+	if err != nil {
+		return nil, fmt.Errorf("data.parachute.%s.decision: %w", entry, err)
+	}
+	res.fields, _ = fields.(map[string]any)
+	res.reasons = slices.Clip(res.reasons)
+	res.limits = slices.Clip(res.limits)
+	return res, nil
+}
+
+// field is obj[name], or nil.
+func field(obj ast.Object, name string) ast.Value {
+	if t := obj.Get(ast.InternedTerm(name)); t != nil {
+		return t.Value
+	}
+	return nil
+}
+
+// apply copies res into d. The slices and the map are shared with the cache
+// and every other decision made from res: Reasons is clipped so an append
+// copies, and Fields is read-only.
+func (r *result) apply(d *Decision) {
+	d.Allow = r.allow
+	d.Reasons = r.reasons
+	d.Reply = r.reply
+	d.Fields = r.fields
+	d.limits = r.limits
 }
 
 func policyError(d *Decision, err error) {
@@ -303,6 +433,7 @@ func policyError(d *Decision, err error) {
 	d.Err = err
 	d.Fields = nil
 	d.Reply = ""
+	d.limits = nil
 }
 
 // bucket is one rate limit named by a decision's rate_limits.
@@ -315,31 +446,12 @@ type bucket struct {
 // empty, the tokens already taken are put back and the decision becomes a
 // rate-limited deny with RetryAfter.
 func (e *Engine) enforceLimits(d *Decision) {
-	raw, present := d.Fields["rate_limits"]
-	if !present {
-		return
-	}
-	list, ok := raw.([]any)
-	if !ok {
-		policyError(d, fmt.Errorf("data.parachute.%s.decision.rate_limits is not an array", d.Entry))
-		return
-	}
-	var stack [4]bucket
-	buckets := stack[:0]
-	for i, item := range list {
-		b, err := parseBucket(item)
-		if err != nil {
-			policyError(d, fmt.Errorf("data.parachute.%s.decision.rate_limits[%d]: %w", d.Entry, i, err))
-			return
-		}
-		buckets = append(buckets, b)
-	}
-	for i, b := range buckets {
+	for i, b := range d.limits {
 		ok, retry := e.limiter.Allow(b.key, b.rate, b.burst)
 		if ok {
 			continue
 		}
-		for _, taken := range buckets[:i] {
+		for _, taken := range d.limits[:i] {
 			e.limiter.Refund(taken.key, taken.burst)
 		}
 		d.Allow = false
@@ -350,27 +462,39 @@ func (e *Engine) enforceLimits(d *Decision) {
 	}
 }
 
-func parseBucket(item any) (bucket, error) {
-	m, ok := item.(map[string]any)
+func parseBucket(v ast.Value) (bucket, error) {
+	m, ok := v.(ast.Object)
 	if !ok {
 		return bucket{}, errors.New("not an object")
 	}
 	var b bucket
-	b.key, _ = m["key"].(string)
+	if s, ok := field(m, "key").(ast.String); ok {
+		b.key = string(s)
+	}
 	if b.key == "" {
 		return bucket{}, errors.New("key is missing or empty")
 	}
 	var err error
-	if b.rate, err = number(m["rate"]); err != nil {
+	if b.rate, err = astFloat(field(m, "rate")); err != nil {
 		return bucket{}, fmt.Errorf("rate: %w", err)
 	}
-	if b.burst, err = number(m["burst"]); err != nil {
+	if b.burst, err = astFloat(field(m, "burst")); err != nil {
 		return bucket{}, fmt.Errorf("burst: %w", err)
 	}
 	if !ratelimit.Valid(b.rate, b.burst) {
 		return bucket{}, fmt.Errorf("rate %v and burst %v must be finite and not negative", b.rate, b.burst)
 	}
 	return b, nil
+}
+
+func astFloat(v ast.Value) (float64, error) {
+	switch n := v.(type) {
+	case ast.Number:
+		return json.Number(n).Float64()
+	case nil:
+		return 0, errors.New("missing")
+	}
+	return 0, fmt.Errorf("%s is not a number", ast.ValueName(v))
 }
 
 // number reads a JSON number as OPA returns it.
@@ -412,5 +536,7 @@ func newID(t time.Time) string {
 		ms >>= 8
 	}
 	_, _ = rand.Read(b[6:])
-	return hex.EncodeToString(b[:])
+	var out [32]byte
+	hex.Encode(out[:], b[:])
+	return string(out[:])
 }

@@ -1,8 +1,6 @@
 package engine
 
 import (
-	"strconv"
-
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
@@ -58,12 +56,12 @@ type Binding struct {
 	Source    string // "pairing" or "invite"
 }
 
-func (b *Binding) object() ast.Value {
-	return ast.NewObject(
-		item("role", ast.String(b.Role)),
-		item("workspace", ast.String(b.Workspace)),
-		item("source", ast.String(b.Source)),
-	)
+func (b *Binding) write(w *docWriter) {
+	w.beginObject("binding")
+	w.str("role", b.Role)
+	w.str("workspace", b.Workspace)
+	w.str("source", b.Source)
+	w.end()
 }
 
 // MessageInput is the input of parachute.message.
@@ -87,34 +85,33 @@ type MessageInput struct {
 func (MessageInput) Entry() Entry { return Message }
 
 // Value implements Input.
-func (m MessageInput) Value() ast.Value {
-	obj := ast.NewObject(
-		item("connector", ast.String(m.Connector)),
-		item("connector_type", ast.String(m.ConnectorType)),
-		item("sender", ast.NewObject(
-			item("id", ast.String(m.Sender.ID)),
-			item("platform_id", ast.String(m.Sender.PlatformID)),
-			item("display_name", ast.String(m.Sender.DisplayName)),
-		)),
-		item("chat", ast.NewObject(
-			item("id", ast.String(m.Chat.ID)),
-			item("kind", ast.String(m.Chat.Kind)),
-		)),
-		item("mentioned", ast.Boolean(m.Mentioned)),
-		item("unverified", ast.Boolean(m.Unverified)),
-		item("command", ast.String(m.Command)),
-		item("text_length", astNumber(int64(m.TextLength))),
-	)
+func (m MessageInput) Value() ast.Value { return buildValue(m) }
+
+func (m MessageInput) write(w *docWriter) {
+	w.str("connector", m.Connector)
+	w.str("connector_type", m.ConnectorType)
+	w.beginObject("sender")
+	w.str("id", m.Sender.ID)
+	w.str("platform_id", m.Sender.PlatformID)
+	w.str("display_name", m.Sender.DisplayName)
+	w.end()
+	w.beginObject("chat")
+	w.str("id", m.Chat.ID)
+	w.str("kind", m.Chat.Kind)
+	w.end()
+	w.boolean("mentioned", m.Mentioned)
+	w.boolean("unverified", m.Unverified)
+	w.str("command", m.Command)
+	w.num("text_length", int64(m.TextLength))
 	if m.Binding != nil {
-		obj.Insert(ast.InternedTerm("binding"), ast.NewTerm(m.Binding.object()))
+		m.Binding.write(w)
 	}
 	if m.RequestedTrustLevel != "" {
-		obj.Insert(ast.InternedTerm("requested_trust_level"), ast.StringTerm(m.RequestedTrustLevel))
+		w.str("requested_trust_level", m.RequestedTrustLevel)
 	}
 	if m.RequestedWorkspace != "" {
-		obj.Insert(ast.InternedTerm("requested_workspace"), ast.StringTerm(m.RequestedWorkspace))
+		w.str("requested_workspace", m.RequestedWorkspace)
 	}
-	return obj
 }
 
 // SessionFacts describe an established session; they are the result of an
@@ -137,24 +134,25 @@ type SessionFacts struct {
 	Binding *Binding
 }
 
-func (s SessionFacts) object() ast.Value {
-	obj := ast.NewObject(
-		item("id", ast.String(s.ID)),
-		item("turn_id", ast.String(s.TurnID)),
-		item("identity", ast.String(s.Identity)),
-		item("connector", ast.String(s.Connector)),
-		item("connector_type", ast.String(s.ConnectorType)),
-		item("role", ast.String(s.Role)),
-		item("trust_level", ast.String(s.TrustLevel)),
-		item("workspace", ast.String(s.Workspace)),
-		item("read_only", ast.Boolean(s.ReadOnly)),
-		item("network", ast.Boolean(s.Network)),
-		item("unverified", ast.Boolean(s.Unverified)),
-	)
+// write puts the session object into the document. TurnID is not part of
+// it: no rule reads it, and a per-turn ID would make every decision unique
+// to the cache. The audit record takes it from the typed input.
+func (s SessionFacts) write(w *docWriter) {
+	w.beginObject("session")
+	w.str("id", s.ID)
+	w.str("identity", s.Identity)
+	w.str("connector", s.Connector)
+	w.str("connector_type", s.ConnectorType)
+	w.str("role", s.Role)
+	w.str("trust_level", s.TrustLevel)
+	w.str("workspace", s.Workspace)
+	w.boolean("read_only", s.ReadOnly)
+	w.boolean("network", s.Network)
+	w.boolean("unverified", s.Unverified)
 	if s.Binding != nil {
-		obj.Insert(ast.InternedTerm("binding"), ast.NewTerm(s.Binding.object()))
+		s.Binding.write(w)
 	}
-	return obj
+	w.end()
 }
 
 // SessionInput is the input of parachute.session: the facts of the session
@@ -167,9 +165,9 @@ type SessionInput struct {
 func (SessionInput) Entry() Entry { return Session }
 
 // Value implements Input.
-func (s SessionInput) Value() ast.Value {
-	return ast.NewObject(item("session", s.Session.object()))
-}
+func (s SessionInput) Value() ast.Value { return buildValue(s) }
+
+func (s SessionInput) write(w *docWriter) { s.Session.write(w) }
 
 // Tool access classes.
 const (
@@ -233,38 +231,37 @@ type ToolInput struct {
 func (ToolInput) Entry() Entry { return Tool }
 
 // Value implements Input.
-func (t ToolInput) Value() ast.Value {
-	paths := make([]*ast.Term, len(t.Paths))
-	for i, p := range t.Paths {
-		paths[i] = ast.NewTerm(ast.NewObject(
-			item("arg", ast.String(p.Arg)),
-			item("raw", ast.String(p.Raw)),
-			item("resolved", ast.String(p.Resolved)),
-			item("inside_workspace", ast.Boolean(p.InsideWorkspace)),
-			item("access", ast.String(p.Access)),
-			item("error", ast.String(p.Error)),
-		))
+func (t ToolInput) Value() ast.Value { return buildValue(t) }
+
+func (t ToolInput) write(w *docWriter) {
+	t.Session.write(w)
+	w.beginObject("tool")
+	w.str("name", t.Tool.Name)
+	w.str("server", t.Tool.Server)
+	w.str("access", t.Tool.Access)
+	w.boolean("changed", t.Tool.Changed)
+	w.boolean("unapproved", t.Tool.Unapproved)
+	w.boolean("on_host", t.Tool.OnHost)
+	w.end()
+	w.beginArray("paths")
+	for _, p := range t.Paths {
+		w.beginObject("")
+		w.str("arg", p.Arg)
+		w.str("raw", p.Raw)
+		w.str("resolved", p.Resolved)
+		w.boolean("inside_workspace", p.InsideWorkspace)
+		w.str("access", p.Access)
+		w.str("error", p.Error)
+		w.end()
 	}
-	obj := ast.NewObject(
-		item("session", t.Session.object()),
-		item("tool", ast.NewObject(
-			item("name", ast.String(t.Tool.Name)),
-			item("server", ast.String(t.Tool.Server)),
-			item("access", ast.String(t.Tool.Access)),
-			item("changed", ast.Boolean(t.Tool.Changed)),
-			item("unapproved", ast.Boolean(t.Tool.Unapproved)),
-			item("on_host", ast.Boolean(t.Tool.OnHost)),
-		)),
-		item("paths", ast.NewArray(paths...)),
-	)
+	w.end()
 	if t.Invalid != nil {
-		obj.Insert(ast.StringTerm("invalid"), ast.NewTerm(ast.NewObject(
-			item("reason", ast.String(t.Invalid.Reason)),
-			item("detail", ast.String(t.Invalid.Detail)),
-			item("suppressed", astNumber(t.Invalid.Suppressed)),
-		)))
+		w.beginObject("invalid")
+		w.str("reason", t.Invalid.Reason)
+		w.str("detail", t.Invalid.Detail)
+		w.num("suppressed", t.Invalid.Suppressed)
+		w.end()
 	}
-	return obj
 }
 
 // ModelInput is the input of parachute.model.
@@ -287,25 +284,17 @@ type ModelInput struct {
 func (ModelInput) Entry() Entry { return Model }
 
 // Value implements Input.
-func (m ModelInput) Value() ast.Value {
-	return ast.NewObject(
-		item("session", m.Session.object()),
-		item("provider", ast.String(m.Provider)),
-		item("model", ast.String(m.Model)),
-		item("tokens_used_today", astNumber(m.TokensUsedToday)),
-		item("tokens_requested", astNumber(m.TokensRequested)),
-		item("provider_tools", astStrings(m.ProviderTools)),
-		item("mcp_servers", astStrings(m.MCPServers)),
-		item("betas", astStrings(m.Betas)),
-	)
-}
+func (m ModelInput) Value() ast.Value { return buildValue(m) }
 
-func astStrings(list []string) ast.Value {
-	terms := make([]*ast.Term, len(list))
-	for i, v := range list {
-		terms[i] = ast.StringTerm(v)
-	}
-	return ast.NewArray(terms...)
+func (m ModelInput) write(w *docWriter) {
+	m.Session.write(w)
+	w.str("provider", m.Provider)
+	w.str("model", m.Model)
+	w.num("tokens_used_today", m.TokensUsedToday)
+	w.num("tokens_requested", m.TokensRequested)
+	w.strs("provider_tools", m.ProviderTools)
+	w.strs("mcp_servers", m.MCPServers)
+	w.strs("betas", m.Betas)
 }
 
 // EgressInput is the input of parachute.egress: a sandbox asks the
@@ -320,12 +309,12 @@ type EgressInput struct {
 func (EgressInput) Entry() Entry { return Egress }
 
 // Value implements Input.
-func (e EgressInput) Value() ast.Value {
-	return ast.NewObject(
-		item("session", e.Session.object()),
-		item("host", ast.String(e.Host)),
-		item("port", astNumber(int64(e.Port))),
-	)
+func (e EgressInput) Value() ast.Value { return buildValue(e) }
+
+func (e EgressInput) write(w *docWriter) {
+	e.Session.write(w)
+	w.str("host", e.Host)
+	w.num("port", int64(e.Port))
 }
 
 // RawInput is an input given as a generic document, as `parachute policy
@@ -348,9 +337,3 @@ func (r RawInput) Value() ast.Value {
 	}
 	return v
 }
-
-func item(key string, v ast.Value) [2]*ast.Term {
-	return ast.Item(ast.InternedTerm(key), ast.NewTerm(v))
-}
-
-func astNumber(n int64) ast.Value { return ast.Number(strconv.FormatInt(n, 10)) }

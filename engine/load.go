@@ -37,6 +37,12 @@ type policySet struct {
 	revision string
 	queries  map[Entry]*rego.PreparedEvalQuery
 	files    int
+	// uncached names the first non-deterministic builtin call in the
+	// policy ("" when there is none); cache is nil then, or when caching
+	// is off. A new set starts with an empty cache: a reload or a data
+	// change flushes it by replacing it.
+	uncached string
+	cache    *decisionCache
 }
 
 // source is what a policy set is built from.
@@ -197,6 +203,7 @@ func compile(ctx context.Context, src *source, data map[string]any, runTests boo
 		revision: hex.EncodeToString(h.Sum(nil))[:16],
 		queries:  make(map[Entry]*rego.PreparedEvalQuery, len(Entries)),
 		files:    len(src.modules),
+		uncached: nondeterministicCall(compiler),
 	}
 	for _, entry := range Entries {
 		pq, err := rego.New(

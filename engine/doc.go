@@ -1,0 +1,143 @@
+package engine
+
+import (
+	"encoding/binary"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// docWriter renders one typed input document in one of two forms: the OPA
+// AST value policy evaluates, or a canonical byte key the decision cache
+// looks it up by. Each typed input describes its document once (its write
+// method) and both forms come from that one description, so the cache key
+// cannot leave out a field the policy sees: two inputs share a key exactly
+// when they build the same document.
+//
+// The key is tagged and length-prefixed (a string is 's', its key's length,
+// the key, its length, the bytes), so no two documents encode alike however
+// their strings are chosen.
+type docWriter struct {
+	key   []byte // key mode: the canonical encoding so far
+	build bool   // AST mode: build frames instead of bytes
+	stack []frame
+}
+
+// frame is an object or array being built in AST mode.
+type frame struct {
+	name  string // key in the parent object ("" inside an array)
+	obj   ast.Object
+	arr   []*ast.Term
+	isArr bool
+}
+
+// docInput is implemented by the typed inputs: they write their document
+// field by field.
+type docInput interface {
+	Input
+	write(w *docWriter)
+}
+
+// buildValue renders in's document as an AST value.
+func buildValue(in docInput) ast.Value {
+	w := docWriter{build: true, stack: make([]frame, 1, 4)}
+	w.stack[0].obj = ast.NewObject()
+	in.write(&w)
+	return w.stack[0].obj
+}
+
+// appendKey appends in's canonical key to dst. It allocates nothing when dst
+// has room.
+func appendKey(dst []byte, in docInput) []byte {
+	w := docWriter{key: dst}
+	in.write(&w)
+	return w.key
+}
+
+func (w *docWriter) tag(t byte, name string) {
+	w.key = append(w.key, t)
+	w.key = binary.AppendUvarint(w.key, uint64(len(name)))
+	w.key = append(w.key, name...)
+}
+
+func (w *docWriter) put(name string, v *ast.Term) {
+	top := &w.stack[len(w.stack)-1]
+	if top.isArr {
+		top.arr = append(top.arr, v)
+		return
+	}
+	top.obj.Insert(ast.InternedTerm(name), v)
+}
+
+func (w *docWriter) str(name, v string) {
+	if w.build {
+		w.put(name, ast.StringTerm(v))
+		return
+	}
+	w.tag('s', name)
+	w.key = binary.AppendUvarint(w.key, uint64(len(v)))
+	w.key = append(w.key, v...)
+}
+
+func (w *docWriter) boolean(name string, v bool) {
+	if w.build {
+		w.put(name, ast.InternedTerm(v))
+		return
+	}
+	w.tag('b', name)
+	if v {
+		w.key = append(w.key, 1)
+	} else {
+		w.key = append(w.key, 0)
+	}
+}
+
+func (w *docWriter) num(name string, v int64) {
+	if w.build {
+		w.put(name, ast.InternedTerm(int(v)))
+		return
+	}
+	w.tag('n', name)
+	w.key = binary.AppendVarint(w.key, v)
+}
+
+// strs writes an array of strings.
+func (w *docWriter) strs(name string, list []string) {
+	w.beginArray(name)
+	for _, v := range list {
+		w.str("", v)
+	}
+	w.end()
+}
+
+// beginObject opens an object under name (name is ignored inside an array);
+// end closes it.
+func (w *docWriter) beginObject(name string) {
+	if w.build {
+		w.stack = append(w.stack, frame{name: name, obj: ast.NewObject()})
+		return
+	}
+	w.tag('{', name)
+}
+
+// beginArray opens an array under name; end closes it.
+func (w *docWriter) beginArray(name string) {
+	if w.build {
+		w.stack = append(w.stack, frame{name: name, isArr: true})
+		return
+	}
+	w.tag('[', name)
+}
+
+func (w *docWriter) end() {
+	if !w.build {
+		w.key = append(w.key, '}')
+		return
+	}
+	top := w.stack[len(w.stack)-1]
+	w.stack = w.stack[:len(w.stack)-1]
+	if top.isArr {
+		w.put(top.name, ast.NewTerm(ast.NewArray(top.arr...)))
+	} else {
+		w.put(top.name, ast.NewTerm(top.obj))
+	}
+}
