@@ -149,6 +149,16 @@ func FromDecision(in engine.Input, d *engine.Decision) Record {
 			}
 		}
 	}
+	if d.Cached {
+		// The policy's answer came from the engine's decision cache; the
+		// rest of the record is as for any decision.
+		detail := make(map[string]string, len(r.Detail)+1)
+		for k, v := range r.Detail {
+			detail[k] = v
+		}
+		detail["cached"] = "true"
+		r.Detail = detail
+	}
 	return r
 }
 
