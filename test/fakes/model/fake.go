@@ -5,7 +5,11 @@
 // session socket's mux).
 //
 // A Script is a list of Steps, one per request: answer with text, with one
-// or more tool calls, or with an HTTP error in the provider's format. Every
+// or more tool calls, or with an HTTP error in the provider's format. An
+// Anthropic request with "stream": true gets the same answer as
+// server-sent events (message_start, a content block per text or tool_use
+// with its deltas, message_delta with the usage, message_stop), as Claude
+// Code asks for it. Every
 // request is recorded with its headers and the parts tests care about (tool
 // names offered, tool results sent back), so a test can assert that no
 // credential reached the model, that tool output came back, and so on.
@@ -110,10 +114,12 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case !ok:
 		writeError(w, provider, http.StatusInternalServerError, fmt.Sprintf("fake model: script exhausted after %d requests", n-1))
-	case req.Stream:
-		writeError(w, provider, http.StatusBadRequest, "fake model: streaming is not scripted")
 	case step.Status != 0:
 		writeError(w, provider, step.Status, step.Error)
+	case req.Stream && provider == "anthropic":
+		streamAnthropic(w, respond(provider, n, req, step).(map[string]any))
+	case req.Stream:
+		writeError(w, provider, http.StatusBadRequest, "fake model: OpenAI chat streaming is not scripted")
 	default:
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(respond(provider, n, req, step))

@@ -137,7 +137,7 @@ func TestFakeRejectsMalformedRequests(t *testing.T) {
 		{"not json", OpenAIPath, `{`},
 		{"no model", OpenAIPath, `{"messages":[]}`},
 		{"anthropic without max_tokens", AnthropicPath, `{"model":"m","messages":[]}`},
-		{"anthropic system role", AnthropicPath, `{"model":"m","max_tokens":1,"messages":[{"role":"system","content":"x"}]}`},
+		{"anthropic tool role", AnthropicPath, `{"model":"m","max_tokens":1,"messages":[{"role":"tool","content":"x"}]}`},
 		{"openai tool in anthropic format", OpenAIPath, `{"model":"m","tools":[{"name":"x","input_schema":{}}]}`},
 		{"stream", OpenAIPath, `{"model":"m","stream":true}`},
 	}
@@ -148,5 +148,24 @@ func TestFakeRejectsMalformedRequests(t *testing.T) {
 				t.Errorf("status %d (%v); want 400", code, out)
 			}
 		})
+	}
+}
+
+// An Anthropic stream carries the same answer as events: the text in
+// deltas, the tool_use input as JSON, usage in message_start and
+// message_delta, message_stop last.
+func TestFakeStreamsAnthropic(t *testing.T) {
+	f := New(Script{Steps: []Step{Call("read_file", map[string]any{"path": "/workspace/a"}), Reply("hello there")}})
+	body := `{"model":"m","max_tokens":10,"stream":true,"messages":[{"role":"user","content":"hi"}]}`
+	for i, want := range []string{`"partial_json":"{\"path\":\"/workspace/a\"}"`, `"text":"hello"`} {
+		r := httptest.NewRequest(http.MethodPost, AnthropicPath, strings.NewReader(body))
+		w := httptest.NewRecorder()
+		f.ServeHTTP(w, r)
+		out := w.Body.String()
+		if w.Header().Get("Content-Type") != "text/event-stream" || !strings.Contains(out, want) ||
+			!strings.Contains(out, "event: message_start") || !strings.HasSuffix(out, "data: {\"type\":\"message_stop\"}\n\n") ||
+			!strings.Contains(out, `"usage":{"output_tokens":`) {
+			t.Fatalf("stream %d: %s", i+1, out)
+		}
 	}
 }

@@ -151,6 +151,11 @@ func (r *Request) parseMessage(raw json.RawMessage) error {
 			return fmt.Errorf("tool message without tool_call_id")
 		}
 		r.ToolResults = append(r.ToolResults, ToolResult{ID: m.ToolCallID, Content: blocksText(m.Content)})
+	case r.Provider == "anthropic" && m.Role == "system":
+		// Claude Code sends system messages inside messages (its
+		// environment notes); they join the system prompt.
+		r.System = strings.TrimPrefix(r.System+"\n"+blocksText(m.Content), "\n")
+		return nil
 	case r.Provider == "anthropic":
 		if m.Role != "user" && m.Role != "assistant" {
 			return fmt.Errorf("anthropic message role %q is not user or assistant", m.Role)
