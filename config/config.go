@@ -56,6 +56,9 @@ type Connector struct {
 	SharedChatSession bool     `yaml:"shared_chat_sessions"`
 	Workspace         string   `yaml:"workspace"`
 	DefaultRole       string   `yaml:"default_role"`
+	// Agent runs this connector's turns (see Runtime.Agent); a role's
+	// agent wins over it.
+	Agent string `yaml:"agent"`
 
 	TokenEnv      string `yaml:"token_env"`          // telegram, discord: bot token
 	APIEndpoint   string `yaml:"api_endpoint"`       // telegram: Bot API base URL
@@ -134,6 +137,10 @@ type Role struct {
 	// with a TLS ClientHello whose server name is the host that was
 	// decided (policies read it as egress_require_sni).
 	EgressRequireSNI *bool `yaml:"egress_require_sni" json:"egress_require_sni,omitempty"`
+	// Agent runs this role's turns (see Runtime.Agent), over the
+	// connector's. Not a policy input: the walls and every call's
+	// decision are the same whichever agent runs.
+	Agent string `yaml:"agent" json:"-"`
 }
 
 // Workspace is a shared folder and who may use it.
@@ -181,6 +188,15 @@ type Runtime struct {
 	// ["/parachute", "agent"]); an operator's own agent in their own image
 	// honours the contract in docs/agent.md.
 	AgentCommand []string `yaml:"agent_command"`
+	// Agent is the agent every turn runs unless a connector or role names
+	// another: parachute (the reference agent, default), claude-code or
+	// codex (the real CLI in the image, adapted: docs/agent.md), or
+	// command (agent_command; the default when agent_command is set).
+	Agent string `yaml:"agent"`
+	// AgentBuiltinTools are the real agents' own tools enabled (Claude
+	// Code's Read, Bash, Edit, …); default none, so the gateway's MCP
+	// tools are the only ones. They act inside the sandbox only.
+	AgentBuiltinTools []string `yaml:"agent_builtin_tools"`
 	// WarmPool keeps this many pre-started sandboxes per sandbox profile
 	// so a new session skips the container start (default 0: off).
 	WarmPool int `yaml:"warm_pool"`
@@ -433,6 +449,7 @@ func (c *Config) Validate() error {
 	default:
 		bad("model.provider", "%q is not none, openai or anthropic", c.Model.Provider)
 	}
+	c.validateAgents(bad)
 	if c.Runtime.WarmPool < 0 || c.Runtime.WarmPool > 16 {
 		bad("runtime.warm_pool", "%d is not between 0 and 16", c.Runtime.WarmPool)
 	}
@@ -580,3 +597,70 @@ var connectorFields = func() map[string]bool {
 	}
 	return m
 }()
+
+// Agent kinds (runtime.agent, connectors.<name>.agent, roles.<role>.agent).
+const (
+	AgentParachute  = "parachute"
+	AgentClaudeCode = "claude-code"
+	AgentCodex      = "codex"
+	AgentCommand    = "command"
+)
+
+// AgentFor is the agent kind a turn on connector by role runs: the role's,
+// else the connector's, else runtime.agent, else command when
+// runtime.agent_command is set, else parachute.
+func (c *Config) AgentFor(connector, role string) string {
+	if r, ok := c.Roles[role]; ok && r.Agent != "" {
+		return r.Agent
+	}
+	if k := c.Connectors[connector]; k != nil && k.Agent != "" {
+		return k.Agent
+	}
+	if c.Runtime.Agent != "" {
+		return c.Runtime.Agent
+	}
+	if len(c.Runtime.AgentCommand) > 0 {
+		return AgentCommand
+	}
+	return AgentParachute
+}
+
+// validateAgents checks every agent named: a known kind, and the model
+// API that agent speaks.
+func (c *Config) validateAgents(bad func(field, format string, args ...any)) {
+	check := func(field, kind string) {
+		switch kind {
+		case "", AgentParachute:
+		case AgentCommand:
+			if len(c.Runtime.AgentCommand) == 0 {
+				bad(field, "command needs runtime.agent_command (the program in the sandbox image that honours docs/agent.md)")
+			}
+		case AgentClaudeCode:
+			if c.Model.Provider != "anthropic" {
+				bad(field, "claude-code speaks the Anthropic Messages API: set model.provider: anthropic (it is %q)", c.Model.Provider)
+			}
+		case AgentCodex:
+			if c.Model.Provider != "openai" {
+				bad(field, "codex speaks the OpenAI Responses API: set model.provider: openai (it is %q)", c.Model.Provider)
+			}
+		default:
+			bad(field, "%q is not parachute, claude-code, codex or command", kind)
+		}
+	}
+	check("runtime.agent", c.Runtime.Agent)
+	for _, name := range sortedNames(c.Connectors) {
+		if k := c.Connectors[name]; k != nil {
+			check("connectors."+name+".agent", k.Agent)
+		}
+	}
+	for _, name := range sortedNames(c.Roles) {
+		check("roles."+name+".agent", c.Roles[name].Agent)
+	}
+	for i, t := range c.Runtime.AgentBuiltinTools {
+		if !toolNameRE.MatchString(t) {
+			bad(fmt.Sprintf("runtime.agent_builtin_tools[%d]", i), "%q is not a tool name (letters, digits, _ and -)", t)
+		}
+	}
+}
+
+var toolNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,63}$`)
