@@ -115,6 +115,10 @@ Anything else goes to the agent. Without a model it runs file commands:
 // record could not be written.
 const NotRecordedReply = "The bot cannot write its audit log right now, so nothing was granted. Please try again later."
 
+// AuditUnavailableReply answers a message whose decision could not be
+// recorded (it was then refused, whatever policy said).
+const AuditUnavailableReply = "The bot cannot write its audit log right now, so your message was not handled. Please try again later."
+
 // ParseCommand splits "/cmd[@bot] args" into a known command and its
 // argument. Text that is not a known command returns "", "".
 func ParseCommand(text string) (cmd, arg string) {
@@ -292,6 +296,10 @@ func (r *Router) handle(ctx context.Context, m *Message, rep Replier) error {
 	}
 	if !d.Allow {
 		log.Info().Str("decision_id", d.ID).Strs("reasons", d.Reasons).Msg("message denied")
+		if slices.Contains(d.Reasons, engine.ReasonAuditUnavailable) {
+			// Nothing happens without its record, and the user is told.
+			return r.say(ctx, rep, m, AuditUnavailableReply)
+		}
 		if cmd == "pair" && d.Bool("may_pair") && r.pairing != nil {
 			return r.pair(ctx, rep, m)
 		}
@@ -301,7 +309,7 @@ func (r *Router) handle(ctx context.Context, m *Message, rep Replier) error {
 		return nil
 	}
 	res := d.MessageResult()
-	req := TurnRequest{SessionKey: SessionKey(m, res), TurnID: d.ID, Identity: id, Message: m, Result: res, Binding: bind}
+	req := TurnRequest{SessionKey: SessionKey(m, res), TurnID: d.ID, Identity: id, Message: m, Result: res, Binding: bind, Input: in}
 	switch cmd {
 	case "help":
 		return r.say(ctx, rep, m, HelpText)

@@ -274,3 +274,20 @@ func TestDenialCountsPastMaxPending(t *testing.T) {
 		t.Fatalf("global summary %+v", sum)
 	}
 }
+
+// A message whose decision cannot be recorded is refused and the sender
+// is told why, allowed sender or not.
+func TestUnrecordedDecisionIsTold(t *testing.T) {
+	clk := &testClock{t: time.Unix(1_700_000_000, 0)}
+	r, tr := throttledRouter(t, nil, clk)
+	tr.setFail(true)
+	for _, user := range []string{"alice", "mallory"} {
+		c := &chat{}
+		if err := r.Handle(context.Background(), msg(user, "hi"), c); err != nil {
+			t.Fatal(err)
+		}
+		if got := c.all(); len(got) != 1 || got[0] != connectors.AuditUnavailableReply {
+			t.Errorf("%s was told %q", user, got)
+		}
+	}
+}
