@@ -52,7 +52,11 @@ func TestProbe(t *testing.T) {
 				"eperm-unshare", "eperm-mount", "eperm-chroot", "eperm-setns", "eperm-keyctl", "eperm-bpf",
 				"eperm-userfaultfd", "eperm-perf_event_open", "eperm-io_uring_setup", "eperm-clone-newuser",
 				"only-lo", "no-route-1.1.1.1:53", "no-route-10.0.0.1:80", "rootfs-ro", "hooks-ro",
-				"proc-ro-/proc/sysrq-trigger", "proc-ro-/proc/sys/kernel/core_pattern", "pids-limit", "oom-killed"}
+				"proc-ro-/proc/sysrq-trigger", "proc-ro-/proc/sys/kernel/core_pattern", "pids-limit", "oom-killed",
+				"ptrace-init-refused", "no-uevent-socket-0xf", "no-uevent-socket-0x10000000f"}
+			if tc.seccomp == "default" {
+				want = append(want, "default-allows-netlink-route")
+			}
 			if tc.seccomp == "strict" {
 				want = append(want, "strict-eperm-ptrace", "strict-eperm-process_vm_readv", "strict-eperm-personality",
 					"strict-no-socket-AF_INET", "strict-no-socket-AF_INET6", "strict-no-socket-AF_NETLINK")
@@ -306,5 +310,37 @@ func TestStopDuringTurn(t *testing.T) {
 	assertGone(t, rt, sb.ID())
 	if _, err := sb.Exec(context.Background(), Turn{Args: []string{"/parachute", "sleep", "0"}}); !errors.Is(err, ErrStopped) {
 		t.Errorf("exec after stop: %v", err)
+	}
+}
+
+// TestInitCannotBeFrozen: a turn that tries to PTRACE_SEIZE and interrupt
+// PID 1 (allowed by seccomp under default) is refused, so the timeout
+// sweep still runs and nothing of the timed-out turn is there at the next
+// turn.
+func TestInitCannotBeFrozen(t *testing.T) {
+	rt := testRuntime(t)
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		ctrd.Unavailable(t, "busybox-static not installed")
+	}
+	for _, seccomp := range []string{"default", "strict"} {
+		t.Run(seccomp, func(t *testing.T) {
+			sb, _ := startSandbox(t, rt, limitsProfile(seccomp, true))
+			var out bytes.Buffer
+			res, err := sb.Exec(context.Background(), Turn{
+				Args:   []string{"/bin/sh", "-c", "/parachute seize-init & sleep 300 & wait"},
+				Stdout: &out, Timeout: time.Second,
+			})
+			if err != nil || !res.TimedOut {
+				t.Fatalf("turn: %+v %v, want timed out", res, err)
+			}
+			if !strings.Contains(out.String(), "seize-init: EPERM") {
+				t.Errorf("PTRACE_SEIZE of PID 1: %q, want EPERM", out.String())
+			}
+			// The next turn sees PID 1 and itself, nothing else.
+			_, procs, _ := run(t, sb, "/bin/sh", "-c", "echo /proc/[0-9]*")
+			if n := len(strings.Fields(procs)); n != 2 {
+				t.Errorf("processes at the next turn: %s, want PID 1 and this shell", procs)
+			}
+		})
 	}
 }

@@ -36,7 +36,30 @@ type SeccompProfile struct {
 	Comment            string   `json:"comment,omitempty"`
 	DenySyscalls       []string `json:"deny_syscalls,omitempty"`
 	DenySocketFamilies []string `json:"deny_socket_families,omitempty"`
+	// DenyNetlinkProtocols takes netlink protocols away from an
+	// AF_NETLINK the base allows (and deny_socket_families keeps).
+	DenyNetlinkProtocols []string `json:"deny_netlink_protocols,omitempty"`
 }
+
+// netlinkProtocols maps the names a profile may use to their numbers.
+var netlinkProtocols = map[string]uint64{
+	"NETLINK_ROUTE": unix.NETLINK_ROUTE, "NETLINK_USERSOCK": unix.NETLINK_USERSOCK,
+	"NETLINK_FIREWALL": unix.NETLINK_FIREWALL, "NETLINK_SOCK_DIAG": unix.NETLINK_SOCK_DIAG,
+	"NETLINK_NFLOG": unix.NETLINK_NFLOG, "NETLINK_XFRM": unix.NETLINK_XFRM,
+	"NETLINK_SELINUX": unix.NETLINK_SELINUX, "NETLINK_ISCSI": unix.NETLINK_ISCSI,
+	"NETLINK_AUDIT": unix.NETLINK_AUDIT, "NETLINK_FIB_LOOKUP": unix.NETLINK_FIB_LOOKUP,
+	"NETLINK_CONNECTOR": unix.NETLINK_CONNECTOR, "NETLINK_NETFILTER": unix.NETLINK_NETFILTER,
+	"NETLINK_IP6_FW": unix.NETLINK_IP6_FW, "NETLINK_DNRTMSG": unix.NETLINK_DNRTMSG,
+	"NETLINK_KOBJECT_UEVENT": unix.NETLINK_KOBJECT_UEVENT, "NETLINK_GENERIC": unix.NETLINK_GENERIC,
+	"NETLINK_SCSITRANSPORT": unix.NETLINK_SCSITRANSPORT, "NETLINK_ECRYPTFS": unix.NETLINK_ECRYPTFS,
+	"NETLINK_RDMA": unix.NETLINK_RDMA, "NETLINK_CRYPTO": unix.NETLINK_CRYPTO,
+	"NETLINK_SMC": unix.NETLINK_SMC,
+}
+
+// netlinkMaxProtocol bounds the protocols a netlink socket can have
+// (MAX_LINKS in the kernel): socket() refuses any other with
+// EPROTONOSUPPORT.
+const netlinkMaxProtocol = 32
 
 // socketFamilies maps the names a profile may use to their numbers.
 var socketFamilies = map[string]uint64{
@@ -122,6 +145,11 @@ func parseSeccomp(name string, b []byte) (*seccompSource, error) {
 			return nil, fmt.Errorf("deny_socket_families: unknown family %q", f)
 		}
 	}
+	for _, n := range p.DenyNetlinkProtocols {
+		if _, ok := netlinkProtocols[n]; !ok {
+			return nil, fmt.Errorf("deny_netlink_protocols: unknown protocol %q", n)
+		}
+	}
 	return &seccompSource{name: name, short: &p}, nil
 }
 
@@ -139,9 +167,9 @@ func (src *seccompSource) compose(s *specs.Spec) (*specs.LinuxSeccomp, error) {
 	}
 	prof := seccomp.DefaultProfile(s)
 	prof.Syscalls = withoutSyscalls(prof.Syscalls, src.short.DenySyscalls)
-	if len(src.short.DenySocketFamilies) > 0 {
+	if len(src.short.DenySocketFamilies) > 0 || len(src.short.DenyNetlinkProtocols) > 0 {
 		var err error
-		if prof.Syscalls, err = withoutSocketFamilies(prof.Syscalls, src.short.DenySocketFamilies); err != nil {
+		if prof.Syscalls, err = withoutSocketFamilies(prof.Syscalls, src.short.DenySocketFamilies, src.short.DenyNetlinkProtocols); err != nil {
 			return nil, err
 		}
 	}
@@ -187,7 +215,13 @@ func withoutSyscalls(rules []specs.LinuxSyscall, deny []string) []specs.LinuxSys
 // "domain == N" rule per family, or "domain < N" for a run starting at
 // AF_UNIX) as one equality rule per family still allowed. A socket rule of
 // any other shape is an error: we will not guess what it allows.
-func withoutSocketFamilies(rules []specs.LinuxSyscall, deny []string) ([]specs.LinuxSyscall, error) {
+//
+// With netlink protocols denied, AF_NETLINK becomes one rule per protocol
+// still allowed, each matching the protocol argument's low 32 bits
+// (masked equality). "protocol != N" would not do: seccomp compares all 64
+// bits of the register and the kernel truncates it to an int, so
+// 1<<32|N would pass the filter and open protocol N.
+func withoutSocketFamilies(rules []specs.LinuxSyscall, deny, denyNetlink []string) ([]specs.LinuxSyscall, error) {
 	denied := map[uint64]bool{}
 	for _, f := range deny {
 		denied[socketFamilies[f]] = true
@@ -213,9 +247,29 @@ func withoutSocketFamilies(rules []specs.LinuxSyscall, deny []string) ([]specs.L
 			return nil, fmt.Errorf("seccomp: unexpected socket rule operator %s in base profile", a.Op)
 		}
 	}
+	noNetlink := map[uint64]bool{}
+	for _, n := range denyNetlink {
+		noNetlink[netlinkProtocols[n]] = true
+	}
 	slices.Sort(domains)
 	for _, d := range slices.Compact(domains) {
 		if denied[d] {
+			continue
+		}
+		if d == unix.AF_NETLINK && len(noNetlink) > 0 {
+			for proto := uint64(0); proto < netlinkMaxProtocol; proto++ {
+				if noNetlink[proto] {
+					continue
+				}
+				out = append(out, specs.LinuxSyscall{
+					Names:  []string{"socket"},
+					Action: specs.ActAllow,
+					Args: []specs.LinuxSeccompArg{
+						{Index: 0, Value: d, Op: specs.OpEqualTo},
+						{Index: 2, Value: 0xffffffff, ValueTwo: proto, Op: specs.OpMaskedEqual},
+					},
+				})
+			}
 			continue
 		}
 		out = append(out, specs.LinuxSyscall{

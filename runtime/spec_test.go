@@ -281,3 +281,73 @@ func TestSeccompFailsClosed(t *testing.T) {
 		t.Errorf("full profile not used as-is: %+v", s.Linux.Seccomp)
 	}
 }
+
+// socketPermits evaluates the filter's socket(2) rules for a call with
+// these 64-bit argument registers, as seccomp does (a rule matches when
+// every one of its argument conditions holds).
+func socketPermits(f *specs.LinuxSeccomp, domain, proto uint64) bool {
+	regs := map[uint]uint64{0: domain, 2: proto}
+	for _, r := range f.Syscalls {
+		if !allows(r.Action) || !slices.Contains(r.Names, "socket") {
+			continue
+		}
+		match := true
+		for _, a := range r.Args {
+			v, ok := regs[a.Index]
+			switch {
+			case !ok:
+				match = false
+			case a.Op == specs.OpEqualTo:
+				match = match && v == a.Value
+			case a.Op == specs.OpLessThan:
+				match = match && v < a.Value
+			case a.Op == specs.OpMaskedEqual:
+				match = match && v&a.Value == a.ValueTwo
+			default:
+				match = false
+			}
+		}
+		if match {
+			return true
+		}
+	}
+	return false
+}
+
+// TestSeccompNoUeventSocket: no profile opens a netlink uevent socket, not
+// even with garbage in the upper 32 bits of the protocol register (the
+// kernel reads it as an int); default keeps the other netlink protocols.
+func TestSeccompNoUeventSocket(t *testing.T) {
+	def := testSpec(t, testProfile("default")).Linux.Seccomp
+	strict := testSpec(t, testProfile("strict")).Linux.Seccomp
+	for _, tc := range []struct {
+		name    string
+		f       *specs.LinuxSeccomp
+		domain  uint64
+		proto   uint64
+		permits bool
+	}{
+		{"default uevent", def, unix.AF_NETLINK, unix.NETLINK_KOBJECT_UEVENT, false},
+		{"default uevent high bits", def, unix.AF_NETLINK, 1<<32 | unix.NETLINK_KOBJECT_UEVENT, false},
+		{"default uevent all high bits", def, unix.AF_NETLINK, 0xffffffff_0000000f, false},
+		{"default route", def, unix.AF_NETLINK, unix.NETLINK_ROUTE, true},
+		{"default sock_diag", def, unix.AF_NETLINK, unix.NETLINK_SOCK_DIAG, true},
+		{"default inet", def, unix.AF_INET, 0, true},
+		{"default unix", def, unix.AF_UNIX, 0, true},
+		{"default netlink domain high bits", def, 1<<32 | unix.AF_NETLINK, unix.NETLINK_ROUTE, false},
+		{"strict uevent", strict, unix.AF_NETLINK, unix.NETLINK_KOBJECT_UEVENT, false},
+		{"strict route", strict, unix.AF_NETLINK, unix.NETLINK_ROUTE, false},
+		{"strict unix", strict, unix.AF_UNIX, 0, true},
+	} {
+		if got := socketPermits(tc.f, tc.domain, tc.proto); got != tc.permits {
+			t.Errorf("%s: socket(%#x, _, %#x) permitted = %v, want %v", tc.name, tc.domain, tc.proto, got, tc.permits)
+		}
+	}
+}
+
+func TestSeccompNetlinkProtocolNames(t *testing.T) {
+	_, err := parseSeccomp("x", []byte(`{"base":"containerd-default","deny_netlink_protocols":["NETLINK_KOBJECT_UEVNT"]}`))
+	if err == nil || !strings.Contains(err.Error(), "NETLINK_KOBJECT_UEVNT") {
+		t.Errorf("misspelt protocol: err %v, want it named", err)
+	}
+}

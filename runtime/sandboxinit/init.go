@@ -6,10 +6,20 @@
 //
 // It refuses to run unless it is PID 1: kill(-1) outside a PID namespace
 // would reach every process of the user on the host.
+//
+// It makes itself non-dumpable before anything else. Turns run as the same
+// uid as PID 1 and, under the default seccomp profile, may call ptrace(2);
+// a dumpable PID 1 could be attached (PTRACE_SEIZE) and stopped
+// (PTRACE_INTERRUPT) by a turn, and a stopped PID 1 never runs the sweep,
+// so a timed-out turn's processes would live on into later turns. The
+// kernel refuses to attach to a non-dumpable process unless the tracer
+// holds CAP_SYS_PTRACE, which no sandbox process has. It also makes
+// /proc/1/* root-owned, so turns cannot read PID 1's environment or maps.
 package sandboxinit
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -23,6 +33,9 @@ var ErrNotPID1 = errors.New("sandbox init must run as PID 1 of a sandbox")
 func Run() error {
 	if os.Getpid() != 1 {
 		return ErrNotPID1
+	}
+	if err := makeUndumpable(); err != nil {
+		return err
 	}
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, syscall.SIGCHLD, syscall.SIGUSR1, syscall.SIGTERM, syscall.SIGINT)
@@ -44,6 +57,19 @@ func Run() error {
 		}
 		reap()
 	}
+}
+
+// makeUndumpable sets PR_SET_DUMPABLE to 0 and checks that it holds: an
+// init that any turn could freeze does not serve.
+func makeUndumpable() error {
+	if _, _, e := syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_DUMPABLE, 0, 0); e != 0 {
+		return fmt.Errorf("sandbox init: prctl(PR_SET_DUMPABLE, 0): %w", e)
+	}
+	v, _, e := syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_GET_DUMPABLE, 0, 0)
+	if e != 0 || v != 0 {
+		return fmt.Errorf("sandbox init: still dumpable after PR_SET_DUMPABLE 0 (%d, %v)", v, e)
+	}
+	return nil
 }
 
 // reap collects every exited child without blocking.

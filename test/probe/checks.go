@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	goruntime "runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -82,6 +83,27 @@ func checks(o options) []Result {
 		} else {
 			add("default-allows-"+d.name, e != unix.EPERM, "%s: %s", d.name, errnoString(e))
 		}
+	}
+
+	// PID 1 cannot be attached to under any profile: it is non-dumpable
+	// (sandbox init), so a turn cannot stop it and keep the timeout sweep
+	// from running.
+	e = seizeInit(false)
+	add("ptrace-init-refused", e == unix.EPERM, "PTRACE_SEIZE 1: %s", errnoString(e))
+
+	// No netlink uevent socket under any profile (the host's device
+	// events), also not with garbage in the upper half of the protocol
+	// argument, which the kernel truncates to an int.
+	for _, proto := range []uint64{unix.NETLINK_KOBJECT_UEVENT, 1<<32 | unix.NETLINK_KOBJECT_UEVENT} {
+		_, _, e := syscall.RawSyscall(unix.SYS_SOCKET, unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, uintptr(proto))
+		add(fmt.Sprintf("no-uevent-socket-%#x", proto), e == unix.EPERM || e == unix.EPROTONOSUPPORT, "socket(AF_NETLINK, NETLINK_KOBJECT_UEVENT=%#x): %s", proto, errnoString(e))
+	}
+	if !strict {
+		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+		if err == nil {
+			unix.Close(fd)
+		}
+		add("default-allows-netlink-route", err == nil, "socket(AF_NETLINK, NETLINK_ROUTE): %v", err)
 	}
 
 	// Network: only lo, nothing reachable, and under strict no IP socket.
@@ -283,4 +305,40 @@ func spin(d time.Duration) float64 {
 	cpu := time.Duration(after.Utime.Nano()-before.Utime.Nano()) + time.Duration(after.Stime.Nano()-before.Stime.Nano())
 	_ = unsafe.Pointer(&x)
 	return cpu.Seconds() / time.Since(start).Seconds()
+}
+
+// seizeInit tries PTRACE_SEIZE on every thread of PID 1 (a Go init takes
+// signals on any of its threads). Each one attached is interrupted
+// (stopped) and, unless hold, detached again. It returns the first error.
+func seizeInit(hold bool) syscall.Errno {
+	goruntime.LockOSThread() // ptrace requests must come from the tracer thread
+	defer goruntime.UnlockOSThread()
+	tids := []uintptr{1}
+	if ents, err := os.ReadDir("/proc/1/task"); err == nil {
+		tids = tids[:0]
+		for _, e := range ents {
+			var tid uintptr
+			if _, err := fmt.Sscan(e.Name(), &tid); err == nil {
+				tids = append(tids, tid)
+			}
+		}
+	}
+	var first syscall.Errno
+	for _, tid := range tids {
+		_, _, e := syscall.RawSyscall6(unix.SYS_PTRACE, unix.PTRACE_SEIZE, tid, 0, 0, 0, 0)
+		if e != 0 {
+			if first == 0 {
+				first = e
+			}
+			continue
+		}
+		syscall.RawSyscall6(unix.SYS_PTRACE, unix.PTRACE_INTERRUPT, tid, 0, 0, 0, 0)
+		if !hold {
+			syscall.RawSyscall6(unix.SYS_PTRACE, unix.PTRACE_DETACH, tid, 0, 0, 0, 0)
+		}
+	}
+	if len(tids) == 0 {
+		return unix.ESRCH
+	}
+	return first
 }

@@ -9,6 +9,7 @@
 //	probe spin SECONDS            busy loop, print the CPU/wall ratio
 //	probe traceme                 PTRACE_TRACEME, then sleep
 //	probe traceme-init            PTRACE_TRACEME, then serve as PID 1
+//	probe seize-init              PTRACE_SEIZE + PTRACE_INTERRUPT PID 1, hold it, sleep
 //	probe sleep SECONDS           sleep
 //
 // Build it static: CGO_ENABLED=0 go build ./test/probe.
@@ -19,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	goruntime "runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -28,7 +30,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: probe check|memhog|spin|traceme|traceme-init|sleep|sandbox init")
+		fmt.Fprintln(os.Stderr, "usage: probe check|memhog|spin|traceme|traceme-init|seize-init|sleep|sandbox init")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
@@ -52,6 +54,12 @@ func main() {
 	case "traceme-init":
 		syscall.RawSyscall(syscall.SYS_PTRACE, syscall.PTRACE_TRACEME, 0, 0)
 		sandboxinit.Run()
+	case "seize-init":
+		// Holds PID 1 stopped for as long as this process lives, if the
+		// kernel lets it attach.
+		goruntime.LockOSThread()
+		fmt.Println("seize-init:", errnoString(seizeInit(true)))
+		time.Sleep(time.Hour)
 	case "sleep":
 		s, _ := strconv.ParseFloat(arg(2), 64)
 		time.Sleep(time.Duration(s * float64(time.Second)))
