@@ -26,6 +26,7 @@ var (
 	requestMethods = map[string]bool{
 		"initialize": true, "ping": true, "tools/list": true, "tools/call": true,
 		"logging/setLevel": true, // the SDK server advertises logging
+		"server/discover":  true, // SEP-2575: capabilities and server info, as initialize
 	}
 	notificationMethods = map[string]bool{
 		"notifications/initialized": true, "notifications/cancelled": true,
@@ -231,8 +232,11 @@ func Intake(next http.Handler, max int64, onReject RejectFunc) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		default:
+			// A GET is how a streamable HTTP client asks for a stream of
+			// server-initiated messages: the answer is no, and it is no
+			// attack, so it is not recorded as one.
 			w.Header().Set("Allow", "POST, DELETE")
-			writeRPCError(w, http.StatusMethodNotAllowed, &RPCError{Code: CodeInvalidRequest,
+			writeRPCErrorResponse(w, http.StatusMethodNotAllowed, &RPCError{Code: CodeInvalidRequest,
 				Message: "only POST is served: this endpoint sends no server-initiated messages"})
 			return
 		}

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -173,4 +175,30 @@ func snapshot(t *testing.T, dir string) []string {
 		return nil
 	}))
 	return out
+}
+
+// TestIntakeRecordsRefusals: over HTTP, a refused message is recorded as a
+// protocol-error refusal; a client's GET for a stream (part of the
+// transport, no attack) is refused without a record.
+func TestIntakeRecordsRefusals(t *testing.T) {
+	f := newFixture(t)
+	rec := &recorder{}
+	p, err := New(context.Background(), Options{Decider: newEngine(t, rec), Vault: f.vault, Builtin: true})
+	must(t, err)
+	t.Cleanup(func() { p.Close() })
+	s, err := p.NewSession(context.Background(), SessionOptions{Facts: func() engine.SessionFacts { return facts(false) }})
+	must(t, err)
+	t.Cleanup(func() { s.Close() })
+	h := s.Handler()
+	get := httptest.NewRecorder()
+	h.ServeHTTP(get, httptest.NewRequest(http.MethodGet, "/mcp", nil))
+	if get.Code != http.StatusMethodNotAllowed || rec.count() != 0 {
+		t.Fatalf("GET: status %d, %d records; want 405 and none", get.Code, rec.count())
+	}
+	batch := httptest.NewRecorder()
+	h.ServeHTTP(batch, httptest.NewRequest(http.MethodPost, "/mcp", strings.NewReader(`[{"jsonrpc":"2.0","id":1,"method":"ping"}]`)))
+	last, n := rec.last()
+	if batch.Code != http.StatusBadRequest || n != 1 || last.in.Invalid == nil || last.in.Invalid.Reason != ReasonProtocolError {
+		t.Fatalf("batch: status %d, %d records (%+v); want 400 and one protocol-error record", batch.Code, n, last.in.Invalid)
+	}
 }

@@ -49,12 +49,14 @@ connectors:
 }
 
 // A user whose daily token budget is spent gets a clear reply, and the
-// model is not called again.
+// model is not called again. The budget is a cap: the first turn's worst
+// case (max_tokens plus its input) fits, and what it used (a long answer)
+// leaves too little for the second's.
 func TestModelBudgetExhausted(t *testing.T) {
 	e := setup(t, privateBot+`
 roles:
-  member: {tokens_per_day: 1100}
-`, model.Script{Steps: []model.Step{model.Reply("first answer")}, RepeatLast: true})
+  member: {tokens_per_day: 6000}
+`, model.Script{Steps: []model.Step{model.Reply("first answer" + strings.Repeat(" and more", 2000))}, RepeatLast: true})
 	if got := e.send("dev", "alice", "one"); !strings.Contains(got, "first answer") {
 		t.Fatalf("first turn: %q", got)
 	}
@@ -106,7 +108,7 @@ func TestPairingAndInvites(t *testing.T) {
 	}
 	var kinds []string
 	for _, r := range e.records() {
-		if r.Kind == "pairing" {
+		if r.Kind == "pairing" || r.Kind == "invite" {
 			kinds = append(kinds, r.Detail["event"]+"/"+r.Decision)
 		}
 	}
