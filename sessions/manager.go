@@ -74,6 +74,9 @@ type Options struct {
 	// direct sessions (default: this executable, agent).
 	Agent       []string
 	AgentDirect []string
+	// AgentFor, when set, picks each turn's agent from the session's
+	// facts (role, connector); a choice without Args keeps Agent.
+	AgentFor func(engine.SessionFacts) AgentChoice
 	Image       string
 	Model       Model
 	// IdleSandbox stops a warm sandbox unused this long (default 10 min);
@@ -455,6 +458,8 @@ func (m *Manager) exec(ctx context.Context, l *Live, in turnInput) (string, erro
 		args = m.opts.AgentDirect
 		env = []string{"PARACHUTE_SOCKET=" + l.SocketPath()}
 	}
+	args, extra := m.agentFor(l, args)
+	env = append(env, extra...)
 	stdout := &limitedBuffer{max: 256 << 10}
 	stderr := &limitedBuffer{max: 4 << 10}
 	res, err := l.sandbox.Exec(ctx, runtime.Turn{
