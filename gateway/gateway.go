@@ -202,8 +202,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 		Store: g.Store, Decider: g.Engine, Runtimes: runtimes, Audit: g.Audit,
 		Vault: cfg.Vault, SocketRoot: filepath.Join(cfg.StateDir, "s"), Socket: sock,
 		Image: cfg.Runtime.Image, Agent: cfg.Runtime.AgentCommand, Model: sessions.Model{Provider: providerName(cfg.Model.Provider), Name: cfg.Model.Model},
-		Hook:   runtime.RunPreSessionHook,
-		Logger: g.log.With().Str("component", "sessions").Logger(),
+		AgentFor: agentFor(cfg),
+		Hook:     runtime.RunPreSessionHook,
+		Logger:   g.log.With().Str("component", "sessions").Logger(),
 	})
 	if err != nil {
 		return nil, err
@@ -271,6 +272,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	adminErr := make(chan error, 1)
 	if err := g.startAdmin(ctx, &wg, adminErr); err != nil {
+		g.close(context.WithoutCancel(ctx))
+		return err
+	}
+	if err := g.startAdminSocket(ctx, &wg, adminErr); err != nil { // operator API: admin.go
+		cancel()
+		wg.Wait()
 		g.close(context.WithoutCancel(ctx))
 		return err
 	}

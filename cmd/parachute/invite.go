@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/parachute-gateway/parachute/connectors/pairing"
+	"github.com/parachute-gateway/parachute/gateway"
 )
 
 func init() {
@@ -19,7 +20,7 @@ func init() {
 
 func inviteCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("invite create", stderr)
-	store := storeFlag(fs)
+	sf := addStoreFlags(fs)
 	role := fs.String("role", "", "role the invite grants (required)")
 	ws := fs.String("workspace", "", "shared workspace slug the invite grants")
 	conn := fs.String("connector", "", "only this connector may redeem it (default: any)")
@@ -30,48 +31,69 @@ func inviteCreate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if *role == "" {
 		return fmt.Errorf("%w: --role is required", errUsage)
 	}
-	s, err := openStore(ctx, *store)
+	t, err := sf.open(ctx)
 	if err != nil {
 		return err
 	}
-	tok, err := s.CreateInvite(ctx, pairing.Invite{Role: *role, Workspace: *ws, Connector: *conn}, *expires)
+	if err := t.checkGrant(*role, *ws, *conn); err != nil {
+		return err
+	}
+	var tok string
+	until := time.Now().Add(*expires)
+	if t.gw != nil {
+		if *expires < time.Second {
+			return fmt.Errorf("%w: --expires must be at least 1s", errUsage)
+		}
+		var inv gateway.AdminInvite
+		err = t.gw.do(ctx, "POST", "/v1/invites", gateway.AdminInviteRequest{Role: *role, Workspace: *ws, Connector: *conn,
+			ExpiresSeconds: int64(*expires / time.Second)}, &inv)
+		tok, until = inv.Token, inv.Expires
+	} else {
+		tok, err = t.store.CreateInvite(ctx, pairing.Invite{Role: *role, Workspace: *ws, Connector: *conn}, *expires)
+	}
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, tok)
-	fmt.Fprintf(stderr, "single use, valid until %s; the user sends: /start %s\n", time.Now().Add(*expires).UTC().Format(time.RFC3339), tok)
-	fmt.Fprintln(stderr, strings.Replace(heldNote, "kind=pairing", "kind=invite", 1))
+	fmt.Fprintf(stderr, "single use, valid until %s; the user sends: /start %s\n", until.UTC().Format(time.RFC3339), tok)
+	if t.gw == nil {
+		fmt.Fprintln(stderr, strings.Replace(heldNote, "kind=pairing", "kind=invite", 1))
+	}
 	return nil
 }
 
 func inviteList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("invite list", stderr)
-	store := storeFlag(fs)
+	sf := addStoreFlags(fs)
 	if _, err := parseWithArgs(fs, args, 0, "no arguments"); err != nil {
 		return err
 	}
-	s, err := openStore(ctx, *store)
+	t, err := sf.open(ctx)
 	if err != nil {
 		return err
 	}
-	m, err := s.Invites(ctx)
+	var list []gateway.AdminInviteListed
+	if t.gw != nil {
+		err = t.gw.do(ctx, "GET", "/v1/invites", nil, &list)
+	} else {
+		var m map[string]pairing.Invite
+		m, err = t.store.Invites(ctx)
+		for k, inv := range m {
+			list = append(list, gateway.AdminInviteListed{Hash: k, Invite: inv})
+		}
+		sort.Slice(list, func(i, j int) bool { return list[i].Hash < list[j].Hash })
+	}
 	if err != nil {
 		return err
 	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "HASH\tROLE\tWORKSPACE\tCONNECTOR\tEXPIRES")
-	for _, k := range keys {
-		inv := m[k]
-		exp := inv.Expires.UTC().Format(time.RFC3339)
-		if inv.Held {
+	for _, l := range list {
+		exp := l.Expires.UTC().Format(time.RFC3339)
+		if l.Held {
 			exp += " (held: not yet recorded by the gateway)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k, inv.Role, inv.Workspace, inv.Connector, exp)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", l.Hash, l.Role, l.Workspace, l.Connector, exp)
 	}
 	return tw.Flush()
 }

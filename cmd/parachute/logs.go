@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -12,29 +13,44 @@ import (
 	"github.com/parachute-gateway/parachute/audit"
 )
 
-// defaultAuditDir is where the gateway keeps its audit log unless the config
-// or PARACHUTE_AUDIT_DIR says otherwise.
-const defaultAuditDir = "/var/lib/parachute/audit"
-
 func init() {
-	register(&command{name: "logs", summary: "print the audit log: [key=value …] [--follow] [--json] [--since …]", run: logsCmd})
-	register(&command{name: "audit verify", summary: "check the audit log's hash chain and signed checkpoints: [DIR] [--pubkey FILE] [--checkpoint FILE]", run: auditVerify})
+	register(&command{name: "logs", summary: "print the audit log: [key=value …] [--follow] [--json] [--since …] [--config FILE]", run: logsCmd})
+	register(&command{name: "audit verify", summary: "check the audit log's hash chain and signed checkpoints: [DIR] [--config FILE] [--pubkey FILE] [--checkpoint FILE]", run: auditVerify})
 }
 
-func auditDirFlag(fs interface {
-	StringVar(*string, string, string, string)
-}, dir *string) {
-	def := os.Getenv("PARACHUTE_AUDIT_DIR")
-	if def == "" {
-		def = defaultAuditDir
+// auditFlags pick the audit log: the config's audit.dir (the gateway's
+// config, found as every operator command finds it), or --dir.
+type auditFlags struct{ config, dir *string }
+
+func addAuditFlags(fs *flag.FlagSet) auditFlags {
+	return auditFlags{
+		config: configFlag(fs),
+		dir:    fs.String("dir", "", "an audit log folder to read instead of the config's audit.dir"),
 	}
-	fs.StringVar(dir, "dir", def, "audit log folder (default $PARACHUTE_AUDIT_DIR or "+defaultAuditDir+")")
+}
+
+// resolve returns the audit folder and, when it came from a config, that
+// config (nil with --dir or a folder given as an argument).
+func (f auditFlags) resolve(arg string) (string, *opConfig, error) {
+	switch {
+	case arg != "":
+		return arg, nil, nil
+	case *f.dir != "":
+		return *f.dir, nil, nil
+	}
+	op, err := loadOpConfig(*f.config)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := op.mustExist("audit log folder (audit.dir)", op.Cfg.Audit.Dir); err != nil {
+		return "", nil, err
+	}
+	return op.Cfg.Audit.Dir, op, nil
 }
 
 func logsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("logs [key=value …]", stderr)
-	var dir string
-	auditDirFlag(fs, &dir)
+	af := addAuditFlags(fs)
 	follow := fs.Bool("follow", false, "keep printing new records as they are appended")
 	asJSON := fs.Bool("json", false, "print the JSON lines (control, bidi and format characters \\u-escaped)")
 	since := fs.String("since", "", "only records since a duration ago (10m, 24h) or an RFC 3339 time")
@@ -54,6 +70,10 @@ func logsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	filter, err := audit.ParseFilter(filters)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	dir, _, err := af.resolve("")
+	if err != nil {
+		return err
 	}
 	opts := audit.ReadOptions{Filter: filter}
 	if *since != "" {
@@ -94,8 +114,7 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 
 func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("audit verify [DIR]", stderr)
-	var dir string
-	auditDirFlag(fs, &dir)
+	af := addAuditFlags(fs)
 	pubFlag := fs.String("pubkey", "", "public key file (default: "+audit.PublicKeyFileName+" in the folder above DIR, the state dir)")
 	anchorFlag := fs.String("checkpoint", "", "a checkpoint note kept elsewhere that the log must hold (default: "+audit.CheckpointFileName+" in the state dir)")
 	// Flags may come before or after the folder.
@@ -112,18 +131,30 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if len(dirs) > 1 {
 		return fmt.Errorf("%w: one folder at most", errUsage)
 	}
+	arg := ""
 	if len(dirs) == 1 {
-		dir = dirs[0]
+		arg = dirs[0]
+	}
+	dir, op, err := af.resolve(arg)
+	if err != nil {
+		return err
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return err
 	}
+	// The key and the newest checkpoint are the gateway's, in its state dir
+	// (a bare folder: the folder above it).
 	state := filepath.Dir(abs)
+	pubDefault := filepath.Join(state, audit.PublicKeyFileName)
+	if op != nil {
+		state = op.Cfg.StateDir
+		pubDefault = op.Cfg.Audit.KeyFile + audit.PublicKeySuffix
+	}
 	opts := audit.VerifyOptions{}
 	pubPath := *pubFlag
 	if pubPath == "" {
-		if p := filepath.Join(state, audit.PublicKeyFileName); fileExists(p) {
+		if p := pubDefault; fileExists(p) {
 			pubPath = p
 		}
 	}
@@ -174,7 +205,7 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	if !rep.Signed {
 		fmt.Fprintf(stdout, "hash chain intact, but NOT tamper-evident: no public key (looked for %s; pass --pubkey FILE). "+
-			"Anyone who can write %s can rewrite the chain consistently.\n", filepath.Join(state, audit.PublicKeyFileName), dir)
+			"Anyone who can write %s can rewrite the chain consistently.\n", pubDefault, dir)
 		return nil
 	}
 	fmt.Fprintf(stdout, "ok: chain intact and signed by key %s", opts.Key.KeyID())

@@ -51,19 +51,24 @@ func mcpProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&f.role, "role", "", `role (default: the config's role for the identity, else "owner")`)
 	fs.BoolVar(&f.readOnly, "read-only", false, "refuse every write")
 	fs.BoolVar(&f.upstreamOnHost, "upstream-on-host", false, "run UPSTREAM-COMMAND on this host, outside any sandbox (required with an upstream command)")
-	fs.StringVar(&f.configFile, "config", "", "gateway config: vault, policies, state, audit, roles, upstreams")
+	fs.StringVar(&f.configFile, "config", "", "gateway config: vault, policies, state, audit, roles, upstreams (default $"+EnvConfig+", else ./parachute.yaml, else /etc/parachute/config.yaml)")
 	fs.StringVar(&f.policies, "policies", "", `policy folder (default: the config's, else "policies")`)
 	fs.StringVar(&f.state, "state", "", "state folder holding the tool pins (default: the config's state_dir, else ~/.local/state/parachute)")
 	fs.StringVar(&f.audit, "audit", "", "audit log folder (default: the config's, else STATE/audit)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	// The gateway's config, found as every operator command finds it;
+	// without one, --vault is enough.
 	var cfg *config.Config
-	if f.configFile != "" {
-		var err error
-		if cfg, err = config.Load(f.configFile); err != nil {
+	if path, err := findConfig(f.configFile); err == nil {
+		op, err := loadOpConfig(path)
+		if err != nil {
 			return err
 		}
+		cfg = op.Cfg
+	} else if f.vault == "" {
+		return fmt.Errorf("%w: give --vault or a config (%w)", errUsage, err)
 	}
 	if err := f.fill(cfg); err != nil {
 		return err
@@ -187,11 +192,21 @@ func vaultRelative(vault, ws string) (string, error) {
 }
 
 func mcpApprove(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("mcp approve [--state DIR] [TOOL…]", stderr)
-	home, _ := os.UserHomeDir()
-	state := fs.String("state", filepath.Join(home, ".local", "state", "parachute"), "state folder holding the tool pins (the gateway's state_dir)")
+	fs := newFlags("mcp approve [--config FILE | --state DIR] [TOOL…]", stderr)
+	cfgPath := configFlag(fs)
+	state := fs.String("state", "", "state folder holding the tool pins (default: the config's state_dir)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *state == "" {
+		op, err := loadOpConfig(*cfgPath)
+		if err != nil {
+			return fmt.Errorf("%w (or pass --state DIR)", err)
+		}
+		if err := op.mustExist("state_dir", op.Cfg.StateDir); err != nil {
+			return err
+		}
+		*state = op.Cfg.StateDir
 	}
 	if fs.NArg() == 0 {
 		pending, err := mcpproxy.Pending(*state)

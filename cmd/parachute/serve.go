@@ -20,11 +20,16 @@ func init() {
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
-	path := fs.String("config", "/etc/parachute/parachute.yaml", "config file")
+	flagPath := configFlag(fs)
 	pretty := fs.Bool("pretty", false, "human-readable log lines instead of JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	found, err := findConfig(*flagPath)
+	if err != nil {
+		return err
+	}
+	path := &found
 	var out io.Writer = stderr
 	if *pretty {
 		out = zerolog.ConsoleWriter{Out: stderr, TimeFormat: "15:04:05"}
