@@ -124,7 +124,9 @@ type adminPeer struct {
 	err      error
 }
 
-func (p adminPeer) actor() string { return fmt.Sprintf("operator uid:%d pid:%d (admin socket)", p.UID, p.PID) }
+func (p adminPeer) actor() string {
+	return fmt.Sprintf("operator uid:%d pid:%d (admin socket)", p.UID, p.PID)
+}
 
 // adminConnContext reads the peer's credentials once, when it connects.
 func adminConnContext(ctx context.Context, conn net.Conn) context.Context {
