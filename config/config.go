@@ -487,6 +487,9 @@ func (c *Config) Validate() error {
 }
 
 // PolicyData is the operator data policies see as data.parachute.config.
+// Membership lists (allowed_users, owners, members, read_only_members) are
+// objects keyed by ID; the engine adds each role's defaults and per-second
+// rates when the data is set (engine/data.go).
 // Only what policy needs goes in: no endpoints, no secret names.
 func (c *Config) PolicyData() map[string]any {
 	connectors := map[string]any{}
@@ -494,8 +497,8 @@ func (c *Config) PolicyData() map[string]any {
 		m := map[string]any{
 			"type":                 k.Type,
 			"public":               k.Public,
-			"allowed_users":        strs(k.AllowedUsers),
-			"owners":               strs(k.Owners),
+			"allowed_users":        idSet(k.AllowedUsers),
+			"owners":               idSet(k.Owners),
 			"default_trust_level":  k.DefaultTrustLevel,
 			"allow_direct":         k.AllowDirect,
 			"allow_hooks":          k.AllowHooks,
@@ -535,18 +538,20 @@ func (c *Config) PolicyData() map[string]any {
 	workspaces := map[string]any{}
 	for slug, w := range c.Workspaces {
 		workspaces[slug] = map[string]any{
-			"members":           strs(w.Members),
-			"read_only_members": strs(w.ReadOnlyMembers),
+			"members":           idSet(w.Members),
+			"read_only_members": idSet(w.ReadOnlyMembers),
 			"read_only":         w.ReadOnly,
 		}
 	}
 	return map[string]any{"connectors": connectors, "users": users, "roles": roles, "workspaces": workspaces}
 }
 
-func strs(s []string) []any {
-	out := make([]any, len(s))
-	for i, v := range s {
-		out[i] = v
+// idSet is a membership list as policy reads it: an object keyed by ID,
+// {"123": true}, so a decision looks an ID up instead of scanning the list.
+func idSet(ids []string) map[string]any {
+	out := make(map[string]any, len(ids))
+	for _, id := range ids {
+		out[id] = true
 	}
 	return out
 }

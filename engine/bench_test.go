@@ -17,16 +17,16 @@ const productPolicies = "../policies"
 // thousandUsers is operator data shaped like a team deployment: one private
 // Telegram bot with 1,000 allowed users, each with a config entry.
 func thousandUsers() map[string]any {
-	allowed := make([]any, 1000)
+	allowed := map[string]any{} // keyed by ID, as config.PolicyData writes it
 	users := map[string]any{}
-	for i := range allowed {
+	for i := range 1000 {
 		id := strconv.Itoa(100000 + i)
-		allowed[i] = id
+		allowed[id] = true
 		users["telegram:"+id] = map[string]any{"role": "member"}
 	}
 	return map[string]any{
 		"connectors": map[string]any{
-			"tg": map[string]any{"type": "telegram", "allowed_users": allowed, "owners": []any{"100000"}},
+			"tg": map[string]any{"type": "telegram", "allowed_users": allowed, "owners": map[string]any{"100000": true}},
 		},
 		"users": users,
 		// Limits high enough that the benchmark measures the bucket check

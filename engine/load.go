@@ -146,9 +146,10 @@ func formatErrors(errs ast.Errors) string {
 	return strings.Join(lines, "\n")
 }
 
-// newStore holds the operator data at data.parachute.config. The data is
-// round-tripped through JSON so that any Go value from a config decoder
-// becomes plain JSON types.
+// newStore holds the operator data at data.parachute.config, prepared for
+// policy (prepareData: role settings merged and rates computed, membership
+// lists keyed by ID). The data is round-tripped through JSON first so that
+// any Go value from a config decoder becomes plain JSON types.
 func newStore(defaults, data map[string]any) (storage.Store, []byte, error) {
 	if data == nil {
 		data = map[string]any{}
@@ -160,6 +161,9 @@ func newStore(defaults, data map[string]any) (storage.Store, []byte, error) {
 	var plain map[string]any
 	if err := json.Unmarshal(b, &plain); err != nil {
 		return nil, nil, fmt.Errorf("%w: operator data: %w", ErrPolicy, err)
+	}
+	if err := prepareData(defaults, plain); err != nil {
+		return nil, nil, err
 	}
 	doc := map[string]any{}
 	for k, v := range defaults {

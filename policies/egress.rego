@@ -69,6 +69,6 @@ default require_sni := false
 
 require_sni if settings.egress_require_sni == true
 
-decision := {"allow": false, "reasons": sort(deny)} if count(deny) > 0
-
-decision := {"allow": true, "reasons": [], "require_sni": require_sni} if count(deny) == 0
+decision := {"allow": false, "reasons": sort(deny)} if {
+	count(deny) > 0
+} else := {"allow": true, "reasons": [], "require_sni": require_sni}

@@ -34,7 +34,7 @@ test_no_network_no_egress if {
 }
 
 test_private_addresses_denied_even_if_listed if {
-	cfg := json.patch(fixtures.config, [{"op": "add", "path": "/roles/guest/egress_hosts", "value": ["localhost", "127.0.0.1", "10.1.2.3", "::1", "169.254.169.254"]}])
+	cfg := fixtures.prepare(json.patch(fixtures.operator, [{"op": "add", "path": "/roles/guest/egress_hosts", "value": ["localhost", "127.0.0.1", "10.1.2.3", "::1", "169.254.169.254"]}]))
 	every h in ["localhost", "127.0.0.1", "10.1.2.3", "::1", "169.254.169.254"] {
 		d := egress.decision with input as req(h, 443) with data.parachute.config as cfg
 		"egress-private-address" in d.reasons
@@ -53,13 +53,13 @@ test_sni_check_off_by_default if {
 }
 
 test_sni_check_per_role if {
-	cfg := json.patch(fixtures.config, [{"op": "add", "path": "/roles/guest/egress_require_sni", "value": true}])
+	cfg := fixtures.prepare(json.patch(fixtures.operator, [{"op": "add", "path": "/roles/guest/egress_require_sni", "value": true}]))
 	d := egress.decision with input as req("api.example.com", 443) with data.parachute.config as cfg
 	d.require_sni == true
 }
 
 test_transition_literals_denied if {
-	cfg := json.patch(fixtures.config, [{"op": "add", "path": "/roles/guest/egress_hosts", "value": ["::127.0.0.1", "fec0::1", "2001::1", "64:ff9b:1::a00:1"]}])
+	cfg := fixtures.prepare(json.patch(fixtures.operator, [{"op": "add", "path": "/roles/guest/egress_hosts", "value": ["::127.0.0.1", "fec0::1", "2001::1", "64:ff9b:1::a00:1"]}]))
 	every h in ["::127.0.0.1", "fec0::1", "2001::1", "64:ff9b:1::a00:1"] {
 		d := egress.decision with input as req(h, 443) with data.parachute.config as cfg
 		"egress-private-address" in d.reasons

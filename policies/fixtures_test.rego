@@ -3,32 +3,34 @@
 # Matrix demo bot, plus edge cases.
 package parachute.fixtures
 
-config := {
+# operator is the operator data as config.PolicyData writes it: membership
+# lists are objects keyed by ID.
+operator := {
 	"connectors": {
 		"telegram-private": {
 			"type": "telegram",
-			"allowed_users": ["123456789"],
-			"owners": ["123456789"],
+			"allowed_users": {"123456789": true},
+			"owners": {"123456789": true},
 			"allow_direct": true,
 			"allow_hooks": true,
 			"network_enabled": true,
 		},
 		"discord-team": {
 			"type": "discord",
-			"allowed_users": ["111222333444555666", "777888999000111222"],
-			"owners": ["111222333444555666"],
+			"allowed_users": {"111222333444555666": true, "777888999000111222": true},
+			"owners": {"111222333444555666": true},
 			"network_enabled": true,
 		},
 		"matrix-demo": {"type": "matrix", "public": true, "network_enabled": false},
 		"public-direct": {"type": "telegram", "public": true, "default_trust_level": "direct"},
-		"no-pairing": {"type": "telegram", "pairing": false, "allowed_users": ["5"]},
+		"no-pairing": {"type": "telegram", "pairing": false, "allowed_users": {"5": true}},
 		"shared-group": {
 			"type": "telegram",
-			"allowed_users": ["7", "8"],
+			"allowed_users": {"7": true, "8": true},
 			"shared_chat_sessions": true,
 			"require_mention": false,
 		},
-		"readonly-bot": {"type": "discord", "read_only": true, "allowed_users": ["9"]},
+		"readonly-bot": {"type": "discord", "read_only": true, "allowed_users": {"9": true}},
 		"public-net": {"type": "discord", "public": true, "network_enabled": true},
 	},
 	"users": {
@@ -42,12 +44,35 @@ config := {
 	},
 	"workspaces": {
 		"team": {
-			"members": ["discord:111222333444555666"],
-			"read_only_members": ["discord:777888999000111222"],
+			"members": {"discord:111222333444555666": true},
+			"read_only_members": {"discord:777888999000111222": true},
 		},
-		"archive": {"members": ["discord:111222333444555666"], "read_only": true},
+		"archive": {"members": {"discord:111222333444555666": true}, "read_only": true},
 	},
 }
+
+# config is operator as policy sees it at data.parachute.config.
+config := prepare(operator)
+
+# prepare does what the engine does in Go when data is set (engine/data.go,
+# whose tests check the two agree): every built-in and every named role is
+# its defaults (guest's for a role that is not built in) overlaid by the
+# operator's settings, with per-second rates.
+prepare(op) := object.union(object.remove(op, ["roles"]), {"roles": prepared_roles(object.get(op, "roles", {}))})
+
+prepared_roles(roles) := {name: with_rates(object.union(role_defaults(name), object.get(roles, name, {}))) |
+	some name in (object.keys(data.parachute.defaults.roles) | object.keys(roles))
+}
+
+role_defaults(name) := r if {
+	r := data.parachute.defaults.roles[name]
+} else := data.parachute.defaults.roles.guest
+
+with_rates(r) := object.union(r, {
+	"message_rate": r.messages_per_minute / 60,
+	"tool_call_rate": r.tool_calls_per_minute / 60,
+	"model_call_rate": r.model_calls_per_minute / 60,
+})
 
 owner_tg := "telegram:123456789"
 

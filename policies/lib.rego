@@ -12,26 +12,26 @@ user(identity) := data.parachute.config.users[identity]
 
 workspace(slug) := data.parachute.config.workspaces[slug]
 
-data_role(name) := r if {
+# Role settings as the gateway hands them over: data.parachute.config.roles
+# holds every built-in role (policies/data.json, data.parachute.defaults)
+# and every role the operator names, each already overlaid with the
+# operator's settings (a role that is not built in starts from guest's
+# defaults) and with per-second rates (message_rate, tool_call_rate,
+# model_call_rate) computed from the per-minute figures. The engine does
+# that once when data is set, not on every decision. A role nobody
+# defined gets the guest role's settings.
+role_settings(name) := r if {
 	r := data.parachute.config.roles[name]
-} else := {}
-
-# Built-in roles live in policies/data.json (data.parachute.defaults): as
-# stored data they are read, not rebuilt, on every decision. Operator data
-# overlays them field by field; a role that is not built in starts from
-# guest.
-# role_settings is the effective settings of a role.
-role_settings(name) := object.union(data.parachute.defaults.roles[name], data_role(name)) if {
-	data.parachute.defaults.roles[name]
-} else := object.union(data.parachute.defaults.roles.guest, data_role(name))
+} else := data.parachute.config.roles.guest
 
 # builtin_role reports whether name is one of the built-in roles.
 builtin_role(name) if data.parachute.defaults.roles[name]
 
-# id_in reports whether a platform ID is in a list of IDs. IDs are strings:
-# the gateway's config hands them to policy as written, so a Discord
-# snowflake never passes through a float.
-id_in(list, id) if id in list
+# Membership lists (a connector's allowed_users and owners, a workspace's
+# members and read_only_members) are objects keyed by ID, {"123": true}:
+# a look-up, not a scan. IDs are strings: the gateway's config hands them
+# to policy as written, so a Discord snowflake never passes through a
+# float, and a number never matches.
 
 # platform_id is the part of an identity after "<type>:".
 platform_id(identity) := substring(identity, indexof(identity, ":") + 1, -1) if {
@@ -63,25 +63,20 @@ within(path, root) if startswith(path, concat("", [root, "/"]))
 # ".PARACHUTE//Hooks/", "./.parachute/hooks" and ".parachute/hooks" agree.
 segments(path) := [s | some s in split(lower(path), "/"); s != ""; s != "."]
 
-# touches_hooks: the path is the .parachute folder itself or lies under a
-# .parachute/hooks folder, at any depth, in any case.
-touches_hooks(path) if {
-	segs := segments(path)
+# area is the part of a .parachute folder a path names, from one split of
+# the path: "hooks" for the .parachute folder itself or anything under a
+# .parachute/hooks folder, "parachute" for anything else beneath a
+# .parachute folder, "" for neither; at any depth, in any case.
+area(path) := segments_area(segments(path))
+
+segments_area(segs) := "hooks" if {
 	some i, s in segs
 	s == ".parachute"
-	i == count(segs) - 1
-}
+	hooks_at(segs, i)
+} else := "parachute" if {
+	".parachute" in segs
+} else := ""
 
-touches_hooks(path) if {
-	segs := segments(path)
-	some i, s in segs
-	s == ".parachute"
-	segs[i + 1] == "hooks"
-}
+hooks_at(segs, i) if i == count(segs) - 1
 
-# touches_parachute: the path is a .parachute folder or lies beneath one,
-# at any depth, in any case.
-touches_parachute(path) if ".parachute" in segments(path)
-
-# per_second turns a per-minute figure into a token-bucket rate.
-per_second(per_minute) := per_minute / 60
+hooks_at(segs, i) if segs[i + 1] == "hooks"

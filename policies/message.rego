@@ -28,9 +28,9 @@ valid_identity if {
 	identity == concat(":", [input.connector_type, platform_id])
 }
 
-is_owner if lib.id_in(object.get(connector, "owners", []), platform_id)
+is_owner if connector.owners[platform_id]
 
-is_allowed if lib.id_in(object.get(connector, "allowed_users", []), platform_id)
+is_allowed if connector.allowed_users[platform_id]
 
 has_binding if {
 	is_string(input.binding.role)
@@ -93,9 +93,9 @@ slug := input.requested_workspace if {
 
 shared := lib.workspace(slug)
 
-member if identity in object.get(shared, "members", [])
+member if shared.members[identity]
 
-member if identity in object.get(shared, "read_only_members", [])
+member if shared.read_only_members[identity]
 
 member if {
 	shared
@@ -114,7 +114,7 @@ read_only if settings.read_only == true
 
 read_only if shared.read_only == true
 
-read_only if identity in object.get(shared, "read_only_members", [])
+read_only if shared.read_only_members[identity]
 
 default network := false
 
@@ -131,7 +131,7 @@ session_scope := "chat" if {
 
 rate_limits := [{
 	"key": concat(":", ["message", identity]),
-	"rate": lib.per_second(settings.messages_per_minute),
+	"rate": settings.message_rate,
 	"burst": settings.message_burst,
 }]
 
@@ -223,6 +223,8 @@ reply := "" if {
 	count(deny) > 0
 } else := ""
 
+# One decision rule: the deny object when any deny rule fired, else the
+# allow object.
 decision := {
 	"allow": false,
 	"reasons": sort(deny),
@@ -230,9 +232,7 @@ decision := {
 	"may_pair": may_pair,
 } if {
 	count(deny) > 0
-}
-
-decision := {
+} else := {
 	"allow": true,
 	"reasons": [],
 	"reply": "",
@@ -244,6 +244,4 @@ decision := {
 	"network": network,
 	"session_scope": session_scope,
 	"rate_limits": rate_limits,
-} if {
-	count(deny) == 0
 }

@@ -249,7 +249,7 @@ test_role_read_only if {
 }
 
 test_connector_default_workspace if {
-	cfg := json.patch(fixtures.config, [{"op": "add", "path": "/connectors/readonly-bot/workspace", "value": "team"}])
+	cfg := fixtures.prepare(json.patch(fixtures.operator, [{"op": "add", "path": "/connectors/readonly-bot/workspace", "value": "team"}]))
 	d := message.decision with input as fixtures.msg("readonly-bot", "discord", "9") with data.parachute.config as cfg
 	d.reasons == ["workspace-acl"]
 }

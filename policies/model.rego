@@ -159,17 +159,15 @@ reply := "Your daily model budget is used up. It resets at midnight UTC." if {
 
 rate_limits := [{
 	"key": concat(":", ["model", s.identity]),
-	"rate": lib.per_second(settings.model_calls_per_minute),
+	"rate": settings.model_call_rate,
 	"burst": settings.model_call_burst,
 }]
 
-decision := {"allow": false, "reasons": sort(deny), "reply": reply} if count(deny) > 0
-
-decision := {
+decision := {"allow": false, "reasons": sort(deny), "reply": reply} if {
+	count(deny) > 0
+} else := {
 	"allow": true,
 	"reasons": [],
 	"tokens_remaining": tokens_remaining,
 	"rate_limits": rate_limits,
-} if {
-	count(deny) == 0
 }

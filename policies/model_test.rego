@@ -84,7 +84,7 @@ test_provider_tools_need_the_role if {
 	base := call(with_network, "m", 0, 0)
 	d := decide(with_extras(base, {"provider_tools": ["web_search_20250305"]}))
 	d.reasons == ["provider-tool-not-allowed"]
-	cfg := object.union(fixtures.config, {"roles": {"member": {"provider_tools": ["web_search_*", "mcp_servers"], "model_betas": ["mcp-client-*"]}}})
+	cfg := fixtures.prepare(object.union(fixtures.operator, {"roles": {"member": {"provider_tools": ["web_search_*", "mcp_servers"], "model_betas": ["mcp-client-*"]}}}))
 	ok := model.decision with input as with_extras(base, {
 		"provider_tools": ["web_search_20250305"],
 		"mcp_servers": ["https://mcp.example.org/sse"],

@@ -20,7 +20,7 @@ direct_ok if {
 	not is_public
 	connector.allow_direct == true
 	s.role == "owner"
-	lib.id_in(object.get(connector, "owners", []), lib.platform_id(s.identity))
+	connector.owners[lib.platform_id(s.identity)]
 	not s.unverified == true
 }
 
@@ -101,9 +101,9 @@ read_only := false if {
 	s.read_only == false
 } else := true
 
-decision := {"allow": false, "reasons": sort(deny)} if count(deny) > 0
-
-decision := {
+decision := {"allow": false, "reasons": sort(deny)} if {
+	count(deny) > 0
+} else := {
 	"allow": true,
 	"reasons": [],
 	"runtime": runtime,
@@ -116,6 +116,4 @@ decision := {
 	"network": network,
 	"hooks": hooks,
 	"read_only": read_only,
-} if {
-	count(deny) == 0
 }

@@ -43,9 +43,9 @@ slug := lib.shared_slug(ws)
 
 shared := lib.workspace(slug)
 
-acl_member if s.identity in object.get(shared, "members", [])
+acl_member if shared.members[s.identity]
 
-acl_member if s.identity in object.get(shared, "read_only_members", [])
+acl_member if shared.read_only_members[s.identity]
 
 acl_member if s.binding.workspace == slug
 
@@ -103,7 +103,7 @@ deny contains "read-only-mode" if {
 
 deny contains "read-only-mode" if {
 	is_write
-	s.identity in object.get(shared, "read_only_members", [])
+	shared.read_only_members[s.identity]
 }
 
 deny contains "read-only-mode" if {
@@ -111,34 +111,20 @@ deny contains "read-only-mode" if {
 	shared.read_only == true
 }
 
-# Nothing, at any trust level, writes under .parachute/hooks.
-deny contains "hooks-write-forbidden" if {
+# What each written path names, resolved and as sent, each split once:
+# "hooks", "parachute" or "" (lib.area).
+written_areas contains lib.area(x) if {
 	some p in input.paths
 	written(p)
-	lib.touches_hooks(p.resolved)
+	some x in [p.resolved, p.raw]
 }
 
-deny contains "hooks-write-forbidden" if {
-	some p in input.paths
-	written(p)
-	lib.touches_hooks(p.raw)
-}
+# Nothing, at any trust level, writes under .parachute/hooks.
+deny contains "hooks-write-forbidden" if "hooks" in written_areas
 
 # The rest of .parachute is the gateway's: read-only to sessions through
 # tools, as it is mounted read-only in the sandbox.
-deny contains "parachute-dir-read-only" if {
-	some p in input.paths
-	written(p)
-	lib.touches_parachute(p.resolved)
-	not lib.touches_hooks(p.resolved)
-}
-
-deny contains "parachute-dir-read-only" if {
-	some p in input.paths
-	written(p)
-	lib.touches_parachute(p.raw)
-	not lib.touches_hooks(p.raw)
-}
+deny contains "parachute-dir-read-only" if "parachute" in written_areas
 
 # A tool whose definition changed since an operator approved it is refused
 # until approved again (parachute mcp approve).
@@ -187,10 +173,10 @@ deny contains "workspace-acl" if {
 
 rate_limits := [{
 	"key": concat(":", ["tool", s.id]),
-	"rate": lib.per_second(settings.tool_calls_per_minute),
+	"rate": settings.tool_call_rate,
 	"burst": settings.tool_call_burst,
 }]
 
-decision := {"allow": false, "reasons": sort(deny)} if count(deny) > 0
-
-decision := {"allow": true, "reasons": [], "rate_limits": rate_limits} if count(deny) == 0
+decision := {"allow": false, "reasons": sort(deny)} if {
+	count(deny) > 0
+} else := {"allow": true, "reasons": [], "rate_limits": rate_limits}

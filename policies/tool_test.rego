@@ -177,7 +177,7 @@ test_unapproved_tool_allowed_on_private_connector if {
 unapproved_call := object.union(fixtures.tool_call("read_file", "read", []), {"tool": {"name": "read_file", "server": "fs", "access": "read", "changed": false, "unapproved": true}})
 
 test_unapproved_tool_refused_where_role_requires_approval if {
-	cfg := object.union(fixtures.config, {"roles": {"member": {"require_tool_approval": true}}})
+	cfg := fixtures.prepare(object.union(fixtures.operator, {"roles": {"member": {"require_tool_approval": true}}}))
 	d := tool.decision with input as unapproved_call with data.parachute.config as cfg
 	d.reasons == ["tool-unapproved"]
 }
@@ -196,7 +196,7 @@ test_exec_tool_denied_when_sandboxed if {
 }
 
 test_allowlisted_tool_allowed if {
-	cfg := json.patch(fixtures.config, [{"op": "add", "path": "/roles/member", "value": {"tools": ["mystery"]}}])
+	cfg := fixtures.prepare(json.patch(fixtures.operator, [{"op": "add", "path": "/roles/member", "value": {"tools": ["mystery"]}}]))
 	d := tool.decision with input as fixtures.tool_call("mystery", "unknown", []) with data.parachute.config as cfg
 	d.allow
 }
