@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -190,7 +191,7 @@ func (c *Containerd) create(ctx context.Context, s Spec, id string, labels map[s
 		containerd.WithNewSnapshotView(id, img),
 		containerd.WithRuntime(c.opts.Runtime, nil),
 		containerd.WithSpec(spec),
-		containerd.WithContainerLabels(labels),
+		containerd.WithContainerLabels(withOwner(labels)),
 	)
 	if err != nil {
 		if errdefs.IsAlreadyExists(err) {
@@ -259,42 +260,74 @@ func (c *Containerd) List(ctx context.Context) ([]Info, error) {
 			}
 			return nil, c.wrap("container info", err)
 		}
-		kind := info.Labels[LabelKind]
-		if kind == "" {
-			kind = KindSession
-		}
-		out = append(out, Info{
-			ID: info.ID, SessionID: info.Labels[LabelSession], Owner: info.Labels[LabelOwner],
-			Kind: kind, Upstream: info.Labels[LabelUpstream], Created: info.CreatedAt,
-		})
+		out = append(out, infoOf(info.ID, info.Labels, info.CreatedAt))
 	}
 	return out, nil
 }
 
-// RemoveOrphans kills and deletes every sandbox carrying our label. Call it
-// at gateway start, when no session of this gateway can be running: a
-// sandbox that outlived its gateway has no one deciding for it.
+func infoOf(id string, labels map[string]string, created time.Time) Info {
+	kind := labels[LabelKind]
+	if kind == "" {
+		kind = KindSession
+	}
+	pid, _ := strconv.Atoi(labels[LabelOwnerPID])
+	return Info{
+		ID: id, SessionID: labels[LabelSession], Owner: labels[LabelOwner],
+		Kind: kind, Upstream: labels[LabelUpstream], Created: created,
+		OwnerPID: pid, OwnerState: ownerState(labels),
+	}
+}
+
+// RemoveOrphans kills and deletes every sandbox carrying our label whose
+// creator is gone, and returns how many it removed. Call it at gateway
+// start and before `sandbox run`: a sandbox that outlived the process that
+// decided for it has no one deciding for it. Sandboxes of another live
+// process (a `sandbox run` in progress) are left alone; those this process
+// made itself, and those without owner labels, are removed.
 func (c *Containerd) RemoveOrphans(ctx context.Context) (int, error) {
+	removed, err := c.RemoveOrphaned(ctx)
+	return len(removed), err
+}
+
+// RemoveOrphaned is RemoveOrphans returning what it removed (doctor
+// lists it).
+func (c *Containerd) RemoveOrphaned(ctx context.Context) ([]Info, error) {
 	ctx = c.ns(ctx)
 	ctrs, err := c.client.Containers(ctx, fmt.Sprintf("labels.%q", LabelSession))
 	if err != nil {
-		return 0, c.wrap("list containers", err)
+		return nil, c.wrap("list containers", err)
 	}
 	var errs []error
-	n := 0
+	var removed []Info
 	for _, ctr := range ctrs {
-		b := &ctrSandbox{rt: c, id: ctr.ID(), ctr: ctr}
-		if t, err := ctr.Task(ctx, nil); err == nil {
-			b.task = t
-			b.exitC, _ = t.Wait(ctx)
+		info, err := ctr.Info(ctx, containerd.WithoutRefreshedMetadata)
+		if errdefs.IsNotFound(err) {
+			continue
 		}
-		if err := b.remove(ctx); err != nil {
+		if err != nil {
+			errs = append(errs, c.wrap("container info", err))
+			continue
+		}
+		in := infoOf(info.ID, info.Labels, info.CreatedAt)
+		if !removable(in.OwnerState) {
+			continue
+		}
+		if err := c.removeContainer(ctx, ctr); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		n++
+		removed = append(removed, in)
 	}
-	return n, errors.Join(errs...)
+	return removed, errors.Join(errs...)
+}
+
+// withOwner adds this process's owner labels to labels.
+func withOwner(labels map[string]string) map[string]string {
+	out := ownerLabels()
+	for k, v := range labels {
+		out[k] = v
+	}
+	return out
 }
 
 // killAll sends SIGKILL to every process of a task and waits for PID 1.

@@ -96,6 +96,9 @@ func Doctor(ctx context.Context, o DoctorOptions) []Check {
 	} else {
 		add("image", false, "containerd unreachable", "fix containerd first, then: parachute image build")
 	}
+	if rt != nil {
+		add(orphanCheck(ctx, rt))
+	}
 	return cs
 }
 
@@ -143,4 +146,24 @@ func containsStr(l []string, s string) bool {
 func firstLine(s string) string {
 	l, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
 	return l
+}
+
+// orphanCheck removes the sandboxes whose creator is gone (kill -9 of
+// `sandbox run`, a crashed gateway) and lists them: finding any fails the
+// check, so an operator hears of it once.
+func orphanCheck(ctx context.Context, rt *Containerd) (string, bool, string, string) {
+	const name, fix = "orphan sandboxes", "they are removed now; a sandbox whose starter died is removed by the next doctor, sandbox run or gateway start"
+	removed, err := rt.RemoveOrphaned(ctx)
+	var l []string
+	for _, in := range removed {
+		l = append(l, fmt.Sprintf("%s (session %s, owner %s, pid %d %s, created %s)", in.ID, in.SessionID, in.Owner,
+			in.OwnerPID, in.OwnerState, in.Created.UTC().Format(time.RFC3339)))
+	}
+	switch {
+	case err != nil:
+		return name, false, fmt.Sprintf("removed %d, failed: %v", len(removed), err), "check containerd, then run doctor again"
+	case len(removed) > 0:
+		return name, false, fmt.Sprintf("found and removed %d: %s", len(removed), strings.Join(l, "; ")), fix
+	}
+	return name, true, "none", ""
 }

@@ -16,6 +16,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if addr := os.Getenv(envHoldSandbox); addr != "" {
+		holdSandbox(addr) // never returns
+	}
 	ctrd.Main(m, func() {
 		if probeBin != "" && probeErr == nil {
 			os.RemoveAll(filepath.Dir(probeBin))

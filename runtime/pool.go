@@ -235,7 +235,7 @@ func (p *Pool) start(ctx context.Context, tmpl Spec) (*pooled, error) {
 		containerd.WithNewSnapshotView(ContainerID(id), img),
 		containerd.WithRuntime(p.c.opts.Runtime, nil),
 		containerd.WithSpec(spec),
-		containerd.WithContainerLabels(map[string]string{LabelSession: id}),
+		containerd.WithContainerLabels(withOwner(map[string]string{LabelSession: id})),
 	)
 	if err != nil {
 		cleanStage(stage)

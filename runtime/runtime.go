@@ -119,6 +119,8 @@ type Info struct {
 	Kind                 string // KindSession or KindUpstream
 	Upstream             string // the upstream's name when Kind is KindUpstream
 	Created              time.Time
+	OwnerPID             int        // the process that created it (0: not labelled)
+	OwnerState           OwnerState // whether that process still runs
 }
 
 var sessionIDRE = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
