@@ -21,6 +21,7 @@ func TestLimitsSavedWithinOneInterval(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() { g.persistLimits(ctx, LimitSaveInterval); close(done) }()
+		defer func() { cancel(); <-done }()
 
 		for range 5 {
 			g.limiter.Allow("message:flood", 0, 5)
@@ -36,7 +37,5 @@ func TestLimitsSavedWithinOneInterval(t *testing.T) {
 		if ok, _ := after.Allow("message:flood", 0, 5); ok {
 			t.Fatal("spends made a full interval before the kill were not on disk")
 		}
-		cancel()
-		<-done
 	})
 }
