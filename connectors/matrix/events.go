@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
@@ -68,9 +69,18 @@ func (c *Connector) onMember(ctx context.Context, evt *event.Event) {
 }
 
 func (c *Connector) onMessage(ctx context.Context, evt *event.Event) {
-	if (initialSync(ctx) && evt.Timestamp < c.started) || c.skip[evt.ID] || evt.Sender == c.me {
+	if c.history(evt) || evt.Sender == c.me {
 		return
 	}
+	// In an encrypted room a plain message is one only the homeserver
+	// vouches for: anyone who runs it could have written it.
+	unverified := c.e2e != nil && c.e2e.isEncrypted(ctx, evt.RoomID)
+	c.deliver(ctx, evt, unverified)
+}
+
+// deliver normalises a message event (plain, or decrypted by the E2EE
+// device) and hands it to the Handler in its chat's order.
+func (c *Connector) deliver(ctx context.Context, evt *event.Event, unverified bool) {
 	_, h, err := c.current()
 	if err != nil {
 		return
@@ -83,6 +93,7 @@ func (c *Connector) onMessage(ctx context.Context, evt *event.Event) {
 	if m == nil {
 		return
 	}
+	m.Unverified = unverified
 	err = c.disp.Dispatch(ctx, m.ChatID, func() {
 		if err := h.Handle(ctx, m, c); err != nil {
 			c.log.Warn().Str("identity", m.Identity()).Str("chat_id", m.ChatID).Str("error", c.red.String(err.Error())).Msg("matrix message failed")
@@ -182,9 +193,20 @@ func (c *Connector) SendText(ctx context.Context, chatID, text string) error {
 	if err != nil {
 		return err
 	}
-	resp, err := cli.SendMessageEvent(ctx, id.RoomID(chatID), event.EventMessage, &event.MessageEventContent{
-		MsgType: event.MsgNotice, Body: text, Mentions: &event.Mentions{},
-	})
+	room := id.RoomID(chatID)
+	var content any = &event.MessageEventContent{MsgType: event.MsgNotice, Body: text, Mentions: &event.Mentions{}}
+	typ := event.EventMessage
+	if c.e2e != nil && c.e2e.isEncrypted(ctx, room) {
+		// Encrypted or not sent: never a plain reply in an encrypted room.
+		enc, err := c.e2e.encrypt(ctx, room, content)
+		if err != nil {
+			c.log.Warn().Str("chat_id", chatID).Str("reason", ReasonNotEncrypted).Str("error", c.red.String(err.Error())).Msg("matrix reply not sent")
+			return c.red.Error(fmt.Errorf("matrix %s: %s: %w", c.opts.Name, ReasonNotEncrypted, err))
+		}
+		content, typ = enc, event.EventEncrypted
+	}
+	// DontEncrypt: the encryption decision above is the only one.
+	resp, err := cli.SendMessageEvent(ctx, room, typ, content, mautrix.ReqSendEvent{DontEncrypt: true})
 	if err != nil {
 		return c.red.Error(fmt.Errorf("matrix %s: send: %w", c.opts.Name, err))
 	}

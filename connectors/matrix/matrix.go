@@ -13,10 +13,21 @@
 // other room is a group, where the bot answers only when mentioned
 // (m.mentions, its MXID in the body) or replied to.
 //
-// End-to-end encryption is not built yet (see docs/connectors.md): the
-// connector cannot read m.room.encrypted events and skips them. With E2EE,
-// senders whose device is unverified or whose keys do not match their MXID
-// must be marked Unverified (the policy then gives them the guest role).
+// End-to-end encryption (Options.Encryption, built with -tags goolm; see
+// e2ee.go) gives the bot its own device whose keys and olm/megolm sessions
+// live in a SQLite file, encrypted with a pickle key from the environment.
+// A decrypted message is trusted only as far as its megolm session ties it
+// to a device of the event's sender: a device its owner cross-signed (or
+// that the bot verified) is trusted; any other device of the sender makes
+// the message Unverified (the policy then gives the sender the guest role);
+// a session that belongs to no device of the sender, a replayed message
+// index or ciphertext moved from another room is refused and recorded. A
+// message that cannot be decrypted is recorded, answered once per megolm
+// session asking the sender to share keys, and never read as plain text.
+// In an encrypted room, a plain m.room.message (which only the homeserver
+// vouches for) is Unverified, and every reply is encrypted or not sent.
+// Without Options.Encryption, m.room.encrypted events are skipped with a
+// warning.
 package matrix
 
 import (
@@ -49,7 +60,77 @@ type Options struct {
 	Logger      zerolog.Logger
 	// Backoff bounds waits after failed syncs (default 500ms…1m).
 	Backoff connectors.Backoff
+	// Encryption turns on end-to-end encryption; nil: off.
+	Encryption *Encryption
+	// Recorder writes the connector's own records (messages refused or
+	// not decrypted). Required with Encryption.
+	Recorder Recorder
 }
+
+// Encryption configures the bot's E2EE device.
+type Encryption struct {
+	// StorePath is the SQLite file of the device's keys, olm and megolm
+	// sessions, the rooms' encryption state and the sync position. Made
+	// 0600 in a folder only the gateway's user can write; a symbolic link
+	// is refused.
+	StorePath string
+	// PickleKey encrypts the keys in the store (at least 32 bytes, from
+	// pickle_key_env). Losing it loses the device.
+	PickleKey []byte
+	// RecoveryKey, if set, unlocks the account's cross-signing keys from
+	// secret storage so the bot signs its own device (users who verified
+	// the bot's account then trust the device).
+	RecoveryKey string
+	// KeyWait is how long a message whose room key has not arrived waits
+	// for it before it is answered as undecryptable (default 10s; a key
+	// request to the sender's devices goes out after a fifth of it).
+	KeyWait time.Duration
+}
+
+// MinPickleKey is the shortest pickle key accepted, in bytes.
+const MinPickleKey = 32
+
+// Reasons of the records the connector writes itself.
+const (
+	// ReasonUndecryptable: an m.room.encrypted event the bot could not
+	// decrypt (no room key, corrupt or unsupported ciphertext).
+	ReasonUndecryptable = "matrix-undecryptable"
+	// ReasonForgedSender: the megolm session of a decrypted event is not
+	// a device of the event's sender (or its keys differ from the
+	// device's, or the device is blacklisted).
+	ReasonForgedSender = "matrix-sender-not-device-owner"
+	// ReasonReplayed: a megolm message index already used by another
+	// event, or ciphertext made for another room.
+	ReasonReplayed = "matrix-replayed-ciphertext"
+	// ReasonNotEncrypted: a reply to an encrypted room could not be
+	// encrypted, so it was not sent.
+	ReasonNotEncrypted = "matrix-reply-not-encrypted"
+)
+
+// Record is one connector record for the audit log. It never holds
+// message text.
+type Record struct {
+	Reason   string            // one of the Reason constants
+	Identity string            // "matrix:<MXID>" as the homeserver gave it
+	ChatID   string            // room ID
+	EventID  string            // the event refused
+	Detail   map[string]string // device_id, session_id, trust, error
+}
+
+// Recorder writes Records; the gateway's implementation appends to the
+// audit log and returns an error when the record is not durable.
+type Recorder interface {
+	RecordMatrix(ctx context.Context, r Record) error
+}
+
+// UndecryptableReply answers the first undecryptable message of a megolm
+// session. %s is the bot's device ID.
+const UndecryptableReply = "I could not decrypt your message: the room key for it never reached my device (%s). " +
+	"Please check that your client shares keys with this device (in Element: verify the bot, or allow sending to unverified sessions), then send it again."
+
+// NotRecordedReply answers a message the connector refused or could not
+// decrypt when its record could not be written.
+const NotRecordedReply = "The bot cannot write its audit log right now, so your message was not handled. Please try again later."
 
 // Connector is a Matrix bot account.
 type Connector struct {
@@ -72,6 +153,32 @@ type Connector struct {
 	// before it are history; those after it were sent once the gateway
 	// was starting or ready, and are answered.
 	started int64
+	// batches counts the sync batches of this connector; only the sync
+	// goroutine uses it. The first batch is the one that may carry
+	// history (with E2EE the sync position is kept across restarts, so
+	// the first batch after one may carry messages sent while down).
+	batches int
+	// e2e is the encryption machinery, nil without Options.Encryption.
+	e2e encryption
+	// bg tracks messages waiting for their room keys.
+	bg sync.WaitGroup
+}
+
+// encryption is what the connector needs from its E2EE device; e2ee.go
+// implements it in builds with -tags goolm.
+type encryption interface {
+	// handleEncrypted decrypts an m.room.encrypted event and hands what
+	// may be handled to c.deliver, in the background when its key is
+	// still on its way.
+	handleEncrypted(ctx context.Context, evt *event.Event)
+	// isEncrypted reports whether room is encrypted; an error counts as
+	// encrypted (a reply is then encrypted or not sent).
+	isEncrypted(ctx context.Context, room id.RoomID) bool
+	// encrypt encrypts content for room, sharing the room key with the
+	// room's devices first when needed.
+	encrypt(ctx context.Context, room id.RoomID, content any) (*event.EncryptedEventContent, error)
+	deviceID() id.DeviceID
+	close() error
 }
 
 // New checks opts. It does not contact the homeserver; Run does.
@@ -88,6 +195,20 @@ func New(opts Options) (*Connector, error) {
 	}
 	if opts.AccessToken == "" {
 		return nil, errors.New("matrix: no access token (set the variable named by access_token_env)")
+	}
+	if e := opts.Encryption; e != nil {
+		if !EncryptionBuilt {
+			return nil, errors.New("matrix: encryption is on but this build has no end-to-end encryption (build with -tags goolm, as the Makefile does)")
+		}
+		if e.StorePath == "" {
+			return nil, errors.New("matrix: encryption needs a crypto store path (crypto_store)")
+		}
+		if len(e.PickleKey) < MinPickleKey {
+			return nil, fmt.Errorf("matrix: the pickle key has %d bytes, at least %d are needed (set the variable named by pickle_key_env, e.g. to $(openssl rand -hex 32))", len(e.PickleKey), MinPickleKey)
+		}
+		if opts.Recorder == nil {
+			return nil, errors.New("matrix: encryption needs a Recorder for refused and undecryptable messages")
+		}
 	}
 	c := &Connector{
 		opts:      opts,
@@ -133,6 +254,7 @@ func (c *Connector) client() (*mautrix.Client, error) {
 	cli.DefaultHTTPRetries = 2
 	cli.DefaultHTTPBackoff = 500 * time.Millisecond
 	cli.MaxHTTPBackoff = 30 * time.Second
+	// With E2EE, startEncryption replaces both with the durable store.
 	cli.StateStore = mautrix.NewMemoryStateStore()
 	cli.Store = mautrix.NewMemorySyncStore()
 	s := &syncer{DefaultSyncer: mautrix.NewDefaultSyncer(), c: c}
@@ -150,12 +272,14 @@ func (c *Connector) client() (*mautrix.Client, error) {
 // a token of another user ends Run with an error wrapping ErrUnauthorized.
 func (c *Connector) Run(ctx context.Context, h connectors.Handler) error {
 	defer c.disp.Wait()
+	defer c.bg.Wait()
 	cli, err := c.client()
 	if err != nil {
 		return err
 	}
+	var who *mautrix.RespWhoami
 	for {
-		who, err := cli.Whoami(ctx)
+		who, err = cli.Whoami(ctx)
 		if err == nil && who.UserID != c.me {
 			return fmt.Errorf("matrix %s: %w: the access token belongs to %s, not %s", c.opts.Name, connectors.ErrUnauthorized, who.UserID, c.me)
 		}
@@ -174,10 +298,27 @@ func (c *Connector) Run(ctx context.Context, h connectors.Handler) error {
 			return nil
 		}
 	}
+	if c.opts.Encryption != nil {
+		if who.DeviceID == "" {
+			return fmt.Errorf("matrix %s: encryption needs a device, and the homeserver names none for this access token (use a token from a password login, which makes a device)", c.opts.Name)
+		}
+		cli.DeviceID = who.DeviceID
+		e2e, err := startEncryption(ctx, c, cli)
+		if err != nil {
+			return fmt.Errorf("matrix %s: %w", c.opts.Name, err)
+		}
+		defer func() {
+			c.bg.Wait() // before the store closes
+			if err := e2e.close(); err != nil {
+				c.log.Warn().Str("error", err.Error()).Msg("matrix crypto store close failed")
+			}
+		}()
+		c.e2e = e2e
+	}
 	c.mu.Lock()
 	c.cli, c.h = cli, h
 	c.mu.Unlock()
-	c.log.Info().Str("user_id", c.me.String()).Msg("matrix connected")
+	c.log.Info().Str("user_id", c.me.String()).Str("device_id", cli.DeviceID.String()).Bool("encryption", c.e2e != nil).Msg("matrix connected")
 	for {
 		err := cli.SyncWithContext(ctx)
 		if ctx.Err() != nil {
@@ -199,6 +340,7 @@ func (c *Connector) Run(ctx context.Context, h connectors.Handler) error {
 // history a homeserver sends on join), so they are not answered.
 func (c *Connector) beforeBatch(_ context.Context, resp *mautrix.RespSync, _ string) bool {
 	c.opts.Backoff.Reset()
+	c.batches++
 	c.skip = map[id.EventID]bool{}
 	for _, room := range resp.Rooms.Join {
 		evs := room.Timeline.Events
@@ -217,10 +359,11 @@ func (c *Connector) beforeBatch(_ context.Context, resp *mautrix.RespSync, _ str
 	return true
 }
 
-// initialSync: the first sync after start (no since token) brings history.
-func initialSync(ctx context.Context) bool {
-	since, _ := ctx.Value(mautrix.SyncTokenContextKey).(string)
-	return since == ""
+// history: an event of the connector's first sync batch dated before New
+// ran, or one before the bot's join in its room. Only the sync goroutine
+// calls it.
+func (c *Connector) history(evt *event.Event) bool {
+	return (c.batches <= 1 && evt.Timestamp < c.started) || c.skip[evt.ID]
 }
 
 func (c *Connector) current() (*mautrix.Client, connectors.Handler, error) {
@@ -233,9 +376,13 @@ func (c *Connector) current() (*mautrix.Client, connectors.Handler, error) {
 }
 
 func (c *Connector) onEncrypted(ctx context.Context, evt *event.Event) {
-	if initialSync(ctx) || evt.Sender == c.me {
+	if c.history(evt) || evt.Sender == c.me {
 		return
 	}
-	c.log.Warn().Str("chat_id", evt.RoomID.String()).Str("sender", evt.Sender.String()).
-		Msg("matrix: encrypted event skipped (end-to-end encryption is not supported yet)")
+	if c.e2e == nil {
+		c.log.Warn().Str("chat_id", evt.RoomID.String()).Str("sender", evt.Sender.String()).
+			Msg("matrix: encrypted event skipped (encryption is off for this connector)")
+		return
+	}
+	c.e2e.handleEncrypted(ctx, evt)
 }

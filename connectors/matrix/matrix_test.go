@@ -19,6 +19,7 @@ import (
 	"github.com/parachute-gateway/parachute/connectors"
 	"github.com/parachute-gateway/parachute/connectors/internal/testkit"
 	"github.com/parachute-gateway/parachute/connectors/matrix"
+	"github.com/parachute-gateway/parachute/engine"
 	matrixtest "github.com/parachute-gateway/parachute/test/matrix"
 )
 
@@ -32,6 +33,11 @@ type world struct {
 	log                   *testkit.Log
 	proxy                 *syncProxy
 
+	mut       func(*matrix.Options)
+	stop      func()
+	decisions *decisions
+	records   *records
+
 	mu       sync.Mutex
 	creators map[string]person
 }
@@ -43,7 +49,7 @@ type person struct {
 
 var txn atomic.Int64
 
-func (p person) do(t *testing.T, method, path string, body, out any) {
+func (p person) do(t testing.TB, method, path string, body, out any) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -53,7 +59,7 @@ func (p person) do(t *testing.T, method, path string, body, out any) {
 }
 
 // room creates a room, inviting others; direct marks the invites as DMs.
-func (p person) room(t *testing.T, direct bool, invite ...string) string {
+func (p person) room(t testing.TB, direct bool, invite ...string) string {
 	t.Helper()
 	var out struct {
 		RoomID string `json:"room_id"`
@@ -62,12 +68,12 @@ func (p person) room(t *testing.T, direct bool, invite ...string) string {
 	return out.RoomID
 }
 
-func (p person) join(t *testing.T, room string) {
+func (p person) join(t testing.TB, room string) {
 	t.Helper()
 	p.do(t, http.MethodPost, "/_matrix/client/v3/join/"+url.PathEscape(room), map[string]any{}, nil)
 }
 
-func (p person) send(t *testing.T, room string, content map[string]any) string {
+func (p person) send(t testing.TB, room string, content map[string]any) string {
 	t.Helper()
 	var out struct {
 		EventID string `json:"event_id"`
@@ -76,13 +82,13 @@ func (p person) send(t *testing.T, room string, content map[string]any) string {
 	return out.EventID
 }
 
-func (p person) say(t *testing.T, room, text string) string {
+func (p person) say(t testing.TB, room, text string) string {
 	return p.send(t, room, map[string]any{"msgtype": "m.text", "body": text})
 }
 
 // replies are the bot's messages in room, oldest first, as the room's
 // creator sees them.
-func (w *world) replies(t *testing.T, room string) []string {
+func (w *world) replies(t testing.TB, room string) []string {
 	t.Helper()
 	var out struct {
 		Chunk []struct {
@@ -114,7 +120,7 @@ func (w *world) reader(room string) person {
 }
 
 // botMembership is the bot's membership in room as the room's creator sees it.
-func (w *world) botMembership(t *testing.T, creator person, room string) string {
+func (w *world) botMembership(t testing.TB, creator person, room string) string {
 	t.Helper()
 	var out struct {
 		Membership string `json:"membership"`
@@ -127,7 +133,7 @@ func (w *world) botMembership(t *testing.T, creator person, room string) string 
 	return out.Membership
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {
@@ -140,44 +146,146 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 // newWorld starts Dendrite, registers everyone and runs the connector
 // (through a proxy that can redeliver a sync batch).
-func newWorld(t *testing.T) *world {
+func newWorld(t testing.TB) *world { return newWorldWith(t, nil) }
+
+// newWorldWith is newWorld with mut applied to the connector's options.
+func newWorldWith(t testing.TB, mut func(*matrix.Options)) *world {
 	t.Helper()
 	hs := matrixtest.Start(t)
-	w := &world{hs: hs, bot: hs.Register(t, "parachute"), turns: &testkit.Turns{}, log: &testkit.Log{}, creators: map[string]person{}}
+	w := &world{hs: hs, bot: hs.Register(t, "parachute"), turns: &testkit.Turns{}, log: &testkit.Log{}, creators: map[string]person{},
+		mut: mut, decisions: &decisions{}, records: &records{}}
 	w.owner = person{hs.Register(t, "owner"), hs}
 	w.alice = person{hs.Register(t, "alice"), hs}
 	w.mallory = person{hs.Register(t, "mallory"), hs}
 	w.proxy = newSyncProxy(t, hs.URL)
-	c, err := matrix.New(matrix.Options{Name: "mx", Homeserver: w.proxy.URL, UserID: w.bot.UserID, AccessToken: w.bot.AccessToken,
-		Logger: w.log.Logger(), Backoff: connectors.Backoff{Min: 10 * time.Millisecond, Max: 100 * time.Millisecond}})
+	w.stop = w.start(t)
+	return w
+}
+
+// start runs a new connector (a gateway start) and returns its stop.
+func (w *world) start(t testing.TB) (stop func()) {
+	t.Helper()
+	opts := matrix.Options{Name: "mx", Homeserver: w.proxy.URL, UserID: w.bot.UserID, AccessToken: w.bot.AccessToken,
+		Logger: w.log.Logger(), Backoff: connectors.Backoff{Min: 10 * time.Millisecond, Max: 100 * time.Millisecond}, Recorder: w.records}
+	if w.mut != nil {
+		w.mut(&opts)
+	}
+	c, err := matrix.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	data := testkit.Data("mx", "matrix", []string{w.owner.UserID}, []string{w.alice.UserID})
 	// The tests send faster than the member role's default rate limit.
-	data["roles"] = map[string]any{"member": map[string]any{"messages_per_minute": 600, "message_burst": 50}}
-	router := testkit.Router(t, data, w.turns, w.log.Logger())
+	data["roles"] = map[string]any{"member": map[string]any{"messages_per_minute": 600, "message_burst": 50},
+		"guest": map[string]any{"messages_per_minute": 600, "message_burst": 50}}
+	eng, err := engine.New(context.Background(), engine.Options{PolicyDir: testkit.PolicyDir(), Data: data, Recorder: w.decisions})
+	if err != nil {
+		t.Fatalf("engine.New: %v", err)
+	}
+	router, err := connectors.NewRouter(connectors.RouterOptions{Decider: eng, Turns: w.turns, Logger: w.log.Logger(), MaxText: 8000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	syncs := w.proxy.syncs.Load()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx, router) }()
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("connector log:\n%.4000s", w.log.String())
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			if t.Failed() {
+				t.Logf("connector log:\n%.6000s", w.log.String())
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+			if strings.Contains(w.log.String(), w.bot.AccessToken) {
+				t.Errorf("access token in the log")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	waitFor(t, "the first sync", func() bool {
+		select {
+		case err := <-done:
+			done <- err
+			t.Fatalf("Run ended during start: %v\n%.4000s", err, w.log.String())
+		default:
 		}
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		if strings.Contains(w.log.String(), w.bot.AccessToken) {
-			t.Errorf("access token in the log")
-		}
+		return w.proxy.syncs.Load() >= syncs+2
 	})
-	waitFor(t, "the first sync", func() bool { return w.proxy.syncs.Load() >= 2 })
-	return w
+	return stop
+}
+
+// decisions are the engine's recorded message decisions.
+type decisions struct {
+	mu  sync.Mutex
+	all []decision
+}
+
+type decision struct {
+	in   engine.MessageInput
+	d    engine.Decision
+	role string
+}
+
+// Record implements engine.Recorder.
+func (r *decisions) Record(_ context.Context, in engine.Input, d *engine.Decision) error {
+	if m, ok := in.(engine.MessageInput); ok {
+		r.mu.Lock()
+		r.all = append(r.all, decision{in: m, d: *d, role: d.MessageResult().Role})
+		r.mu.Unlock()
+	}
+	return nil
+}
+
+// of returns the message decisions about identity so far (not invites,
+// which are decided as a text-less message).
+func (r *decisions) of(identity string) []decision {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []decision
+	for _, d := range r.all {
+		if d.in.Sender.ID == identity && (d.in.TextLength > 0 || d.in.Command != "") {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// records are the connector's own records; fail makes RecordMatrix fail.
+type records struct {
+	mu   sync.Mutex
+	all  []matrix.Record
+	fail bool
+}
+
+// RecordMatrix implements matrix.Recorder.
+func (r *records) RecordMatrix(_ context.Context, rec matrix.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fail {
+		return errors.New("disk full")
+	}
+	r.all = append(r.all, rec)
+	return nil
+}
+
+func (r *records) with(reason string) []matrix.Record {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []matrix.Record
+	for _, rec := range r.all {
+		if rec.Reason == reason {
+			out = append(out, rec)
+		}
+	}
+	return out
 }
 
 // room is p.room, remembering p as the room's reader.
-func (w *world) room(t *testing.T, p person, direct bool, invite ...string) string {
+func (w *world) room(t testing.TB, p person, direct bool, invite ...string) string {
 	t.Helper()
 	room := p.room(t, direct, invite...)
 	w.mu.Lock()
@@ -187,7 +295,7 @@ func (w *world) room(t *testing.T, p person, direct bool, invite ...string) stri
 }
 
 // dm is a direct room of p with the bot, joined by the bot.
-func (w *world) dm(t *testing.T, p person) string {
+func (w *world) dm(t testing.TB, p person) string {
 	t.Helper()
 	room := w.room(t, p, true, w.bot.UserID)
 	waitFor(t, "the bot to join "+p.UserID+"'s DM", func() bool { return w.botMembership(t, p, room) == "join" })
@@ -195,7 +303,7 @@ func (w *world) dm(t *testing.T, p person) string {
 }
 
 // waitReplies waits until the bot has sent n messages in room.
-func (w *world) waitReplies(t *testing.T, room string, n int) []string {
+func (w *world) waitReplies(t testing.TB, room string, n int) []string {
 	t.Helper()
 	var got []string
 	waitFor(t, fmt.Sprintf("%d replies", n), func() bool { got = w.replies(t, room); return len(got) >= n })
@@ -424,11 +532,23 @@ type syncProxy struct {
 	duplicateNext atomic.Bool
 	duplicated    atomic.Bool
 
+	// keyRequests counts the room key requests the bot sends.
+	keyRequests atomic.Int64
+
 	mu          sync.Mutex
 	replaySince string // since token to reuse once, "" none
+	// rewrite, if set, changes /sync answers: a homeserver that lies.
+	rewrite func(body []byte) []byte
 }
 
-func newSyncProxy(t *testing.T, target string) *syncProxy {
+// setRewrite sets (nil: clears) the /sync rewrite.
+func (p *syncProxy) setRewrite(f func([]byte) []byte) {
+	p.mu.Lock()
+	p.rewrite = f
+	p.mu.Unlock()
+}
+
+func newSyncProxy(t testing.TB, target string) *syncProxy {
 	u, _ := url.Parse(target)
 	p := &syncProxy{}
 	rp := httputil.NewSingleHostReverseProxy(u)
@@ -436,6 +556,9 @@ func newSyncProxy(t *testing.T, target string) *syncProxy {
 	rp.ErrorLog = log.New(io.Discard, "", 0) // cancelled long polls at shutdown
 	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.HasSuffix(r.URL.Path, "/sync") {
+			if strings.Contains(r.URL.Path, "/sendToDevice/m.room_key_request/") {
+				p.keyRequests.Add(1)
+			}
 			rp.ServeHTTP(w, r)
 			return
 		}
@@ -458,11 +581,20 @@ func newSyncProxy(t *testing.T, target string) *syncProxy {
 			p.replaySince = q.Get("since")
 			p.mu.Unlock()
 		}
+		body := rec.Body.Bytes()
+		p.mu.Lock()
+		rewrite := p.rewrite
+		p.mu.Unlock()
+		if rewrite != nil && rec.Code == http.StatusOK {
+			body = rewrite(body)
+		}
 		for k, v := range rec.Header() {
-			w.Header()[k] = v
+			if k != "Content-Length" {
+				w.Header()[k] = v
+			}
 		}
 		w.WriteHeader(rec.Code)
-		_, _ = w.Write(rec.Body.Bytes())
+		_, _ = w.Write(body)
 	}))
 	t.Cleanup(p.Close)
 	return p

@@ -46,6 +46,8 @@ type Homeserver struct {
 type User struct {
 	UserID      string // @name:localhost
 	AccessToken string
+	DeviceID    string // the device the registration logged in
+	Password    string // for user-interactive auth (cross-signing key upload)
 }
 
 // Binary returns the dendrite binary's path, or "" if there is none.
@@ -229,11 +231,12 @@ func (h *Homeserver) Register(t testing.TB, localpart string) User {
 	var out struct {
 		UserID      string `json:"user_id"`
 		AccessToken string `json:"access_token"`
+		DeviceID    string `json:"device_id"`
 	}
 	if err := h.do(ctx, http.MethodPost, "/_synapse/admin/v1/register", "", req, &out); err != nil {
 		t.Fatalf("register %s: %v", localpart, err)
 	}
-	return User{UserID: out.UserID, AccessToken: out.AccessToken}
+	return User{UserID: out.UserID, AccessToken: out.AccessToken, DeviceID: out.DeviceID, Password: password}
 }
 
 // Do calls the client-server API as u (an empty token: no auth).
