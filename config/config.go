@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"sort"
@@ -72,11 +73,30 @@ type Connector struct {
 	UserID             string `yaml:"user_id"`          // matrix: the bot's MXID
 	AccessTokenEnv     string `yaml:"access_token_env"` // matrix
 	Encryption         bool   `yaml:"encryption"`       // matrix: E2EE
+	// CryptoStore is the Matrix E2EE device's SQLite store (keys, olm and
+	// megolm sessions, sync position); default
+	// <state_dir>/matrix-crypto/<connector>.db (see CryptoStorePath).
+	CryptoStore string `yaml:"crypto_store"`
+	// PickleKeyEnv names the variable holding the key that encrypts the
+	// store's keys (required with encryption; at least 32 bytes).
+	PickleKeyEnv string `yaml:"pickle_key_env"`
+	// RecoveryKeyEnv names the variable holding the bot account's recovery
+	// key: with it the bot cross-signs its own device at start.
+	RecoveryKeyEnv string `yaml:"recovery_key_env"`
 	Listen             string `yaml:"listen"`           // local: HTTP listener
 	// Socket is the local connector's unix-socket listener (mode 0600,
 	// peer uid checked and logged): the alternative to token_env for a
 	// local connector that can grant owner or direct trust.
 	Socket string `yaml:"socket"`
+}
+
+// CryptoStorePath is where a Matrix connector named name keeps its E2EE
+// store: crypto_store, or <state_dir>/matrix-crypto/<name>.db.
+func (c *Config) CryptoStorePath(name string) string {
+	if k := c.Connectors[name]; k != nil && k.CryptoStore != "" {
+		return k.CryptoStore
+	}
+	return filepath.Join(c.StateDir, "matrix-crypto", name+".db")
 }
 
 // LocalGrantsTrust reports why a local connector could hand a caller owner
@@ -378,7 +398,8 @@ func (c *Config) Validate() error {
 				bad(fmt.Sprintf("%s.allowed_users/owners[%d]", f, i), "%q is not a platform user ID (give the bare ID, e.g. 123456789)", id)
 			}
 		}
-		for field, env := range map[string]string{"token_env": k.TokenEnv, "access_token_env": k.AccessTokenEnv, "webhook_secret_env": k.WebhookSecret} {
+		for field, env := range map[string]string{"token_env": k.TokenEnv, "access_token_env": k.AccessTokenEnv, "webhook_secret_env": k.WebhookSecret,
+			"pickle_key_env": k.PickleKeyEnv, "recovery_key_env": k.RecoveryKeyEnv} {
 			if env != "" && !envRE.MatchString(env) {
 				bad(f+"."+field, "%q is not an environment variable name; the secret itself never goes in the file", env)
 			}
@@ -406,8 +427,22 @@ func (c *Config) Validate() error {
 		} else if k.Socket != "" {
 			bad(f+".socket", "only a local connector listens on a unix socket")
 		}
-		if k.Type == "matrix" && k.Encryption {
-			bad(f+".encryption", "end-to-end encryption is not supported yet; encrypted rooms would be silently ignored, so it is refused")
+		switch {
+		case k.Encryption && k.Type != "matrix":
+			bad(f+".encryption", "only a matrix connector has end-to-end encryption")
+		case k.Encryption:
+			if k.PickleKeyEnv == "" {
+				bad(f+".pickle_key_env", "required with encryption: true: the environment variable holding the key that encrypts the bot's device keys at rest (at least 32 bytes, e.g. export PARACHUTE_MATRIX_PICKLE_KEY=$(openssl rand -hex 32)); keep it: without it the device is lost")
+			}
+			if k.CryptoStore != "" && !filepath.IsAbs(k.CryptoStore) {
+				bad(f+".crypto_store", "%q is not an absolute path", k.CryptoStore)
+			}
+		default:
+			for field, v := range map[string]string{"crypto_store": k.CryptoStore, "pickle_key_env": k.PickleKeyEnv, "recovery_key_env": k.RecoveryKeyEnv} {
+				if v != "" {
+					bad(f+"."+field, "only for a matrix connector with encryption: true")
+				}
+			}
 		}
 		if k.Workspace != "" {
 			if _, ok := c.Workspaces[k.Workspace]; !ok {

@@ -61,11 +61,31 @@ vault: /v
 connectors:
   demo: {type: matrix, public: true, default_trust_level: direct, allow_direct: true, homeserver_url: x, user_id: "@a:b", access_token_env: T}`,
 			"connectors.demo.default_trust_level: direct trust on a public connector is never allowed"},
-		{"matrix encryption not supported", `
+		{"matrix encryption without a pickle key", `
 vault: /v
 connectors:
   m: {type: matrix, homeserver_url: x, user_id: "@a:b", access_token_env: T, owners: ["@o:b"], encryption: true}`,
-			"connectors.m.encryption: end-to-end encryption is not supported yet"},
+			"connectors.m.pickle_key_env: required with encryption: true"},
+		{"matrix crypto store not absolute", `
+vault: /v
+connectors:
+  m: {type: matrix, homeserver_url: x, user_id: "@a:b", access_token_env: T, encryption: true, pickle_key_env: PK, crypto_store: rel/bot.db}`,
+			"connectors.m.crypto_store: \"rel/bot.db\" is not an absolute path"},
+		{"matrix recovery key without encryption", `
+vault: /v
+connectors:
+  m: {type: matrix, homeserver_url: x, user_id: "@a:b", access_token_env: T, recovery_key_env: RK}`,
+			"connectors.m.recovery_key_env: only for a matrix connector with encryption: true"},
+		{"matrix pickle key is a variable name", `
+vault: /v
+connectors:
+  m: {type: matrix, homeserver_url: x, user_id: "@a:b", access_token_env: T, encryption: true, pickle_key_env: "s3cr3t value"}`,
+			"connectors.m.pickle_key_env: \"s3cr3t value\" is not an environment variable name"},
+		{"encryption on another platform", `
+vault: /v
+connectors:
+  t: {type: telegram, token_env: T, encryption: true}`,
+			"connectors.t.encryption: only a matrix connector has end-to-end encryption"},
 		{"direct without allow_direct", `
 vault: /v
 connectors:
@@ -165,5 +185,23 @@ func TestLoadRefusesLoosePermissions(t *testing.T) {
 	os.Chmod(local, 0o644)
 	if _, err := Load(local); err != nil {
 		t.Fatalf("secret-free world-readable config: %v", err)
+	}
+}
+
+func TestMatrixEncryptionValid(t *testing.T) {
+	c, err := Parse([]byte(`
+vault: /v
+state_dir: /var/lib/p
+connectors:
+  m: {type: matrix, homeserver_url: https://m.example.org, user_id: "@a:b", access_token_env: T, encryption: true, pickle_key_env: PK, recovery_key_env: RK}
+  n: {type: matrix, homeserver_url: https://m.example.org, user_id: "@n:b", access_token_env: T2, encryption: true, pickle_key_env: PK2, crypto_store: /srv/n.db}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.CryptoStorePath("m"); got != "/var/lib/p/matrix-crypto/m.db" {
+		t.Errorf("default store = %q", got)
+	}
+	if got := c.CryptoStorePath("n"); got != "/srv/n.db" {
+		t.Errorf("store = %q", got)
 	}
 }
