@@ -2,16 +2,19 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sort"
 	"strings"
 
+	"github.com/parachute-gateway/parachute/audit"
 	"github.com/parachute-gateway/parachute/connectors"
 	"github.com/parachute-gateway/parachute/connectors/discord"
 	"github.com/parachute-gateway/parachute/connectors/local"
 	"github.com/parachute-gateway/parachute/connectors/matrix"
 	"github.com/parachute-gateway/parachute/connectors/telegram"
+	"github.com/parachute-gateway/parachute/engine"
 	"github.com/parachute-gateway/parachute/runtime"
 	"github.com/parachute-gateway/parachute/sessions"
 )
@@ -95,8 +98,14 @@ func (g *Gateway) connectors() ([]connectors.Connector, error) {
 		case "discord":
 			c, err = discord.New(discord.Options{Name: name, Token: g.getenv(k.TokenEnv), Logger: g.log})
 		case "matrix":
+			var enc *matrix.Encryption
+			if k.Encryption {
+				enc = &matrix.Encryption{StorePath: g.cfg.CryptoStorePath(name),
+					PickleKey: []byte(g.getenv(k.PickleKeyEnv)), RecoveryKey: g.getenv(k.RecoveryKeyEnv)}
+			}
 			c, err = matrix.New(matrix.Options{Name: name, Homeserver: k.Homeserver, UserID: k.UserID,
-				AccessToken: g.getenv(k.AccessTokenEnv), Logger: g.log})
+				AccessToken: g.getenv(k.AccessTokenEnv), Logger: g.log,
+				Encryption: enc, Recorder: matrixRecorder{connector: name, log: g.Audit}})
 		default:
 			err = fmt.Errorf("type %q is not supported by this build", k.Type)
 		}
@@ -123,4 +132,25 @@ func (c countingRuntime) Start(ctx context.Context, s runtime.Spec) (runtime.San
 	}
 	c.m.sandboxStarts.WithLabelValues(c.name, result).Inc()
 	return sb, err
+}
+
+// matrixRecorder puts what a Matrix connector refuses itself (forged
+// senders, replayed or undecryptable ciphertext) in the audit log as
+// message denials; an error means the record is not durable.
+type matrixRecorder struct {
+	connector string
+	log       *audit.Log
+}
+
+func (m matrixRecorder) RecordMatrix(ctx context.Context, r matrix.Record) error {
+	if m.log == nil {
+		return errors.New("no audit log")
+	}
+	d := map[string]string{"chat_id": r.ChatID, "event_id": r.EventID}
+	for k, v := range r.Detail {
+		d[k] = v
+	}
+	_, err := m.log.Append(ctx, audit.Record{Kind: string(engine.Message), Decision: "deny", Connector: m.connector,
+		User: r.Identity, Reasons: []string{r.Reason}, Detail: d})
+	return err
 }

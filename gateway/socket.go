@@ -32,7 +32,7 @@ func (g *Gateway) socketHandler(ctx context.Context) (func(*sessions.Live) (http
 	// Every credential the gateway holds is redacted from model answers.
 	var secrets []string
 	for _, k := range g.cfg.Connectors {
-		for _, env := range []string{k.TokenEnv, k.AccessTokenEnv, k.WebhookSecret} {
+		for _, env := range []string{k.TokenEnv, k.AccessTokenEnv, k.WebhookSecret, k.PickleKeyEnv, k.RecoveryKeyEnv} {
 			if v := g.getenv(env); env != "" && v != "" {
 				secrets = append(secrets, v)
 			}
