@@ -80,6 +80,9 @@ type TurnRequest struct {
 	Message  *Message
 	Result   engine.MessageResult
 	Binding  *engine.Binding
+	// Input is the message input Result was decided on, so a reload can
+	// re-evaluate the decision a live session runs under.
+	Input engine.MessageInput
 }
 
 // Turns runs agent turns. The gateway's session manager implements it.

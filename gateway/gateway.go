@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -67,6 +68,10 @@ type Gateway struct {
 	limitsPath string
 	limitsMu   sync.Mutex
 	limitsSeen uint64 // limiter.Changes() at the last save
+
+	// applied is the config whose policy data is in force after a
+	// reload (nil: cfg's); cfg stays the one the gateway started with.
+	applied atomic.Pointer[config.Config]
 
 	ready   chan struct{}
 	admin   net.Listener
@@ -247,20 +252,6 @@ func providerName(p string) string {
 		return ""
 	}
 	return p
-}
-
-// Reload applies a new config (SIGHUP): its policy data is swapped in if
-// it validates; fields that need a restart (listeners, stores, runtimes)
-// are reported and left as they are.
-func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) error {
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	if err := g.Engine.SetData(ctx, cfg.PolicyData()); err != nil {
-		return fmt.Errorf("policy data: %w", err)
-	}
-	g.log.Info().Str("policy_revision", g.Engine.Revision()).Msg("config reloaded (connectors, listeners and runtime settings take effect on restart)")
-	return nil
 }
 
 // Run runs every connector, the admin listener, the policy watcher and

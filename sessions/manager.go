@@ -77,8 +77,8 @@ type Options struct {
 	// AgentFor, when set, picks each turn's agent from the session's
 	// facts (role, connector); a choice without Args keeps Agent.
 	AgentFor func(engine.SessionFacts) AgentChoice
-	Image       string
-	Model       Model
+	Image    string
+	Model    Model
 	// IdleSandbox stops a warm sandbox unused this long (default 10 min);
 	// SessionTTL ends a session idle this long (default 24 h).
 	IdleSandbox time.Duration
@@ -129,6 +129,8 @@ type Live struct {
 	HostRoot string
 
 	facts    atomic.Pointer[engine.SessionFacts]
+	start    engine.SessionFacts                    // what the session decision was made on
+	last     atomic.Pointer[connectors.TurnRequest] // the last turn's request, for Redecide
 	sandbox  runtime.Sandbox
 	server   *http.Server
 	sockDir  string
@@ -197,12 +199,24 @@ func (m *Manager) Turn(ctx context.Context, req connectors.TurnRequest) (string,
 	unlock := m.locks.Lock(req.SessionKey)
 	defer unlock()
 	now := m.opts.Now()
-	tmpl := Session{Owner: req.Identity, Connector: req.Message.Connector, ChatID: req.Message.ChatID, Workspace: req.Result.Workspace}
+	owner, ws := ownerOf(req), workspaceOf(req)
+	tmpl := Session{Owner: owner, Connector: req.Message.Connector, ChatID: req.Message.ChatID, Workspace: ws}
 	sess, _, err := m.opts.Store.Acquire(ctx, req.SessionKey, tmpl, m.opts.SessionTTL, now)
-	if err == nil && sess.Workspace != req.Result.Workspace {
+	if errors.Is(err, ErrNotOwner) && sharedChat(req) {
+		// A chat session owned by one member, from before chats had a
+		// principal of their own: end it, the chat gets its own.
+		var old string
+		if old, err = m.opts.Store.endChatKey(ctx, req.SessionKey, now); err == nil {
+			if old != "" {
+				m.stopLive(ctx, old, "shared-chat-owner")
+			}
+			sess, _, err = m.opts.Store.Acquire(ctx, req.SessionKey, tmpl, m.opts.SessionTTL, now)
+		}
+	}
+	if err == nil && sess.Workspace != ws {
 		// Policy moved this identity to another workspace: a session never
 		// changes workspace, so end it and start a fresh one.
-		if err = m.end(ctx, req.SessionKey, req.Identity); err == nil {
+		if err = m.end(ctx, req.SessionKey, owner); err == nil {
 			sess, _, err = m.opts.Store.Acquire(ctx, req.SessionKey, tmpl, m.opts.SessionTTL, now)
 		}
 	}
@@ -213,14 +227,30 @@ func (m *Manager) Turn(ctx context.Context, req connectors.TurnRequest) (string,
 	if turnID == "" {
 		turnID = newID()
 	}
-	facts := engine.SessionFacts{
-		ID: sess.ID, TurnID: turnID, Identity: req.Identity,
-		Connector: req.Message.Connector, ConnectorType: req.Message.Type,
-		Role: req.Result.Role, TrustLevel: req.Result.TrustLevel, Workspace: sess.Workspace,
-		ReadOnly: req.Result.ReadOnly, Network: req.Result.Network,
-		Unverified: req.Message.Unverified, Binding: req.Binding,
+	facts, start := factsOf(sess, req, turnID)
+	note := ""
+	if l := m.Live(sess.ID); l != nil {
+		// The sandbox runs under the decision made when it started; if
+		// policy or data changed since (a reload), and the decision for
+		// this turn differs in anything the sandbox is built from, the
+		// session ends and a new one starts under the new decision. Never
+		// a sandbox running under one decision recorded as another.
+		changed, refused := m.recheck(ctx, l, start)
+		if refused != nil {
+			changed = []string{"session refused: " + strings.Join(refused, ",")}
+		}
+		if len(changed) > 0 {
+			if err := m.restart(ctx, req.SessionKey, owner, l, changed); err != nil {
+				return "", err
+			}
+			if sess, _, err = m.opts.Store.Acquire(ctx, req.SessionKey, tmpl, m.opts.SessionTTL, now); err != nil {
+				return "", fmt.Errorf("sessions: %w", err)
+			}
+			facts, start = factsOf(sess, req, turnID)
+			note = restartedNote(changed)
+		}
 	}
-	live, err := m.ensure(ctx, sess, facts)
+	live, err := m.ensure(ctx, sess, facts, start)
 	if err != nil {
 		var denied *DeniedError
 		if errors.As(err, &denied) {
@@ -232,6 +262,7 @@ func (m *Manager) Turn(ctx context.Context, req connectors.TurnRequest) (string,
 		}
 		return "", err
 	}
+	live.last.Store(&req)
 	history, err := m.opts.Store.History(ctx, sess.ID)
 	if err != nil {
 		return "", fmt.Errorf("sessions: %w", err)
@@ -240,16 +271,16 @@ func (m *Manager) Turn(ctx context.Context, req connectors.TurnRequest) (string,
 		SessionID: sess.ID, TurnID: turnID, Identity: req.Identity, Text: req.Message.Text,
 		History: history, Model: m.opts.Model, Workspace: live.ClientRoot,
 	}
-	note := ""
 	reply, err := m.exec(ctx, live, in)
 	if errors.Is(err, runtime.ErrUnavailable) || errors.Is(err, runtime.ErrStopped) {
 		// The sandbox went away under us (containerd restarted): start a
 		// new one once, and say so.
 		m.stopLive(context.WithoutCancel(ctx), sess.ID, "sandbox-lost")
-		if live, err = m.ensure(ctx, sess, facts); err != nil {
+		if live, err = m.ensure(ctx, sess, facts, start); err != nil {
 			return "", err
 		}
-		note = "(Your sandbox was restarted; files in your workspace are kept.)\n"
+		live.last.Store(&req)
+		note += "(Your sandbox was restarted; files in your workspace are kept.)\n"
 		reply, err = m.exec(ctx, live, in)
 	}
 	if err != nil {
@@ -269,7 +300,7 @@ func (m *Manager) Turn(ctx context.Context, req connectors.TurnRequest) (string,
 func (m *Manager) NewSession(ctx context.Context, req connectors.TurnRequest) error {
 	unlock := m.locks.Lock(req.SessionKey)
 	defer unlock()
-	return m.end(ctx, req.SessionKey, req.Identity)
+	return m.end(ctx, req.SessionKey, ownerOf(req))
 }
 
 func (m *Manager) end(ctx context.Context, key, owner string) error {
@@ -302,7 +333,10 @@ func (e *DeniedError) Reply() string {
 // ensure returns the live sandbox of sess, starting one when there is
 // none: the session decision picks the profile, the workspace folder is
 // made, the socket is served and the sandbox started.
-func (m *Manager) ensure(ctx context.Context, sess Session, facts engine.SessionFacts) (*Live, error) {
+//
+// facts are the turn's (the sender's); start are what the session decision
+// is made on (the same, or the chat's for a shared chat session).
+func (m *Manager) ensure(ctx context.Context, sess Session, facts, start engine.SessionFacts) (*Live, error) {
 	m.mu.Lock()
 	l := m.live[sess.ID]
 	m.mu.Unlock()
@@ -311,7 +345,7 @@ func (m *Manager) ensure(ctx context.Context, sess Session, facts engine.Session
 		l.facts.Store(&facts)
 		return l, nil
 	}
-	d := m.opts.Decider.Decide(ctx, engine.SessionInput{Session: facts})
+	d := m.opts.Decider.Decide(ctx, engine.SessionInput{Session: start})
 	if !d.Allow {
 		return nil, &DeniedError{Decision: d}
 	}
@@ -324,7 +358,7 @@ func (m *Manager) ensure(ctx context.Context, sess Session, facts engine.Session
 	if err != nil {
 		return nil, err
 	}
-	l = &Live{Session: sess, Profile: prof, HostRoot: host, ClientRoot: runtime.WorkspaceDir}
+	l = &Live{Session: sess, Profile: prof, HostRoot: host, ClientRoot: runtime.WorkspaceDir, start: start}
 	if prof.Runtime == "direct" {
 		l.ClientRoot = host
 	}
