@@ -157,6 +157,9 @@ type Role struct {
 	// with a TLS ClientHello whose server name is the host that was
 	// decided (policies read it as egress_require_sni).
 	EgressRequireSNI *bool `yaml:"egress_require_sni" json:"egress_require_sni,omitempty"`
+	// EgressPorts are the ports egress_hosts may be reached on (policy
+	// default 80 and 443).
+	EgressPorts []int `yaml:"egress_ports" json:"egress_ports,omitempty"`
 	// Agent runs this role's turns (see Runtime.Agent), over the
 	// connector's. Not a policy input: the walls and every call's
 	// decision are the same whichever agent runs.
@@ -290,6 +293,9 @@ func (c *Config) namesSecrets() bool {
 // must not silently turn a setting off.
 func Parse(b []byte) (*Config, error) {
 	var c Config
+	if err := strictBooleans(b); err != nil { // checks.go
+		return nil, fmt.Errorf("%w:\n  %w", ErrInvalid, err)
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
@@ -515,6 +521,7 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	errs = append(errs, c.moreChecks()...) // checks.go
 	if len(errs) > 0 {
 		return fmt.Errorf("%w:\n  %s", ErrInvalid, strings.Join(errs, "\n  "))
 	}

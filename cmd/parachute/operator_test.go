@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -317,5 +318,40 @@ func TestDefaultConfigInTheCurrentFolder(t *testing.T) {
 	runGateway(t, path)
 	if c, out, errOut := runCLI(t, "pair", "list"); c != 0 || !strings.Contains(out, "no pending pairing requests") {
 		t.Fatalf("pair list from ./parachute.yaml: %d %q %q", c, out, errOut)
+	}
+}
+
+// TestServeRefusesWhatWouldFailLater: an unset secret, a mistyped vault
+// and a taken port stop the start, each named with its fix, before
+// anything listens or is created.
+func TestServeRefusesWhatWouldFailLater(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "parachute.yaml")
+	os.WriteFile(path, []byte(fmt.Sprintf(`
+vault: %[1]s/vualt
+state_dir: %[1]s/state
+policies: %[2]s
+admin: {listen: %[3]q}
+connectors:
+  tg: {type: telegram, token_env: SERVE_TEST_UNSET_TOKEN, owners: [123456789]}
+`, dir, defaultPolicyDirForTest(t), ln.Addr().String())), 0o600)
+	t.Setenv("SERVE_TEST_UNSET_TOKEN", "")
+	code, _, errOut := runCLI(t, "serve", "--config", path)
+	for _, want := range []string{
+		"connectors.tg.token_env: the variable SERVE_TEST_UNSET_TOKEN is unset or empty; export SERVE_TEST_UNSET_TOKEN=",
+		"vault: " + dir + "/vualt does not exist; fix the path, or create it",
+		"admin.listen: cannot listen on " + ln.Addr().String(),
+	} {
+		if code != 1 || !strings.Contains(errOut, want) {
+			t.Errorf("serve: %d, stderr lacks %q:\n%s", code, want, errOut)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state")); !os.IsNotExist(err) {
+		t.Errorf("a refused start created the state dir")
 	}
 }

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/rs/zerolog"
@@ -39,6 +41,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	if err := preflight(*path, cfg); err != nil {
+		return err
+	}
 	g, err := gateway.New(ctx, cfg, gateway.Options{Logger: log})
 	if err != nil {
 		return err
@@ -70,4 +75,25 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}()
 	return g.Run(ctx)
+}
+
+// preflight refuses to start what could only fail later or silently: a
+// secret's variable unset, a vault that is not there (it would be
+// created empty), a listen address another process holds (a connector
+// would retry it forever). Each problem names its field and the fix;
+// `parachute doctor` reports the same and more.
+func preflight(path string, cfg *config.Config) error {
+	var problems []config.HostProblem
+	problems = append(problems, cfg.CheckEnv(os.Getenv)...)
+	problems = append(problems, cfg.CheckVault()...)
+	problems = append(problems, cfg.CheckPorts()...)
+	if len(problems) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: the gateway cannot start:", path)
+	for _, p := range problems {
+		b.WriteString("\n  " + p.String())
+	}
+	return errors.New(b.String())
 }
