@@ -289,16 +289,16 @@ func oneLine(s string) string {
 	return s
 }
 
-// lookPath is the default binary: the image's /usr/bin/NAME, else NAME
+// lookPath is the default binary: the image's ImagePath, else the name
 // in PATH.
-func lookPath(name string) string {
-	if p := "/usr/bin/" + name; isFile(p) {
+func lookPath(kind, name string) string {
+	if p := ImagePath(kind); isFile(p) {
 		return p
 	}
 	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
-	return "/usr/bin/" + name
+	return ImagePath(kind)
 }
 
 func isFile(p string) bool {

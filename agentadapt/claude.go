@@ -16,7 +16,7 @@ import (
 // claudeCode runs `claude -p` with its JSON event stream.
 type claudeCode struct{}
 
-func (claudeCode) defaultBinary() string { return lookPath("claude") }
+func (claudeCode) defaultBinary() string { return lookPath(ClaudeCode, "claude") }
 
 func (claudeCode) check(req *agent.Request) error {
 	if req.Model.Provider != "anthropic" || req.Model.Name == "" {

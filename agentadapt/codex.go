@@ -10,7 +10,7 @@ import (
 // codex runs `codex exec` against the OpenAI Responses API.
 type codex struct{}
 
-func (codex) defaultBinary() string { return lookPath("codex") }
+func (codex) defaultBinary() string { return lookPath(Codex, "codex") }
 
 func (codex) check(req *agent.Request) error {
 	if req.Model.Provider != "openai" || req.Model.Name == "" {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path"
@@ -39,6 +40,14 @@ type BuildOptions struct {
 	Add []string
 	// AddDirs are host folder trees copied into the image.
 	AddDirs []DirCopy
+	// Links are symlinks made in the image, keyed by absolute image path,
+	// to an absolute target (`image build --agent` links /usr/bin/claude
+	// to the added binary, which keeps its host path for its loader).
+	Links map[string]string
+	// Uncompressed writes the layer as a plain tar: for an image holding a
+	// real agent (a ~400 MB binary) gzip takes a minute and saves nothing
+	// on this host, where containerd unpacks the layer at import anyway.
+	Uncompressed bool
 }
 
 // DirCopy is a host folder tree copied into the image: folders (0755),
@@ -91,7 +100,7 @@ func BuildImage(ctx context.Context, o BuildOptions) (string, error) {
 		return "", err
 	}
 	defer os.RemoveAll(tmp)
-	layer, err := l.writeGzip(filepath.Join(tmp, "layer.tar.gz"))
+	layer, err := l.writeBlob(filepath.Join(tmp, "layer.tar.gz"), !o.Uncompressed)
 	if err != nil {
 		return "", fmt.Errorf("build image layer: %w", err)
 	}
@@ -117,12 +126,16 @@ func BuildImage(ctx context.Context, o BuildOptions) (string, error) {
 		return map[string]any{"mediaType": mediaType, "digest": d, "size": len(b)}
 	}
 	blobs[layer.digest] = blob{path: layer.path, size: layer.size}
+	layerType := "application/vnd.oci.image.layer.v1.tar+gzip"
+	if o.Uncompressed {
+		layerType = "application/vnd.oci.image.layer.v1.tar"
+	}
 	manifest, err := json.Marshal(map[string]any{
 		"schemaVersion": 2,
 		"mediaType":     "application/vnd.oci.image.manifest.v1+json",
 		"config":        add(cfg, "application/vnd.oci.image.config.v1+json"),
 		"layers": []any{map[string]any{
-			"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer.digest, "size": layer.size,
+			"mediaType": layerType, "digest": layer.digest, "size": layer.size,
 		}},
 	})
 	if err != nil {
@@ -263,6 +276,15 @@ func composeLayer(ctx context.Context, o BuildOptions) (*layer, error) {
 	}
 	for _, d := range o.AddDirs {
 		if err := l.addDir(d); err != nil {
+			return nil, err
+		}
+	}
+	for _, n := range slices.Sorted(maps.Keys(o.Links)) {
+		target := o.Links[n]
+		if !path.IsAbs(n) || !path.IsAbs(target) {
+			return nil, fmt.Errorf("%w: link %s -> %s: both paths must be absolute", ErrInvalidSpec, n, target)
+		}
+		if err := l.put(n, &layerEntry{typ: tar.TypeSymlink, mode: 0o777, link: target, origin: "link " + n}); err != nil {
 			return nil, err
 		}
 	}

@@ -267,14 +267,21 @@ type layerBlob struct {
 
 // writeGzip writes the layer as a gzipped tar to out in one pass,
 // hashing both the tar (diff ID) and the gzip stream (blob digest).
-func (l *layer) writeGzip(out string) (layerBlob, error) {
+func (l *layer) writeGzip(out string) (layerBlob, error) { return l.writeBlob(out, true) }
+
+// writeBlob writes the layer to out, gzipped or as a plain tar (whose
+// digest is then its diff ID).
+func (l *layer) writeBlob(out string, compress bool) (layerBlob, error) {
 	f, err := os.OpenFile(out, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return layerBlob{}, err
 	}
 	blobSum := sha256.New()
 	counter := &countWriter{}
-	zw := gzip.NewWriter(io.MultiWriter(f, blobSum, counter))
+	var zw io.WriteCloser = nopCloser{io.MultiWriter(f, blobSum, counter)}
+	if compress {
+		zw = gzip.NewWriter(io.MultiWriter(f, blobSum, counter))
+	}
 	diffSum := sha256.New()
 	err = l.write(io.MultiWriter(zw, diffSum))
 	if cerr := zw.Close(); err == nil {
@@ -290,6 +297,10 @@ func (l *layer) writeGzip(out string) (layerBlob, error) {
 		digest: "sha256:" + hex.EncodeToString(blobSum.Sum(nil)),
 		diffID: "sha256:" + hex.EncodeToString(diffSum.Sum(nil))}, nil
 }
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
 
 type countWriter struct{ n int64 }
 

@@ -6,13 +6,16 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 
+	"github.com/parachute-gateway/parachute/agentadapt"
 	"github.com/parachute-gateway/parachute/runtime"
 )
 
 func init() {
-	register(&command{name: "image build", summary: "build the sandbox image from a static binary (plus --add BINARY, --add-dir HOST[:IMAGE]) and import it", run: imageBuild})
+	register(&command{name: "image build", summary: "build the sandbox image from a static binary (plus --agent claude-code|codex, --add BINARY, --add-dir HOST[:IMAGE]) and import it", run: imageBuild})
 	register(&command{name: "image import", summary: "import an OCI image tar: FILE.tar [--ref REF]", run: imageImport})
 }
 
@@ -28,8 +31,30 @@ func imageBuild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	var add, addDirs listFlag
 	fs.Var(&add, "add", "host binary copied at the same path with its shared libraries (repeatable), e.g. /usr/bin/node")
 	fs.Var(&addDirs, "add-dir", "host folder tree copied into the image, HOST[:IMAGE] (repeatable)")
+	var agents listFlag
+	fs.Var(&agents, "agent", "real agent copied in with its libraries and linked at /usr/bin/claude or /usr/bin/codex: claude-code or codex (repeatable; docs/agent.md)")
+	npmRoot := fs.String("agent-npm-root", "", "node_modules folder where npm installed the agents (default: npm root -g)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	links := map[string]string{}
+	for _, kind := range agents {
+		if *npmRoot == "" {
+			out, err := exec.CommandContext(ctx, "npm", "root", "-g").Output()
+			if err != nil {
+				return fmt.Errorf("--agent %s: npm root -g: %w (give --agent-npm-root)", kind, err)
+			}
+			*npmRoot = strings.TrimSpace(string(out))
+		}
+		p, err := agentadapt.NativeBinary(kind, *npmRoot)
+		if err != nil {
+			return fmt.Errorf("--agent: %w", err)
+		}
+		if p, err = filepath.EvalSymlinks(p); err != nil {
+			return fmt.Errorf("--agent: %w", err)
+		}
+		add = append(add, p)
+		links[agentadapt.ImagePath(kind)] = p
 	}
 	var dirs []runtime.DirCopy
 	for _, a := range addDirs {
@@ -57,7 +82,7 @@ func imageBuild(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return err
 		}
 	}
-	tar, err := runtime.BuildImage(ctx, runtime.BuildOptions{Binary: bin, Busybox: *busybox, Ref: *ref, Out: *out, Add: add, AddDirs: dirs})
+	tar, err := runtime.BuildImage(ctx, runtime.BuildOptions{Binary: bin, Busybox: *busybox, Ref: *ref, Out: *out, Add: add, AddDirs: dirs, Links: links, Uncompressed: len(agents) > 0})
 	if err != nil {
 		return err
 	}
