@@ -74,9 +74,12 @@ direct_permitted if {
 	not input.unverified == true
 }
 
+# A shared chat session runs one sandbox for every member: never direct,
+# whoever speaks (the owner's DMs still may be).
 trust_level := "direct" if {
 	requested_trust == "direct"
 	direct_permitted
+	session_scope == "user"
 } else := "sandboxed"
 
 # Workspace: a named shared workspace if the sender is a member, else their

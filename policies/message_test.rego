@@ -169,6 +169,25 @@ test_shared_chat_session_when_configured if {
 	d.session_scope == "chat"
 }
 
+test_shared_chat_is_never_direct if {
+	conn := object.union(fixtures.config.connectors["shared-group"], {
+		"owners": {"7": true},
+		"allow_direct": true,
+		"default_trust_level": "direct",
+	})
+	group := json.patch(fixtures.msg("shared-group", "telegram", "7"), [{"op": "replace", "path": "/chat/kind", "value": "group"}])
+	d := message.decision with input as group
+		with data.parachute.config as fixtures.config
+		with data.parachute.config.connectors["shared-group"] as conn
+	d.allow
+	d.session_scope == "chat"
+	d.trust_level == "sandboxed"
+	dm := message.decision with input as fixtures.msg("shared-group", "telegram", "7")
+		with data.parachute.config as fixtures.config
+		with data.parachute.config.connectors["shared-group"] as conn
+	dm.trust_level == "direct"
+}
+
 test_invalid_chat_kind if {
 	inp := json.patch(owner_msg, [{"op": "replace", "path": "/chat/kind", "value": "broadcast"}])
 	"invalid-chat-kind" in decide(inp).reasons

@@ -96,9 +96,13 @@ network if {
 	settings.network == true
 }
 
-# The workspace is mounted read-only unless the session says otherwise.
+# The workspace is mounted read-only unless the session says otherwise and
+# the connector is not read-only: a shared chat's sandbox is decided with
+# read_only false (its senders' writes are refused call by call), so the
+# connector's read_only must hold here too.
 read_only := false if {
 	s.read_only == false
+	not connector.read_only == true
 } else := true
 
 decision := {"allow": false, "reasons": sort(deny)} if {

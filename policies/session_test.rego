@@ -102,6 +102,12 @@ test_workspace_must_be_clean if {
 	decide(object.union(fixtures.member_session, {"workspace": "workspaces/team"})).allow
 }
 
+test_read_only_connector_mounts_read_only_whatever_the_session_says if {
+	d := decide(fixtures.session("readonly-bot", "discord:9", "member", "sandboxed", "users/discord%3A9"))
+	d.allow
+	d.read_only
+}
+
 test_read_only_unless_said_otherwise if {
 	decide(object.remove(fixtures.member_session, ["read_only"])).read_only
 	decide(object.union(fixtures.member_session, {"read_only": "no"})).read_only
