@@ -185,8 +185,8 @@ type ToolFacts struct {
 	// Changed: the tool's definition (name, description, schema) differs
 	// from the one an operator approved (`parachute mcp approve`).
 	Changed bool
-	// OnHost: the tool's server is a command the operator runs on the
-	// host (on_host), outside any sandbox.
+	// OnHost: the tool's server runs outside the walls: a command the
+	// operator runs on the host (on_host) or a server reached at a URL.
 	OnHost bool
 	// Unapproved: the tool was first seen on a server whose other tools
 	// were already pinned; it waits for `parachute mcp approve` (policy

@@ -26,8 +26,9 @@ type entry struct {
 
 // facts are the tool facts of every decision about e.
 func (e *entry) facts() engine.ToolFacts {
+	// An on-host command and an HTTP server both run outside the walls.
 	return engine.ToolFacts{Name: e.def.Name, Server: e.server, Access: e.access,
-		OnHost: e.remote != nil && e.remote.up.OnHost && len(e.remote.up.Command) > 0}
+		OnHost: e.remote != nil && !e.remote.up.sandboxed()}
 }
 
 type catalog struct {
