@@ -163,14 +163,8 @@ func openStore(path string) (*dbutil.Database, error) {
 	if err != nil {
 		return nil, fmt.Errorf("crypto store %s: %w", path, err)
 	}
-	st, _ := fi.Sys().(*syscall.Stat_t)
-	switch {
-	case !fi.Mode().IsRegular():
-		return nil, fmt.Errorf("crypto store %s is not a regular file", path)
-	case fi.Mode().Perm()&0o077 != 0:
-		return nil, fmt.Errorf("crypto store %s is readable by others (mode %o): chmod 600 %s", path, fi.Mode().Perm(), path)
-	case st != nil && int(st.Uid) != os.Geteuid():
-		return nil, fmt.Errorf("crypto store %s belongs to uid %d, not to the gateway's user (%d)", path, st.Uid, os.Geteuid())
+	if err := checkStoreFile(path, fi); err != nil {
+		return nil, err
 	}
 	dsn := "file:" + path + "?_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_txlock=immediate"
 	raw, err := sql.Open("sqlite", dsn)
