@@ -134,11 +134,16 @@ type SessionProfile struct {
 	Hooks       bool    // vault hooks may run (never for sandboxed)
 	ReadOnly    bool    // workspace mounted read-only
 	TurnTimeout time.Duration
+	// RuntimeClass is the OCI runtime of a containerd sandbox: "runc" or
+	// "gvisor" (runtime_class; missing: gvisor).
+	RuntimeClass string
+	// DiskMB caps the workspace's size (disk_mb; 0: no quota).
+	DiskMB int64
 }
 
 // SessionProfile reads the session fields of d. Missing fields take the
-// most restrictive value: seccomp strict, no network, no hooks, read-only
-// and the runtime containerd.
+// most restrictive value: seccomp strict, no network, no hooks, read-only,
+// the runtime containerd and the runtime class gvisor.
 func (d *Decision) SessionProfile() SessionProfile {
 	p := SessionProfile{
 		Runtime:     d.String("runtime"),
@@ -151,6 +156,10 @@ func (d *Decision) SessionProfile() SessionProfile {
 		Hooks:       d.Bool("hooks"),
 		ReadOnly:    true,
 		TurnTimeout: time.Duration(d.Float("turn_timeout_seconds") * float64(time.Second)),
+	}
+	p.RuntimeClass, p.DiskMB = d.String("runtime_class"), d.Int("disk_mb")
+	if p.RuntimeClass == "" {
+		p.RuntimeClass = "gvisor"
 	}
 	if v, ok := d.Fields["read_only"].(bool); ok {
 		p.ReadOnly = v

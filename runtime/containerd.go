@@ -41,14 +41,19 @@ type ContainerdOptions struct {
 	// OutputDrain is how long a finished turn's output may still flow
 	// (a background process may hold the pipe open; default 500ms).
 	OutputDrain time.Duration
+	// RunscPath is gVisor's runsc (DefaultRunscPath); RunscWrapper is
+	// where the runtime writes the script the runc shim runs for the
+	// gvisor class (DefaultRunscWrapper; its folder is made 0700).
+	RunscPath, RunscWrapper string
 }
 
 // Containerd runs session sandboxes as containerd tasks.
 type Containerd struct {
 	opts     ContainerdOptions
 	client   *containerd.Client
-	unpacked sync.Map   // image ref -> true once known unpacked
-	dialMu   sync.Mutex // one redial at a time
+	unpacked  sync.Map   // image ref -> true once known unpacked
+	dialMu    sync.Mutex // one redial at a time
+	wrapperMu sync.Mutex // one write of the runsc wrapper at a time
 }
 
 // NewContainerd returns a runtime talking to containerd at opts.Address.
@@ -79,6 +84,12 @@ func NewContainerd(ctx context.Context, opts ContainerdOptions) (*Containerd, er
 	}
 	if opts.OutputDrain <= 0 {
 		opts.OutputDrain = 500 * time.Millisecond
+	}
+	if opts.RunscPath == "" {
+		opts.RunscPath = DefaultRunscPath
+	}
+	if opts.RunscWrapper == "" {
+		opts.RunscWrapper = DefaultRunscWrapper
 	}
 	cl, err := containerd.New(opts.Address,
 		containerd.WithDefaultNamespace(opts.Namespace),
@@ -158,6 +169,12 @@ func (c *Containerd) create(ctx context.Context, s Spec, id string, labels map[s
 	if err := checkLimits(s.Profile); err != nil {
 		return nil, err
 	}
+	// The class first: a class that cannot run here refuses the sandbox
+	// before anything is made for it.
+	rtName, rtOpts, err := c.classRuntime(s.Profile.RuntimeClass)
+	if err != nil {
+		return nil, err
+	}
 	ws, err := prepareWorkspace(s.Workspace, s.Profile.ReadOnly)
 	if err != nil {
 		return nil, err
@@ -189,7 +206,7 @@ func (c *Containerd) create(ctx context.Context, s Spec, id string, labels map[s
 		containerd.WithImageName(ref),
 		containerd.WithSnapshotter(c.opts.Snapshotter),
 		containerd.WithNewSnapshotView(id, img),
-		containerd.WithRuntime(c.opts.Runtime, nil),
+		containerd.WithRuntime(rtName, rtOpts),
 		containerd.WithSpec(spec),
 		containerd.WithContainerLabels(withOwner(labels)),
 	)

@@ -142,3 +142,11 @@ func run(t testing.TB, sb Sandbox, args ...string) (Result, string, string) {
 	}
 	return res, out.String(), errb.String()
 }
+
+// needClass skips t (fails it under CI=true) when class cannot run here.
+func needClass(t testing.TB, rt *Containerd, class string) {
+	t.Helper()
+	if err := rt.ClassAvailable(class); err != nil {
+		ctrd.Unavailable(t, err.Error())
+	}
+}

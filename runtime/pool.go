@@ -78,12 +78,13 @@ func (c *Containerd) NewPool(opts PoolOptions) (*Pool, error) {
 	return &Pool{c: c, dir: opts.Dir, size: opts.Size, ready: map[string][]*pooled{}, fill: map[string]bool{}}, nil
 }
 
-// poolKey is what a pooled sandbox must match: everything in the spec but
+// poolKey is what a pooled sandbox must match (so pools are per runtime
+// class and seccomp profile, among the rest): everything in the spec but
 // the session's folders and the workspace's read-only flag (applied when
 // the workspace is attached).
 func poolKey(s Spec) string {
 	p := s.Profile
-	return strings.Join([]string{s.Image, strings.Join(s.Init, "\x00"), strings.Join(s.Env, "\x00"), p.Runtime, p.Seccomp,
+	return strings.Join([]string{s.Image, strings.Join(s.Init, "\x00"), strings.Join(s.Env, "\x00"), p.Runtime, p.RuntimeClass, p.Seccomp,
 		fmt.Sprint(p.MemoryMB, p.CPUs, p.PIDs, p.TmpfsMB, p.Network)}, "\x01")
 }
 
@@ -185,6 +186,10 @@ func (p *Pool) start(ctx context.Context, tmpl Spec) (*pooled, error) {
 	if err := checkLimits(tmpl.Profile); err != nil {
 		return nil, err
 	}
+	rtName, rtOpts, err := p.c.classRuntime(tmpl.Profile.RuntimeClass)
+	if err != nil {
+		return nil, err
+	}
 	id := "pool-" + randomID()
 	stage := filepath.Join(p.dir, id)
 	for _, d := range []string{"ws", "sock"} {
@@ -233,7 +238,7 @@ func (p *Pool) start(ctx context.Context, tmpl Spec) (*pooled, error) {
 		containerd.WithImageName(ref),
 		containerd.WithSnapshotter(p.c.opts.Snapshotter),
 		containerd.WithNewSnapshotView(ContainerID(id), img),
-		containerd.WithRuntime(p.c.opts.Runtime, nil),
+		containerd.WithRuntime(rtName, rtOpts),
 		containerd.WithSpec(spec),
 		containerd.WithContainerLabels(withOwner(map[string]string{LabelSession: id})),
 	)

@@ -188,7 +188,12 @@ func (b *ctrSandbox) remove(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 		if _, err := b.task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
-			errs = append(errs, b.rt.wrap("delete task", err))
+			// runsc refuses the kill WithProcessKill sends once its
+			// sandbox has exited ("sandbox is not running"): the task is
+			// dead, so delete it without the kill.
+			if _, err2 := b.task.Delete(ctx); err2 != nil && !errdefs.IsNotFound(err2) {
+				errs = append(errs, b.rt.wrap("delete task", errors.Join(err, err2)))
+			}
 		}
 	}
 	if err := b.ctr.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {

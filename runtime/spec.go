@@ -60,11 +60,28 @@ func buildSpec(ctx context.Context, in specInput) (*specs.Spec, error) {
 		WithPrivateNetwork(),
 		WithSandboxMounts(in.Workspace, in.Profile.ReadOnly, in.SocketDir, in.Profile.TmpfsMB),
 		WithProcPaths(),
-		WithLimits(in.Profile.MemoryMB, in.Profile.CPUs, in.Profile.PIDs),
+		WithLimits(in.Profile.MemoryMB, in.Profile.CPUs, hostPIDs(in.Profile)),
 		oci.WithHostname("sandbox"),
 		// Seccomp last: the base profile depends on the capabilities.
 		WithSeccompProfile(in.SeccompDir, in.Profile.Seccomp),
 	)
+}
+
+// GVisorPIDsOverhead is added to the host PID limit of a gvisor sandbox:
+// the limit is on the host cgroup, which also holds gVisor's own
+// processes and threads (the Sentry's Go runtime, the gofer, one ptrace
+// stub thread per sandbox thread). Without it a gvisor sandbox with a
+// small pids limit cannot start. A fork bomb inside still stops at the
+// host limit; the Sentry, unable to make a thread, then ends the whole
+// sandbox (see docs/runtime.md).
+const GVisorPIDsOverhead = 128
+
+// hostPIDs is the PID limit the host cgroup gets for profile p.
+func hostPIDs(p engine.SessionProfile) int64 {
+	if p.RuntimeClass == ClassGVisor {
+		return p.PIDs + GVisorPIDsOverhead
+	}
+	return p.PIDs
 }
 
 // checkLimits refuses a profile without limits: a zero means the policy

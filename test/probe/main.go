@@ -92,6 +92,7 @@ type Report struct {
 // options say what the sandbox is expected to be.
 type options struct {
 	profile     string // "default" or "strict"
+	class       string // "runc" or "gvisor"
 	workspaceRO bool
 	pids        int
 	memoryMB    int
@@ -102,6 +103,7 @@ func check(args []string) int {
 	var o options
 	fs := flag.NewFlagSet("check", flag.ExitOnError)
 	fs.StringVar(&o.profile, "profile", "strict", "seccomp profile the sandbox should have")
+	fs.StringVar(&o.class, "class", "runc", "runtime class the sandbox should have (runc or gvisor)")
 	fs.BoolVar(&o.workspaceRO, "workspace-ro", false, "workspace should be read-only")
 	fs.IntVar(&o.pids, "pids", 0, "PID limit (0: skip the fork bomb)")
 	fs.IntVar(&o.memoryMB, "memory-mb", 0, "memory limit (0: skip the memory hog)")
