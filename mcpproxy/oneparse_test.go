@@ -47,12 +47,20 @@ var wireCalls = []wireCall{
 // refused with its reason, leaves exactly one record, and changes nothing
 // in the workspace (above all under .parachute).
 func TestOneParse(t *testing.T) {
+	for _, b := range []backend{backends[0], backends[2]} { // built-in, npm in its sandbox
+		t.Run(b.name, func(t *testing.T) { testOneParse(t, b) })
+	}
+}
+
+func testOneParse(t *testing.T, b backend) {
 	f := newFixture(t)
 	rec := &recorder{}
-	p, err := New(context.Background(), Options{Decider: newEngine(t, rec), Vault: f.vault, Builtin: true})
+	opts := b.opts(t, f)
+	opts.Decider = newEngine(t, rec)
+	p, err := New(context.Background(), opts)
 	must(t, err)
 	t.Cleanup(func() { p.Close() })
-	s, err := p.NewSession(context.Background(), SessionOptions{Facts: func() engine.SessionFacts { return facts(false) }})
+	s, err := p.NewSession(context.Background(), SessionOptions{Facts: func() engine.SessionFacts { return facts(false) }, ClientRoot: "/workspace"})
 	must(t, err)
 	t.Cleanup(func() { s.Close() })
 	before := snapshot(t, f.ws)
