@@ -101,6 +101,8 @@ func (e *e2ee) start(ctx context.Context, opts *Encryption) error {
 			return fmt.Errorf("cross-signing with the recovery key (recovery_key_env): %w", err)
 		}
 	}
+	e.c.log.Info().Str("device_id", cli.DeviceID.String()).Str("device_fingerprint", e.mach.OwnIdentity().SigningKey.Fingerprint()).
+		Bool("cross_signed", opts.RecoveryKey != "").Msg("matrix e2ee device ready")
 	s := cli.Syncer.(*syncer)
 	// After beforeBatch: to-device room keys and device-list changes are
 	// processed before the batch's room events.

@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/crypto"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
@@ -314,6 +317,84 @@ func BenchmarkMatrixReplyLatency(b *testing.B) {
 			}
 			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+		})
+	}
+}
+
+// crossSigningKeys gives the bot account cross-signing keys kept in secret
+// storage, as setting up Secure Backup in Element does (from another
+// device of the account), and returns the recovery key.
+func crossSigningKeys(t testing.TB, w *world) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cli, err := mautrix.NewClient(w.hs.URL, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Login(ctx, &mautrix.ReqLogin{Type: mautrix.AuthTypePassword, Password: w.bot.Password, StoreCredentials: true,
+		Identifier: mautrix.UserIdentifier{Type: mautrix.IdentifierTypeUser, User: w.bot.UserID}}); err != nil {
+		t.Fatalf("bot login: %v", err)
+	}
+	st := mautrix.NewMemoryStateStore()
+	cli.StateStore = st
+	log := zerolog.Nop()
+	mach := crypto.NewOlmMachine(cli, &log, crypto.NewMemoryStore(nil), st.(crypto.StateStore))
+	if err := mach.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := mach.ShareKeys(ctx, -1); err != nil {
+		t.Fatal(err)
+	}
+	uia := func(r *mautrix.RespUserInteractive) any {
+		return map[string]any{"type": "m.login.password", "session": r.Session, "password": w.bot.Password,
+			"identifier": map[string]any{"type": "m.id.user", "user": w.bot.UserID}}
+	}
+	key, _, err := mach.GenerateAndUploadCrossSigningKeys(ctx, uia, "")
+	if err != nil {
+		t.Fatalf("cross-signing keys: %v", err)
+	}
+	return key
+}
+
+func TestMatrixE2EECrossSigning(t *testing.T) {
+	w := e2eeWorld(t)
+	ownerDev := newDevice(t, w.owner, true)
+	w.stop()
+	recovery := crossSigningKeys(t, w)
+	base := w.mut
+	tests := []struct {
+		name string
+		key  string
+		want string // Run's error; "" runs
+	}{
+		{"wrong recovery key stops the connector", "EsTc 1234 5678 9abc def0 1234 5678 9abc def0 1234 5678 9abc def0", "recovery_key_env"},
+		{"recovery key signs the bot's device", recovery, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w.mut = func(o *matrix.Options) { base(o); o.Encryption.RecoveryKey = tt.key }
+			if tt.want != "" {
+				if err := startErr(t, w); err == nil || !strings.Contains(err.Error(), tt.want) {
+					t.Fatalf("Run = %v, want an error naming %s", err, tt.want)
+				} else {
+					t.Logf("Run: %v", err)
+				}
+				return
+			}
+			w.stop = w.start(t)
+			ctx := context.Background()
+			bot := id.UserID(w.bot.UserID)
+			if _, err := ownerDev.mach.FetchKeys(ctx, []id.UserID{bot}, true); err != nil {
+				t.Fatal(err)
+			}
+			dev, err := ownerDev.mach.CryptoStore.GetDevice(ctx, bot, id.DeviceID(w.bot.DeviceID))
+			if err != nil || dev == nil {
+				t.Fatalf("bot device: %v", err)
+			}
+			if ts, err := ownerDev.mach.ResolveTrustContext(ctx, dev); ts != id.TrustStateCrossSignedTOFU {
+				t.Errorf("the owner sees the bot's device as %v (%v), want cross-signed", ts, err)
+			}
 		})
 	}
 }
