@@ -58,6 +58,28 @@ func Doctor(ctx context.Context, o DoctorOptions) []Check {
 		add("runc", true, path+": "+firstLine(string(out)), "")
 	}
 
+	// gvisor: the class the shipped policy gives guests and public bots.
+	// A host without it refuses those sessions (runtime-class-unavailable).
+	gv := &Containerd{opts: o.Containerd}
+	if gv.opts.RunscPath == "" {
+		gv.opts.RunscPath = DefaultRunscPath
+	}
+	if err := gv.gvisorInstalled(); err != nil {
+		var ce *ClassError
+		fix := "apt-get install runsc"
+		if errors.As(err, &ce) {
+			fix = ce.Fix
+		}
+		add("runtime class gvisor", false, err.Error()+"; sessions the policy gives runtime_class gvisor (guests, public bots by default) are refused", fix)
+	} else {
+		out, verr := exec.CommandContext(ctx, gv.opts.RunscPath, "--version").Output()
+		detail := gv.opts.RunscPath + ": " + firstLine(string(out))
+		if verr != nil {
+			detail = gv.opts.RunscPath + " --version: " + verr.Error()
+		}
+		add("runtime class gvisor", verr == nil, detail, "reinstall it: apt-get install --reinstall runsc")
+	}
+
 	status, serr := os.ReadFile("/proc/self/status")
 	hasSeccomp := serr == nil && strings.Contains(string(status), "\nSeccomp:")
 	add("seccomp", hasSeccomp, "kernel reports a Seccomp field in /proc/self/status",

@@ -101,6 +101,9 @@ func (p *Pool) Start(ctx context.Context, s Spec) (Sandbox, error) {
 	if err := validateSessionID(s.SessionID); err != nil {
 		return nil, err
 	}
+	if !poolable(s.Profile.RuntimeClass) {
+		return p.c.Start(ctx, s)
+	}
 	key := poolKey(s)
 	p.mu.Lock()
 	var w *pooled
@@ -121,6 +124,13 @@ func (p *Pool) Start(ctx context.Context, s Spec) (Sandbox, error) {
 	}
 	return p.c.Start(ctx, s)
 }
+
+// poolable says whether sandboxes of a class can be started before their
+// session. gvisor cannot: its gofer serves each bind mount from the folder
+// it opened at start, so a workspace attached onto the staging folder
+// afterwards is never seen inside (the sandbox would run on an empty
+// /workspace). gvisor sessions always start cold.
+func poolable(class string) bool { return class != ClassGVisor }
 
 // refill starts sandboxes for key in the background until Size are ready.
 func (p *Pool) refill(key string, tmpl Spec) {
