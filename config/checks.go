@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -301,3 +302,24 @@ func portOf(addr string) string {
 	_, p, _ := net.SplitHostPort(addr)
 	return p
 }
+
+// Decode reads a config and fills its defaults without validating it,
+// for `parachute doctor`, which reports every problem Validate finds as
+// one check and goes on with the rest. Everything else uses Load or Parse.
+func Decode(b []byte) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	c.defaults()
+	return &c, nil
+}
+
+// StrictBooleans reports the boolean fields written as something other
+// than true or false (Parse refuses them).
+func StrictBooleans(b []byte) error { return strictBooleans(b) }
+
+// NamesSecrets reports whether the config names a secret's variable.
+func (c *Config) NamesSecrets() bool { return c.namesSecrets() }
