@@ -90,13 +90,8 @@ func testOneParse(t *testing.T, b backend) {
 // TestRefusalFloodBounded: a session sending garbage in a loop leaves a
 // bounded number of records, and the count of the rest is recorded.
 func TestRefusalFloodBounded(t *testing.T) {
-	f := newFixture(t)
 	rec := &recorder{}
-	p, err := New(context.Background(), Options{Decider: newEngine(t, rec), Vault: f.vault, Builtin: true})
-	must(t, err)
-	t.Cleanup(func() { p.Close() })
-	s, err := p.NewSession(context.Background(), SessionOptions{Facts: func() engine.SessionFacts { return facts(false) }})
-	must(t, err)
+	s := builtinSession(t, rec)
 	var in strings.Builder
 	in.WriteString(initMsg + "\n" + `{"jsonrpc":"2.0","method":"notifications/initialized"}` + "\n")
 	const flood = 500
@@ -189,14 +184,8 @@ func snapshot(t *testing.T, dir string) []string {
 // protocol-error refusal; a client's GET for a stream (part of the
 // transport, no attack) is refused without a record.
 func TestIntakeRecordsRefusals(t *testing.T) {
-	f := newFixture(t)
 	rec := &recorder{}
-	p, err := New(context.Background(), Options{Decider: newEngine(t, rec), Vault: f.vault, Builtin: true})
-	must(t, err)
-	t.Cleanup(func() { p.Close() })
-	s, err := p.NewSession(context.Background(), SessionOptions{Facts: func() engine.SessionFacts { return facts(false) }})
-	must(t, err)
-	t.Cleanup(func() { s.Close() })
+	s := builtinSession(t, rec)
 	h := s.Handler()
 	get := httptest.NewRecorder()
 	h.ServeHTTP(get, httptest.NewRequest(http.MethodGet, "/mcp", nil))
@@ -209,4 +198,19 @@ func TestIntakeRecordsRefusals(t *testing.T) {
 	if batch.Code != http.StatusBadRequest || n != 1 || last.in.Invalid == nil || last.in.Invalid.Reason != ReasonProtocolError {
 		t.Fatalf("batch: status %d, %d records (%+v); want 400 and one protocol-error record", batch.Code, n, last.in.Invalid)
 	}
+}
+
+// builtinSession is a member's session on the built-in tools over a fresh
+// fixture, its decisions kept by rec. Closing it is the caller's (a close
+// records what it still owes), else the test's cleanup.
+func builtinSession(t *testing.T, rec *recorder) *Session {
+	t.Helper()
+	f := newFixture(t)
+	p, err := New(context.Background(), Options{Decider: newEngine(t, rec), Vault: f.vault, Builtin: true})
+	must(t, err)
+	t.Cleanup(func() { p.Close() })
+	s, err := p.NewSession(context.Background(), SessionOptions{Facts: func() engine.SessionFacts { return facts(false) }})
+	must(t, err)
+	t.Cleanup(func() { s.Close() })
+	return s
 }

@@ -53,25 +53,8 @@ func TestSymlinkSwapRace(t *testing.T) {
 	must(t, os.Symlink("/", link))
 	swap := filepath.Join(f.ws, "swap")
 
-	stop := make(chan struct{})
 	var swaps atomic.Int64
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			_ = os.Rename(real, swap)
-			_ = os.Rename(swap, real)
-			_ = os.Rename(link, swap)
-			_ = os.Rename(swap, link)
-			swaps.Add(1)
-		}
-	}()
+	stopSwapping := swapLoop(real, link, swap, &swaps)
 
 	const calls = 10000
 	const workers = 8
@@ -106,8 +89,7 @@ func TestSymlinkSwapRace(t *testing.T) {
 		}()
 	}
 	cwg.Wait()
-	close(stop)
-	wg.Wait()
+	stopSwapping()
 	if escapes.Load() != 0 {
 		t.Fatalf("%d reads returned the canary", escapes.Load())
 	}
@@ -189,23 +171,7 @@ func TestSwapRaceTargets(t *testing.T) {
 						must(t, os.WriteFile(real, []byte("decoy"), 0o644))
 					}
 					must(t, os.Symlink(tg.link(f), link))
-					stop := make(chan struct{})
-					var wg sync.WaitGroup
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						for {
-							select {
-							case <-stop:
-								return
-							default:
-							}
-							_ = os.Rename(real, swap)
-							_ = os.Rename(swap, real)
-							_ = os.Rename(link, swap)
-							_ = os.Rename(swap, link)
-						}
-					}()
+					stopSwapping := swapLoop(real, link, swap, nil)
 					const workers = 4
 					var escapes, allowed atomic.Int64
 					var cwg sync.WaitGroup
@@ -233,8 +199,7 @@ func TestSwapRaceTargets(t *testing.T) {
 						}()
 					}
 					cwg.Wait()
-					close(stop)
-					wg.Wait()
+					stopSwapping()
 					if escapes.Load() != 0 {
 						t.Fatalf("%d reads returned the canary", escapes.Load())
 					}
@@ -255,4 +220,31 @@ func TestSwapRaceTargets(t *testing.T) {
 			}
 		})
 	}
+}
+
+// swapLoop keeps moving the folder side (real) and the link side (link) in
+// and out of swap until the returned stop is called (which waits for it),
+// counting rounds in swaps if given.
+func swapLoop(real, link, swap string, swaps *atomic.Int64) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			_ = os.Rename(real, swap)
+			_ = os.Rename(swap, real)
+			_ = os.Rename(link, swap)
+			_ = os.Rename(swap, link)
+			if swaps != nil {
+				swaps.Add(1)
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
 }
