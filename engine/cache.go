@@ -9,7 +9,7 @@ import (
 
 // DefaultCacheSize is the number of decisions a policy set keeps when
 // Options leaves CacheSize 0.
-const DefaultCacheSize = 16384
+const DefaultCacheSize = 4096
 
 // result is what Evaluate learned from the policy for one input: the parsed
 // decision object. It is immutable once made, so a cache hit hands out the

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -286,4 +287,44 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// Decisions racing data swaps never see an answer from another revision:
+// every decision's greeting is the one its revision was built with.
+func TestCacheUnderConcurrentSetData(t *testing.T) {
+	e := newEngine(t, Options{Data: map[string]any{"greeting": "g0"}})
+	ctx := context.Background()
+	byRevision := sync.Map{}
+	byRevision.Store(e.Revision(), "g0")
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				d := e.Evaluate(ctx, msg("allow", fmt.Sprint("w", w, "-", i%3)))
+				want, ok := byRevision.Load(d.Revision)
+				if ok && d.String("greeting") != want {
+					t.Errorf("revision %s answered greeting %q, want %q", d.Revision, d.String("greeting"), want)
+					return
+				}
+			}
+		}()
+	}
+	for i := 1; i <= 20; i++ {
+		g := fmt.Sprint("g", i)
+		// A decision of a revision not registered yet is not checked.
+		if err := e.SetData(ctx, map[string]any{"greeting": g}); err != nil {
+			t.Fatal(err)
+		}
+		byRevision.Store(e.Revision(), g)
+	}
+	close(done)
+	wg.Wait()
 }
