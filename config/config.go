@@ -149,6 +149,13 @@ type Role struct {
 	PIDs                int64    `yaml:"pids" json:"pids,omitempty"`
 	TmpfsMB             int64    `yaml:"tmpfs_mb" json:"tmpfs_mb,omitempty"`
 	TurnTimeoutSeconds  float64  `yaml:"turn_timeout_seconds" json:"turn_timeout_seconds,omitempty"`
+	// RuntimeClass is the sandbox's OCI runtime for this role: runc or
+	// gvisor (policy default: gvisor for guests, runc for members and
+	// owners; public connectors always gvisor).
+	RuntimeClass string `yaml:"runtime_class" json:"runtime_class,omitempty"`
+	// DiskMB caps the size of this role's workspaces in MiB, enforced by
+	// the filesystem (policy default per role; see docs/runtime.md).
+	DiskMB *int64 `yaml:"disk_mb" json:"disk_mb,omitempty"`
 	// RequireToolApproval: a tool that appears on an approved MCP server
 	// waits for `parachute mcp approve` for this role (always so on public
 	// connectors).

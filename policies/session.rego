@@ -105,6 +105,38 @@ read_only := false if {
 	not connector.read_only == true
 } else := true
 
+# The OCI runtime of the sandbox. gvisor (gVisor's user-space kernel: a
+# host kernel bug is not reachable from the sandbox) is forced on public
+# connectors, for unverified senders and for unknown roles; otherwise the
+# role's runtime_class decides (data.json: gvisor for guests, runc for
+# members and owners). A value other than runc or gvisor is refused, not
+# guessed.
+runtime_classes := {"runc", "gvisor"}
+
+gvisor_forced if is_public
+
+gvisor_forced if s.unverified == true
+
+gvisor_forced if not known_role
+
+runtime_class := "gvisor" if {
+	gvisor_forced
+} else := settings.runtime_class if {
+	settings.runtime_class in runtime_classes
+} else := "gvisor"
+
+runtime_class_ok if settings.runtime_class in runtime_classes
+
+deny contains "invalid-runtime-class" if not runtime_class_ok
+
+# The workspace's size cap in MiB (0: none), enforced by the filesystem.
+disk_mb_ok if {
+	is_number(settings.disk_mb)
+	settings.disk_mb >= 0
+}
+
+deny contains "invalid-disk-mb" if not disk_mb_ok
+
 decision := {"allow": false, "reasons": sort(deny)} if {
 	count(deny) > 0
 } else := {
@@ -120,4 +152,6 @@ decision := {"allow": false, "reasons": sort(deny)} if {
 	"network": network,
 	"hooks": hooks,
 	"read_only": read_only,
+	"runtime_class": runtime_class,
+	"disk_mb": settings.disk_mb,
 }

@@ -129,3 +129,47 @@ test_missing_session_denied if {
 test_empty_session_id_denied if {
 	decide(object.union(fixtures.member_session, {"id": ""})).reasons == ["invalid-session"]
 }
+
+# Runtime classes: gvisor for guests, public connectors, unverified senders
+# and unknown roles; runc for members and owners; data can change a role's.
+test_runtime_class_by_role_and_connector if {
+	decide(fixtures.member_session).runtime_class == "runc"
+	decide(object.union(fixtures.owner_session, {"trust_level": "sandboxed"})).runtime_class == "runc"
+	decide(object.union(fixtures.member_session, {"role": "guest"})).runtime_class == "gvisor"
+	decide(object.union(fixtures.member_session, {"unverified": true})).runtime_class == "gvisor"
+	decide(object.union(fixtures.member_session, {"role": "reviewer"})).runtime_class == "gvisor"
+	decide(fixtures.session("public-net", "discord:5", "member", "sandboxed", "users/discord%3A5")).runtime_class == "gvisor"
+}
+
+role_decide(role, settings) := d if {
+	cfg := object.union(fixtures.config, {"roles": {role: object.union(fixtures.config.roles[role], settings)}})
+	d := session.decision with input as {"session": object.union(fixtures.member_session, {"role": role})}
+		with data.parachute.config as cfg
+}
+
+test_runtime_class_from_data if {
+	role_decide("member", {"runtime_class": "gvisor"}).runtime_class == "gvisor"
+	role_decide("guest", {"runtime_class": "runc"}).runtime_class == "runc"
+}
+
+test_public_connector_gvisor_whatever_the_role_says if {
+	cfg := object.union(fixtures.config, {"roles": {"member": object.union(fixtures.config.roles.member, {"runtime_class": "runc"})}})
+	d := session.decision with input as {"session": fixtures.session("public-net", "discord:5", "member", "sandboxed", "users/discord%3A5")}
+		with data.parachute.config as cfg
+	d.runtime_class == "gvisor"
+}
+
+test_invalid_runtime_class_denied if {
+	d := role_decide("member", {"runtime_class": "rnuc"})
+	not d.allow
+	"invalid-runtime-class" in d.reasons
+	"invalid-runtime-class" in role_decide("member", {"runtime_class": 1}).reasons
+}
+
+test_disk_mb_from_role if {
+	decide(fixtures.member_session).disk_mb == 2048
+	decide(object.union(fixtures.member_session, {"role": "guest"})).disk_mb == 256
+	role_decide("member", {"disk_mb": 0}).disk_mb == 0
+	"invalid-disk-mb" in role_decide("member", {"disk_mb": -1}).reasons
+	"invalid-disk-mb" in role_decide("member", {"disk_mb": "10"}).reasons
+}
