@@ -40,8 +40,10 @@ type e2ee struct {
 	db    *dbutil.Database
 	wait  time.Duration
 	// answered: the megolm sessions whose first undecryptable message was
-	// answered (room, sender, session), so a sender gets one reply each.
-	answered *connectors.Dedup
+	// answered (room, sender, session), so a sender gets one reply each;
+	// answeredSender caps that at one per sender and room in 10 minutes,
+	// whatever session IDs the ciphertext claims.
+	answered, answeredSender *connectors.Dedup
 }
 
 // startEncryption opens the store, loads (or creates and uploads) the
@@ -54,7 +56,8 @@ func startEncryption(ctx context.Context, c *Connector, cli *mautrix.Client) (en
 	if err != nil {
 		return nil, err
 	}
-	e := &e2ee{c: c, cli: cli, db: db, wait: opts.KeyWait, answered: connectors.NewDedup(10000, 7*24*time.Hour)}
+	e := &e2ee{c: c, cli: cli, db: db, wait: opts.KeyWait, answered: connectors.NewDedup(10000, 7*24*time.Hour),
+		answeredSender: connectors.NewDedup(10000, 10*time.Minute)}
 	if e.wait <= 0 {
 		e.wait = 10 * time.Second
 	}
@@ -230,6 +233,9 @@ func (e *e2ee) handleEncrypted(ctx context.Context, evt *event.Event) {
 		content := evt.Content.AsEncrypted()
 		first := e.wait / 5
 		if !e.mach.WaitForSession(ctx, evt.RoomID, content.SenderKey, content.SessionID, first) {
+			if ctx.Err() != nil {
+				return // shutting down: the event is not lost, it stays in the room
+			}
 			e.requestKey(ctx, evt, content)
 			if !e.mach.WaitForSession(ctx, evt.RoomID, content.SenderKey, content.SessionID, e.wait-first) {
 				if ctx.Err() != nil {
@@ -305,15 +311,19 @@ func (e *e2ee) deliverDecrypted(ctx context.Context, dec *event.Event, unverifie
 func (e *e2ee) refuse(ctx context.Context, evt *event.Event, reason string, detail map[string]string) {
 	log := e.c.log.With().Str("event_id", evt.ID.String()).Str("sender", evt.Sender.String()).Str("chat_id", evt.RoomID.String()).Str("reason", reason).Logger()
 	rec := Record{Reason: reason, Identity: Type + ":" + evt.Sender.String(), ChatID: evt.RoomID.String(), EventID: evt.ID.String(), Detail: detail}
-	answer := reason == ReasonUndecryptable &&
+	// Once per megolm session; the audit-log answer is due whenever the
+	// record fails, the key-sharing one at most once per sender and room
+	// in 10 minutes (made-up session IDs do not buy more answers).
+	first := reason == ReasonUndecryptable &&
 		e.answered.First(evt.RoomID.String()+"\x00"+evt.Sender.String()+"\x00"+detail["session_id"])
 	if err := e.c.opts.Recorder.RecordMatrix(ctx, rec); err != nil {
 		log.Error().Str("error", e.c.red.String(err.Error())).Msg("matrix event refused; its record could not be written")
-		if answer {
+		if first {
 			_ = e.c.SendText(ctx, evt.RoomID.String(), NotRecordedReply)
 		}
 		return
 	}
+	answer := first && e.answeredSender.First(evt.RoomID.String()+"\x00"+evt.Sender.String())
 	log.Warn().Str("error", detail["error"]).Msg("matrix event refused")
 	if answer {
 		if err := e.c.SendText(ctx, evt.RoomID.String(), fmt.Sprintf(UndecryptableReply, e.cli.DeviceID)); err != nil {

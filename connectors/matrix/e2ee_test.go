@@ -254,6 +254,10 @@ func TestMatrixE2EEUndecryptable(t *testing.T) {
 	if w.proxy.keyRequests.Load() == 0 {
 		t.Errorf("no room key request before giving up")
 	}
+	// Another made-up session from the same sender: recorded, not answered
+	// again (one key-sharing answer per sender and room in 10 minutes).
+	send(bogus(randomB64(t, 32)))
+	waitFor(t, "the third record", func() bool { return len(w.records.with(matrix.ReasonUndecryptable)) == 3 })
 	// Without its record, nothing is answered but that.
 	w.records.mu.Lock()
 	w.records.fail = true
