@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/binary"
+	"slices"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -20,13 +21,17 @@ type docWriter struct {
 	key   []byte // key mode: the canonical encoding so far
 	build bool   // AST mode: build frames instead of bytes
 	stack []frame
+	// items holds the key/value pairs of every open object and elems the
+	// elements of every open array, each frame's from its start index: one
+	// buffer for the whole document instead of one per object.
+	items [][2]*ast.Term
+	elems []*ast.Term
 }
 
 // frame is an object or array being built in AST mode.
 type frame struct {
 	name  string // key in the parent object ("" inside an array)
-	obj   ast.Object
-	arr   []*ast.Term
+	start int    // index of its first pair in items, or element in elems
 	isArr bool
 }
 
@@ -39,10 +44,9 @@ type docInput interface {
 
 // buildValue renders in's document as an AST value.
 func buildValue(in docInput) ast.Value {
-	w := docWriter{build: true, stack: make([]frame, 1, 4)}
-	w.stack[0].obj = ast.NewObject()
+	w := docWriter{build: true, stack: make([]frame, 1, 4), items: make([][2]*ast.Term, 0, 32)}
 	in.write(&w)
-	return w.stack[0].obj
+	return ast.NewObject(w.items...)
 }
 
 // appendKey appends in's canonical key to dst. It allocates nothing when dst
@@ -60,12 +64,11 @@ func (w *docWriter) tag(t byte, name string) {
 }
 
 func (w *docWriter) put(name string, v *ast.Term) {
-	top := &w.stack[len(w.stack)-1]
-	if top.isArr {
-		top.arr = append(top.arr, v)
+	if w.stack[len(w.stack)-1].isArr {
+		w.elems = append(w.elems, v)
 		return
 	}
-	top.obj.Insert(ast.InternedTerm(name), v)
+	w.items = append(w.items, [2]*ast.Term{ast.InternedTerm(name), v})
 }
 
 func (w *docWriter) str(name, v string) {
@@ -113,7 +116,7 @@ func (w *docWriter) strs(name string, list []string) {
 // end closes it.
 func (w *docWriter) beginObject(name string) {
 	if w.build {
-		w.stack = append(w.stack, frame{name: name, obj: ast.NewObject()})
+		w.stack = append(w.stack, frame{name: name, start: len(w.items)})
 		return
 	}
 	w.tag('{', name)
@@ -122,7 +125,7 @@ func (w *docWriter) beginObject(name string) {
 // beginArray opens an array under name; end closes it.
 func (w *docWriter) beginArray(name string) {
 	if w.build {
-		w.stack = append(w.stack, frame{name: name, isArr: true})
+		w.stack = append(w.stack, frame{name: name, start: len(w.elems), isArr: true})
 		return
 	}
 	w.tag('[', name)
@@ -135,9 +138,15 @@ func (w *docWriter) end() {
 	}
 	top := w.stack[len(w.stack)-1]
 	w.stack = w.stack[:len(w.stack)-1]
+	var v ast.Value
 	if top.isArr {
-		w.put(top.name, ast.NewTerm(ast.NewArray(top.arr...)))
+		// The array keeps its slice: copy it out of the shared buffer.
+		v = ast.NewArray(slices.Clone(w.elems[top.start:])...)
+		w.elems = w.elems[:top.start]
 	} else {
-		w.put(top.name, ast.NewTerm(top.obj))
+		// NewObject copies the pairs into its own storage.
+		v = ast.NewObject(w.items[top.start:]...)
+		w.items = w.items[:top.start]
 	}
+	w.put(top.name, ast.NewTerm(v))
 }
