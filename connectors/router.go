@@ -46,6 +46,12 @@ type RouterOptions struct {
 	// Denials bounds what denied messages cost in replies and records
 	// (defaults: see DenialBudget).
 	Denials DenialBudget
+	// RecordText, if set, records a message's text (audit.record_text)
+	// with the ID of its decision, just before that decision is recorded:
+	// only messages whose decision is recorded have their text recorded,
+	// so a flood past the denial budget writes neither. An error refuses
+	// the message (the sender is told the audit log is unavailable).
+	RecordText func(ctx context.Context, m *Message, decisionID string) error
 }
 
 // splitDecider is the two halves of Decide the router needs so that a
@@ -63,6 +69,7 @@ type splitDecider interface {
 type Router struct {
 	decider splitDecider
 	denials *denialThrottle
+	text    func(ctx context.Context, m *Message, decisionID string) error
 	turns   Turns
 	pairing Pairing
 	log     zerolog.Logger
@@ -84,6 +91,7 @@ func NewRouter(opts RouterOptions) (*Router, error) {
 	r := &Router{
 		decider: split,
 		denials: newDenialThrottle(opts.Denials),
+		text:    opts.RecordText,
 		turns:   opts.Turns,
 		pairing: opts.Pairing,
 		log:     opts.Logger,
@@ -289,6 +297,15 @@ func (r *Router) handle(ctx context.Context, m *Message, rep Replier) error {
 	}
 	if m.Peer != "" {
 		d.Detail = setDetail(d.Detail, DetailPeer, m.Peer)
+	}
+	if r.text != nil {
+		if err := r.text(ctx, m, d.ID); err != nil {
+			if carried > 0 {
+				r.denials.putBack(m.Connector+"\x00"+id, in, carried)
+			}
+			_ = r.say(ctx, rep, m, AuditUnavailableReply)
+			return fmt.Errorf("connectors: recording the text of %s: %w", m.MessageID, err)
+		}
 	}
 	r.decider.Commit(ctx, in, &d)
 	if carried > 0 && slices.Contains(d.Reasons, engine.ReasonAuditUnavailable) {

@@ -291,3 +291,44 @@ func TestUnrecordedDecisionIsTold(t *testing.T) {
 		}
 	}
 }
+
+// RecordText runs only for decisions that are recorded, and a text that
+// cannot be recorded refuses the message with a reply.
+func TestRecordTextFollowsDecisions(t *testing.T) {
+	ctx := context.Background()
+	clk := &testClock{t: time.Unix(1_700_000_000, 0)}
+	tr := &trail{}
+	e, err := engine.New(ctx, engine.Options{PolicyDir: policyDir(t), Data: testData(), Recorder: tr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var texts []string
+	failText := false
+	turns := &countingTurns{}
+	r, err := connectors.NewRouter(connectors.RouterOptions{Decider: e, Turns: turns,
+		Denials: connectors.DenialBudget{Now: clk.now, Limiter: ratelimit.New(ratelimit.Options{Now: clk.now})},
+		RecordText: func(_ context.Context, m *connectors.Message, id string) error {
+			if failText {
+				return errors.New("no space left on device")
+			}
+			texts = append(texts, m.Text+"@"+id)
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		r.Handle(ctx, msg("mallory", "flood"), &chat{})
+	}
+	if len(texts) != connectors.DefaultDenialSenderBurst || len(texts) != tr.len() {
+		t.Fatalf("%d texts and %d decision records for a flood of 20, want %d of each", len(texts), tr.len(), connectors.DefaultDenialSenderBurst)
+	}
+	failText = true
+	c := &chat{}
+	if err := r.Handle(ctx, msg("alice", "hello"), c); err == nil {
+		t.Fatal("a message whose text could not be recorded was handled")
+	}
+	if got := c.all(); len(got) != 1 || got[0] != connectors.AuditUnavailableReply || turns.n() != 0 {
+		t.Fatalf("alice was told %q and %d turns ran", got, turns.n())
+	}
+}

@@ -23,16 +23,19 @@ import (
 	"github.com/parachute-gateway/parachute/sessions"
 )
 
-// boot runs a gateway over dir (state, vault and audit inside it) with a
+// boot runs a gateway over dir (state, vault and, unless extra has an
+// audit line, the audit log inside it) with a
 // local connector and the echo runtime; stop ends it cleanly, as SIGTERM
 // would, and reports Run's error.
 func boot(t *testing.T, dir, policies, extra string) (g *gateway.Gateway, conn *local.Connector, cfg *config.Config, stop func()) {
 	t.Helper()
+	if !strings.Contains(extra, "audit:") {
+		extra += "audit: {dir: " + dir + "/audit}\n"
+	}
 	cfg, err := config.Parse([]byte(fmt.Sprintf(`
 vault: %[1]s/vault
 state_dir: %[1]s/state
 policies: %[2]s
-audit: {dir: %[1]s/audit}
 admin: {listen: "127.0.0.1:0"}
 connectors:
   dev: {type: local, listen: 127.0.0.1:0, allowed_users: [alice]}
@@ -228,5 +231,42 @@ func TestStrangerFloodIsBoundedInTheLog(t *testing.T) {
 	}
 	if records > connectors.DefaultDenialSenderBurst+1 || accounted != 100 {
 		t.Fatalf("%d records accounting for %d messages, want at most %d records accounting for 100", records, accounted, connectors.DefaultDenialSenderBurst+1)
+	}
+}
+
+// With audit.record_text on, a text is recorded with its decision only:
+// a stranger's flood past the denial budget writes no text records, and
+// an allowed message's text names the decision it belongs to.
+func TestRecordedTextIsBoundedWithDecisions(t *testing.T) {
+	dir := t.TempDir()
+	_, conn, cfg, stop := boot(t, dir, policyDir(), "audit: {dir: "+dir+"/audit, record_text: true}\n")
+	for range 100 {
+		send(t, conn, "mallory", "spam spam spam")
+	}
+	if got := send(t, conn, "alice", "hello"); !strings.Contains(got, "echo: hello") {
+		t.Fatalf("alice got %q", got)
+	}
+	stop()
+	texts := map[string]int{}
+	allowed := map[string]bool{}
+	var aliceText audit.Record
+	audit.Read(cfg.Audit.Dir, audit.ReadOptions{}, func(e audit.Entry) error {
+		r := e.Record
+		switch {
+		case r.Kind == "message-text":
+			texts[r.User]++
+			if r.User == "local:alice" {
+				aliceText = r
+			}
+		case r.Kind == "message" && r.Decision == "allow":
+			allowed[r.DecisionID] = true
+		}
+		return nil
+	})
+	if texts["local:mallory"] > connectors.DefaultDenialSenderBurst {
+		t.Errorf("%d text records for a flood of 100 denied messages, want at most %d", texts["local:mallory"], connectors.DefaultDenialSenderBurst)
+	}
+	if aliceText.Detail["text"] != "hello" || !allowed[aliceText.DecisionID] {
+		t.Errorf("alice's text record %+v does not name her allowed decision", aliceText)
 	}
 }

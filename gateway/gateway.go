@@ -228,11 +228,15 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 	// the persisted limiter, and the counts of what was suppressed are
 	// recorded by the flusher in Run and, at shutdown, before the audit
 	// log closes.
-	g.Router, err = connectors.NewRouter(connectors.RouterOptions{
+	ropts := connectors.RouterOptions{
 		Decider: g.Engine, Turns: mgr, Pairing: g.Pairing, Seen: seen,
 		Logger:  g.log.With().Str("component", "router").Logger(),
 		Denials: connectors.DenialBudget{Limiter: g.limiter},
-	})
+	}
+	if cfg.Audit.RecordText {
+		ropts.RecordText = g.recordText
+	}
+	g.Router, err = connectors.NewRouter(ropts)
 	if err != nil {
 		return nil, err
 	}
@@ -300,13 +304,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 }
 
 // handler is what connectors hand messages to: the router, with errors
-// logged and, when audit.record_text is on, the text recorded first.
+// logged.
 func (g *Gateway) handler() connectors.Handler {
-	var h connectors.Handler = loggingHandler{Router: g.Router, log: g.log}
-	if g.cfg.Audit.RecordText {
-		h = textRecorder{Router: g.Router, log: g.Audit, next: h}
-	}
-	return h
+	return loggingHandler{Router: g.Router, log: g.log}
 }
 
 // Ready is closed once Run has started everything.
@@ -479,23 +479,17 @@ func (a authRecorder) RecordAuth(ctx context.Context, e pairing.Event) error {
 	return err
 }
 
-// textRecorder appends each message's text to the audit log before
-// handling it, when audit.record_text is on (it is off by default: the
-// log then holds who did what, not what they said).
-// It embeds the Router so the connectors that ask it more than Handle
-// (Matrix invites) still reach it.
-type textRecorder struct {
-	*connectors.Router
-	log  *audit.Log
-	next connectors.Handler
-}
-
-func (t textRecorder) Handle(ctx context.Context, m *connectors.Message, r connectors.Replier) error {
-	if _, err := t.log.Append(ctx, audit.Record{Kind: "message-text", Connector: m.Connector, User: m.Identity(),
+// recordText appends a message's text to the audit log just before its
+// decision is recorded, when audit.record_text is on (it is off by
+// default: the log then holds who did what, not what they said). The
+// router calls it only for decisions it records, so duplicates, edits and
+// denials past the budget leave no text behind.
+func (g *Gateway) recordText(ctx context.Context, m *connectors.Message, decisionID string) error {
+	if _, err := g.Audit.Append(ctx, audit.Record{Kind: "message-text", DecisionID: decisionID, Connector: m.Connector, User: m.Identity(),
 		Detail: map[string]string{"chat_id": m.ChatID, "message_id": m.MessageID, "text": m.Text}}); err != nil {
 		return fmt.Errorf("gateway: recording message text: %w", err)
 	}
-	return t.next.Handle(ctx, m, r)
+	return nil
 }
 
 // loggingHandler logs what the router could not handle (the user was
