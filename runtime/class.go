@@ -71,7 +71,7 @@ func (e *ClassError) Reply() string {
 //   - --oci-seccomp: the spec's seccomp filter (the policy's profile) is
 //     applied inside gVisor too, so a profile means the same under both
 //     classes.
-const runscWrapperScript = "#!/bin/sh\n# Written by parachute (runtime class gvisor). Do not edit: it is rewritten.\nexec %s --network=none --oci-seccomp \"$@\"\n"
+const runscWrapperScript = "#!/bin/sh\n# Written by parachute (runtime class gvisor). Do not edit: it is rewritten.\nexec %s --network=none --host-uds=open --oci-seccomp \"$@\"\n"
 
 // classRuntime returns the containerd runtime and its options for a class.
 func (c *Containerd) classRuntime(class string) (string, any, error) {

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Debian packages the test suite needs: containerd and runc for the sandbox
-# tests, busybox-static for the sandbox image's shell, iproute2 for network
-# checks. Idempotent and quiet when everything is there.
+# tests, runsc (gVisor) for the gvisor runtime class, busybox-static for the
+# sandbox image's shell, iproute2 for network checks. Idempotent and quiet
+# when everything is there.
 set -euo pipefail
-pkgs=(containerd runc busybox-static iproute2 make)
+pkgs=(containerd runc runsc busybox-static iproute2 make)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
