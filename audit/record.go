@@ -16,10 +16,13 @@ package audit
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 
 	"github.com/parachute-gateway/parachute/engine"
 )
@@ -66,7 +69,11 @@ type Record struct {
 	RetryAfterMS   int64             `json:"retry_after_ms,omitempty"`
 	Error          string            `json:"error,omitempty"`
 	Detail         map[string]string `json:"detail,omitempty"`
-	Prev           string            `json:"prev"`
+	// Input is the decision's input document, compact JSON with sorted
+	// keys, as the policy saw it: `parachute policy replay` decides it
+	// again against the current policy. Message text is never in it.
+	Input json.RawMessage `json:"input,omitempty"`
+	Prev  string          `json:"prev"`
 }
 
 // FromDecision builds the record of one engine decision. Message text is
@@ -88,6 +95,7 @@ func FromDecision(in engine.Input, d *engine.Decision) Record {
 	if d.Err != nil {
 		r.Error = d.Err.Error()
 	}
+	r.Input = canonicalInput(in)
 	session := func(s engine.SessionFacts) {
 		r.Connector, r.User, r.SessionID, r.TurnID = s.Connector, s.Identity, s.ID, s.TurnID
 		r.TrustLevel, r.Workspace = s.TrustLevel, s.Workspace
@@ -170,4 +178,21 @@ type Recorder struct{ Log *Log }
 func (r Recorder) Record(ctx context.Context, in engine.Input, d *engine.Decision) error {
 	_, err := r.Log.Append(ctx, FromDecision(in, d))
 	return err
+}
+
+// canonicalInput is in's document as compact JSON (object keys sorted, as
+// encoding/json writes maps), or nil if it cannot be encoded.
+func canonicalInput(in engine.Input) json.RawMessage {
+	if in == nil {
+		return nil
+	}
+	v, err := ast.JSON(in.Value())
+	if err != nil {
+		return nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil
+	}
+	return b
 }
