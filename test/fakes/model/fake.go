@@ -141,13 +141,20 @@ func (f *Fake) next(req Request) (int, Step, bool) {
 	f.reqs = append(f.reqs, req)
 	n := len(f.reqs)
 	steps := f.script.Steps
+	var step Step
 	switch {
 	case n <= len(steps):
-		return n, steps[n-1], true
+		step = steps[n-1]
 	case f.script.RepeatLast && len(steps) > 0:
-		return n, steps[len(steps)-1], true
+		step = steps[len(steps)-1]
+	default:
+		return n, Step{}, false
 	}
-	return n, Step{}, false
+	if step.Status == 0 {
+		f.reqs[n-1].answered = true
+		f.reqs[n-1].outputTokens = outputTokens(step)
+	}
+	return n, step, true
 }
 
 // writeError answers in the provider's error format.

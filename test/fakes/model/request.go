@@ -25,6 +25,9 @@ type Request struct {
 	Tools []Tool
 	// ToolResults are all tool results in the conversation, in order.
 	ToolResults []ToolResult
+
+	outputTokens int64 // reported for the answer; 0 for an error
+	answered     bool
 }
 
 // Message is a conversation message flattened to its text.

@@ -72,3 +72,12 @@ func args(m map[string]any) map[string]any {
 	}
 	return m
 }
+
+// ReportedTokens is the usage (input + output) the fake reported for req:
+// what a budget that counts the provider's usage must add up.
+func ReportedTokens(req Request) int64 {
+	if !req.answered {
+		return 0
+	}
+	return inputTokens(req) + req.outputTokens
+}
