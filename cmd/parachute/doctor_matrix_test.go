@@ -36,13 +36,13 @@ func TestMatrixChecks(t *testing.T) {
 			checks := matrixChecks(cfg, func(k string) string { return tt.env[k] })
 			var failed []string
 			for _, c := range checks {
-				if !strings.HasPrefix(c.Name, "matrix mx ") {
-					t.Errorf("check %q: only encrypted connectors are checked", c.Name)
+				if !strings.HasPrefix(c.Check, "matrix mx ") {
+					t.Errorf("check %q: only encrypted connectors are checked", c.Check)
 				}
-				if !c.OK && !strings.HasSuffix(c.Name, "e2ee build") {
-					failed = append(failed, strings.TrimPrefix(c.Name, "matrix mx "))
+				if c.Status != statusOK && !strings.HasSuffix(c.Check, "e2ee build") {
+					failed = append(failed, strings.TrimPrefix(c.Check, "matrix mx "))
 					if c.Fix == "" {
-						t.Errorf("%s fails with no fix", c.Name)
+						t.Errorf("%s fails with no fix", c.Check)
 					}
 				}
 			}

@@ -39,6 +39,7 @@ func configChecks(ctx context.Context, path string) ([]finding, *config.Config) 
 	out = append(out, doctorConnectors(cfg)...)
 	out = append(out, doctorNetwork(cfg)...)
 	out = append(out, doctorEnv(cfg)...)
+	out = append(out, doctorMatrixE2EE(cfg)...) // doctor_matrix.go
 	out = append(out, doctorVault(cfg)...)
 	out = append(out, doctorStateDir(cfg)...)
 	out = append(out, doctorPorts(ctx, path, cfg)...)
