@@ -256,6 +256,10 @@ func (m *Manager) Turn(ctx context.Context, req connectors.TurnRequest) (string,
 		if errors.As(err, &denied) {
 			return denied.Reply(), nil
 		}
+		var noClass *runtime.ClassError // the decision's runtime class is not installed
+		if errors.As(err, &noClass) {
+			return noClass.Reply(), nil
+		}
 		if errors.Is(err, ErrNotRecorded) {
 			m.opts.Logger.Error().Err(err).Str("session_id", sess.ID).Msg("session not started: its record could not be written")
 			return NotRecordedReply, nil
