@@ -250,6 +250,14 @@ func (r *Router) handle(ctx context.Context, m *Message, rep Replier) error {
 		}
 		bind = b
 		if cmd == "start" && arg != "" {
+			// An unbound sender's invite attempt costs a record and a
+			// reply like a denial, and draws on the same budget: a flood
+			// of guesses is counted, not recorded one by one.
+			if bind == nil && !r.denials.spend(m.Connector+"\x00"+id, engine.MessageInput{Connector: m.Connector, ConnectorType: m.Type,
+				Sender: engine.Sender{ID: id, PlatformID: m.UserID}, Chat: engine.Chat{ID: m.ChatID, Kind: m.ChatKind}, Command: cmd}) {
+				log.Debug().Msg("invite attempt over the denial budget; not checked, no reply, no record of its own")
+				return nil
+			}
 			b, err := r.pairing.RedeemInvite(ctx, m.Connector, id, arg)
 			var rl *pairing.RateLimitError
 			switch {
@@ -538,6 +546,23 @@ func (t *denialThrottle) admit(sender string, in engine.MessageInput) (bool, int
 	}
 	delete(t.pending, sender)
 	return true, p.n
+}
+
+// spend takes the tokens of one recorded attempt (an invite redemption)
+// without carrying a count: the attempt's record is the pairing store's.
+// Past the budget the attempt is counted like a suppressed denial.
+func (t *denialThrottle) spend(sender string, in engine.MessageInput) bool {
+	key := "denials\x00sender\x00" + sender
+	if ok, _ := t.b.Limiter.Allow(key, t.b.SenderRate, t.b.SenderBurst); !ok {
+		t.count(sender, in, 1)
+		return false
+	}
+	if ok, _ := t.b.Limiter.Allow(globalDenialKey, t.b.GlobalRate, t.b.GlobalBurst); !ok {
+		t.b.Limiter.Refund(key, t.b.SenderBurst)
+		t.count(sender, in, 1)
+		return false
+	}
+	return true
 }
 
 // putBack returns a count whose record could not be written.

@@ -330,32 +330,63 @@ func TestPairingOnPublicConnectorIsNotOffered(t *testing.T) {
 }
 
 func TestInviteBruteForceIsRateLimitedAndRecorded(t *testing.T) {
-	ctx := context.Background()
-	log := &authLog{}
-	store := newStore(t, log)
-	r, _ := newRouter(t, testData(), store)
-	token, _ := store.CreateInvite(ctx, pairingInvite("member", ""), time.Hour)
-	c := &chat{}
-	for i := range 50 {
-		_ = r.Handle(ctx, msg("mallory", fmt.Sprintf("/start pi_guess%d", i)), c)
+	tests := []struct {
+		name    string
+		denials connectors.DenialBudget
+		// what the pairing store checked and recorded, what was counted
+		wantChecked, wantLimited, wantReplies int
+		wantPending                           int64
+	}{
+		// The denial budget stops the flood before the store: its first
+		// attempts are checked and recorded, the rest (and the right
+		// token, sent while over budget) only counted.
+		{name: "default denial budget", wantChecked: connectors.DefaultDenialSenderBurst, wantReplies: connectors.DefaultDenialSenderBurst,
+			wantPending: 51 - connectors.DefaultDenialSenderBurst},
+		// With a wide denial budget the store's own limit holds, and
+		// even the right token is refused while mallory is rate-limited.
+		{name: "wide denial budget", denials: connectors.DenialBudget{SenderBurst: 100, GlobalBurst: 100},
+			wantChecked: 5, wantLimited: 46, wantReplies: 51},
 	}
-	// Even the right token is refused while mallory is rate-limited.
-	_ = r.Handle(ctx, msg("mallory", "/start "+token), c)
-	last := c.all()[len(c.all())-1]
-	if !strings.Contains(last, "Too many attempts") {
-		t.Fatalf("last reply %q", last)
-	}
-	if n := log.count("invite-redeem", "invalid-token"); n != 5 {
-		t.Fatalf("%d guesses checked, want the burst of 5", n)
-	}
-	if n := log.count("invite-redeem", "rate-limited"); n != 46 {
-		t.Fatalf("%d rate-limited attempts recorded, want 46", n)
-	}
-	// The invite survived for its real owner.
-	c2 := &chat{}
-	_ = r.Handle(ctx, msg("carol", "/start "+token), c2)
-	if !strings.Contains(strings.Join(c2.all(), ""), "Welcome") {
-		t.Fatalf("carol: %q", c2.all())
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			log := &authLog{}
+			store := newStore(t, log)
+			e, _ := newEngine(t, testData())
+			r, err := connectors.NewRouter(connectors.RouterOptions{Decider: e, Turns: &countingTurns{}, Pairing: store, Denials: tt.denials})
+			if err != nil {
+				t.Fatal(err)
+			}
+			token, _ := store.CreateInvite(ctx, pairingInvite("member", ""), time.Hour)
+			c := &chat{}
+			for i := range 50 {
+				_ = r.Handle(ctx, msg("mallory", fmt.Sprintf("/start pi_guess%d", i)), c)
+			}
+			_ = r.Handle(ctx, msg("mallory", "/start "+token), c)
+			if tt.wantLimited > 0 {
+				if last := c.all()[len(c.all())-1]; !strings.Contains(last, "Too many attempts") {
+					t.Fatalf("last reply %q", last)
+				}
+			}
+			if n := log.count("invite-redeem", "invalid-token"); n != tt.wantChecked {
+				t.Fatalf("%d guesses checked, want %d", n, tt.wantChecked)
+			}
+			if n := log.count("invite-redeem", "rate-limited"); n != tt.wantLimited {
+				t.Fatalf("%d rate-limited attempts recorded, want %d", n, tt.wantLimited)
+			}
+			if n := len(c.all()); n != tt.wantReplies {
+				t.Fatalf("%d replies, want %d", n, tt.wantReplies)
+			}
+			if n := r.PendingDenials(); n != tt.wantPending {
+				t.Fatalf("%d attempts counted for a summary, want %d", n, tt.wantPending)
+			}
+			// The invite survived for its real owner.
+			c2 := &chat{}
+			_ = r.Handle(ctx, msg("carol", "/start "+token), c2)
+			if !strings.Contains(strings.Join(c2.all(), ""), "Welcome") {
+				t.Fatalf("carol: %q", c2.all())
+			}
+		})
 	}
 }
 
