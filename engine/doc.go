@@ -16,10 +16,16 @@ import (
 //
 // The key is tagged and length-prefixed (a string is 's', its key's length,
 // the key, its length, the bytes), so no two documents encode alike however
-// their strings are chosen.
+// their strings are chosen. It holds only the fields the policy can read
+// (inputReads): two inputs that differ only where no rule looks share a key,
+// and so a decision.
 type docWriter struct {
 	key   []byte // key mode: the canonical encoding so far
 	build bool   // AST mode: build frames instead of bytes
+	// Key mode: cur is the read set at each open object (nil: read in
+	// full); skip counts open objects and arrays left out of the key.
+	cur   []*readNode
+	skip  int
 	stack []frame
 	// items holds the key/value pairs of every open object and elems the
 	// elements of every open array, each frame's from its start index: one
@@ -49,12 +55,38 @@ func buildValue(in docInput) ast.Value {
 	return ast.NewObject(w.items...)
 }
 
-// appendKey appends in's canonical key to dst. It allocates nothing when dst
-// has room.
-func appendKey(dst []byte, in docInput) []byte {
-	w := docWriter{key: dst}
+// appendKey appends in's canonical key to dst, with only the fields reads
+// names (everything: all of them).
+func appendKey(dst []byte, in docInput, reads *readNode) []byte {
+	var stack [8]*readNode
+	w := docWriter{key: dst, cur: stack[:0]}
+	if !reads.full {
+		w.cur = append(w.cur, reads)
+	} else {
+		w.cur = append(w.cur, nil)
+	}
 	in.write(&w)
 	return w.key
+}
+
+// keep reports whether the field name of the open object is part of the
+// key, and the read set below it (nil: all of it).
+func (w *docWriter) keep(name string) (*readNode, bool) {
+	if w.skip > 0 {
+		return nil, false
+	}
+	top := w.cur[len(w.cur)-1]
+	if top == nil {
+		return nil, true
+	}
+	c := top.children[name]
+	switch {
+	case c == nil:
+		return nil, false
+	case c.full:
+		return nil, true
+	}
+	return c, true
 }
 
 func (w *docWriter) tag(t byte, name string) {
@@ -76,6 +108,9 @@ func (w *docWriter) str(name, v string) {
 		w.put(name, ast.StringTerm(v))
 		return
 	}
+	if _, ok := w.keep(name); !ok {
+		return
+	}
 	w.tag('s', name)
 	w.key = binary.AppendUvarint(w.key, uint64(len(v)))
 	w.key = append(w.key, v...)
@@ -84,6 +119,9 @@ func (w *docWriter) str(name, v string) {
 func (w *docWriter) boolean(name string, v bool) {
 	if w.build {
 		w.put(name, ast.InternedTerm(v))
+		return
+	}
+	if _, ok := w.keep(name); !ok {
 		return
 	}
 	w.tag('b', name)
@@ -97,6 +135,9 @@ func (w *docWriter) boolean(name string, v bool) {
 func (w *docWriter) num(name string, v int64) {
 	if w.build {
 		w.put(name, ast.InternedTerm(int(v)))
+		return
+	}
+	if _, ok := w.keep(name); !ok {
 		return
 	}
 	w.tag('n', name)
@@ -119,7 +160,7 @@ func (w *docWriter) beginObject(name string) {
 		w.stack = append(w.stack, frame{name: name, start: len(w.items)})
 		return
 	}
-	w.tag('{', name)
+	w.open('{', name, false)
 }
 
 // beginArray opens an array under name; end closes it.
@@ -128,11 +169,31 @@ func (w *docWriter) beginArray(name string) {
 		w.stack = append(w.stack, frame{name: name, start: len(w.elems), isArr: true})
 		return
 	}
-	w.tag('[', name)
+	w.open('[', name, true)
+}
+
+// open starts an object or array in the key, or a skipped one. An array's
+// elements are always read in full: policy indexes them by variable.
+func (w *docWriter) open(t byte, name string, isArr bool) {
+	node, ok := w.keep(name)
+	if !ok {
+		w.skip++
+		return
+	}
+	if isArr {
+		node = nil
+	}
+	w.cur = append(w.cur, node)
+	w.tag(t, name)
 }
 
 func (w *docWriter) end() {
 	if !w.build {
+		if w.skip > 0 {
+			w.skip--
+			return
+		}
+		w.cur = w.cur[:len(w.cur)-1]
 		w.key = append(w.key, '}')
 		return
 	}

@@ -300,7 +300,7 @@ func (e *Engine) evaluate(ctx context.Context, set *policySet, in Input, d *Deci
 	)
 	di, typed := in.(docInput)
 	if set.cache != nil && typed {
-		key = appendKey(append(buf[:0], d.Entry...), di)
+		key = appendKey(append(buf[:0], d.Entry...), di, set.reads[d.Entry])
 		if res := set.cache.get(key); res != nil {
 			res.apply(d)
 			d.Cached = true

@@ -43,6 +43,7 @@ type policySet struct {
 	// change flushes it by replacing it.
 	uncached string
 	cache    *decisionCache
+	reads    map[Entry]*readNode // the input paths each entry's rules can read: its cache key
 }
 
 // source is what a policy set is built from.
@@ -208,6 +209,7 @@ func compile(ctx context.Context, src *source, data map[string]any, runTests boo
 		queries:  make(map[Entry]*rego.PreparedEvalQuery, len(Entries)),
 		files:    len(src.modules),
 		uncached: nondeterministicCall(compiler),
+		reads:    make(map[Entry]*readNode, len(Entries)),
 	}
 	for _, entry := range Entries {
 		pq, err := rego.New(
@@ -220,6 +222,7 @@ func compile(ctx context.Context, src *source, data map[string]any, runTests boo
 			return nil, fmt.Errorf("%w: preparing %s: %w", ErrPolicy, entry, err)
 		}
 		set.queries[entry] = &pq
+		set.reads[entry] = inputReads(compiler, entry)
 	}
 	return set, nil
 }
