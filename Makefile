@@ -8,7 +8,7 @@ COVERAGE := 90
 # without cgo (a build without it refuses encryption: true).
 TAGS     := goolm
 
-.PHONY: all build deps lint test test-go test-policies bench run clean
+.PHONY: all build deps lint test test-go test-policies bench run stop clean
 
 all: build
 
@@ -39,8 +39,14 @@ test: deps lint test-policies test-go
 bench:
 	$(GO) test -tags $(TAGS) -run '^$$' -bench . -benchmem ./...
 
+# run: build and serve examples/local.yaml, saying what it is doing (the
+# first run fetches and compiles a few minutes); stop: stop that gateway
+# and the containerd run started.
 run:
-	bash deploy/run-local.sh
+	@bash deploy/run-local.sh
+
+stop:
+	@bash deploy/run-local.sh stop
 
 clean:
 	rm -rf bin test/.state .policy-coverage.json
