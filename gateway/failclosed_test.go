@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -268,5 +269,29 @@ func TestRecordedTextIsBoundedWithDecisions(t *testing.T) {
 	}
 	if aliceText.Detail["text"] != "hello" || !allowed[aliceText.DecisionID] {
 		t.Errorf("alice's text record %+v does not name her allowed decision", aliceText)
+	}
+}
+
+// roles.<name>.egress_require_sni is a config field (it was refused as
+// unknown while the egress policy already read it) and reaches policy data.
+func TestRoleEgressRequireSNIReachesPolicy(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+vault: %[1]s/vault
+state_dir: %[1]s/state
+policies: %[2]s
+connectors: {dev: {type: local, allowed_users: [alice]}}
+roles:
+  member: {egress_require_sni: true}
+`, dir, policyDir())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(cfg.PolicyData()["roles"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"egress_require_sni":true`) {
+		t.Fatalf("policy data roles: %s", b)
 	}
 }
