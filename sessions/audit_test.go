@@ -102,3 +102,22 @@ func TestEventsFailClosed(t *testing.T) {
 		})
 	}
 }
+
+// The session socket does not hold an idle kept-alive connection forever
+// nor wait forever for a request's headers.
+func TestSocketServerTimeouts(t *testing.T) {
+	m, _, _ := newManager(t, testData())
+	if _, err := m.Turn(context.Background(), turn("dev", "alice", "hi")); err != nil {
+		t.Fatal(err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.live) != 1 {
+		t.Fatalf("%d live sessions, want 1", len(m.live))
+	}
+	for _, l := range m.live {
+		if l.server.IdleTimeout != SocketIdleTimeout || l.server.ReadHeaderTimeout <= 0 {
+			t.Fatalf("socket server timeouts: idle %v, read header %v", l.server.IdleTimeout, l.server.ReadHeaderTimeout)
+		}
+	}
+}
