@@ -53,7 +53,7 @@ func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) error {
 		for _, r := range g.Manager.Redecide(ctx) {
 			e := g.log.Info().Str("session_id", r.SessionID).Str("owner", r.Owner)
 			if len(r.Refused) > 0 {
-				e.Strs("refused", r.Refused).Msg("live session refused under the reloaded config: its next message is refused, the sandbox stops when it idles out")
+				e.Strs("refused", r.Refused).Msg("live session refused under the reloaded config: the next message of its last sender is decided afresh and refused; an unused sandbox stops when it idles out")
 				continue
 			}
 			e.Strs("changed", r.Changes).Msg("live session's decision changed: it is ended and restarted under the new decision at its next turn")

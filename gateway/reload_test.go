@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/parachute-gateway/parachute/audit"
 	"github.com/parachute-gateway/parachute/config"
 	"github.com/parachute-gateway/parachute/connectors"
 	"github.com/parachute-gateway/parachute/connectors/local"
@@ -129,8 +130,8 @@ func TestReloadNeedingARestartIsRefused(t *testing.T) {
 func TestReloadSaysWhatChanged(t *testing.T) {
 	dir := t.TempDir()
 	ctrd, direct := &echoRuntime{}, &echoRuntime{}
-	g, conn, logs := startWith(t, reloadConfig(t, dir, "    allow_direct: true", "127.0.0.1:0", "alice, bob"),
-		map[string]sessions.Sandboxes{"containerd": ctrd, "direct": direct})
+	cfg := reloadConfig(t, dir, "    allow_direct: true", "127.0.0.1:0", "alice, bob")
+	g, conn, logs := startWith(t, cfg, map[string]sessions.Sandboxes{"containerd": ctrd, "direct": direct})
 	if got := send(t, conn, "owner", "one"); !strings.Contains(got, "echo: one") {
 		t.Fatalf("owner got %q", got)
 	}
@@ -167,5 +168,28 @@ func TestReloadSaysWhatChanged(t *testing.T) {
 	}
 	if got := send(t, conn, "owner", "/whoami"); !strings.Contains(got, "direct") {
 		t.Fatalf("/whoami after the reload: %q", got)
+	}
+	// Every session is recorded under one trust level: none ran in
+	// containerd while its records said direct.
+	trust := map[string]map[string]bool{}
+	err := audit.Read(cfg.Audit.Dir, audit.ReadOptions{}, func(e audit.Entry) error {
+		if r := e.Record; r.SessionID != "" && r.TrustLevel != "" {
+			if trust[r.SessionID] == nil {
+				trust[r.SessionID] = map[string]bool{}
+			}
+			trust[r.SessionID][r.TrustLevel] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, levels := range trust {
+		if len(levels) != 1 {
+			t.Errorf("session %s recorded under trust levels %v", id, levels)
+		}
+	}
+	if len(trust) < 3 {
+		t.Errorf("%d sessions in the log; want the owner's two and bob's", len(trust))
 	}
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"reflect"
 	"sort"
 	"strings"
 	"time"
+	"unicode"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -104,7 +106,9 @@ func factsOf(sess Session, req connectors.TurnRequest, turnID string) (turn, sta
 
 // changes lists what differs between the decision a live session runs
 // under (its start facts and profile) and the one policy makes now; empty
-// if nothing that needs a new sandbox changed.
+// if nothing that needs a new sandbox changed. Every field of the profile
+// counts (read by reflection, so a field added to SessionProfile is
+// compared too).
 func changes(oldF, newF engine.SessionFacts, oldP, newP engine.SessionProfile) []string {
 	var c []string
 	add := func(name string, a, b any) {
@@ -114,17 +118,26 @@ func changes(oldF, newF engine.SessionFacts, oldP, newP engine.SessionProfile) [
 	}
 	add("trust_level", oldF.TrustLevel, newF.TrustLevel)
 	add("workspace", oldF.Workspace, newF.Workspace)
-	add("runtime", oldP.Runtime, newP.Runtime)
-	add("read_only", oldP.ReadOnly, newP.ReadOnly)
-	add("network", oldP.Network, newP.Network)
-	add("seccomp", oldP.Seccomp, newP.Seccomp)
-	add("hooks", oldP.Hooks, newP.Hooks)
-	add("memory_mb", oldP.MemoryMB, newP.MemoryMB)
-	add("cpus", oldP.CPUs, newP.CPUs)
-	add("pids", oldP.PIDs, newP.PIDs)
-	add("tmpfs_mb", oldP.TmpfsMB, newP.TmpfsMB)
-	add("turn_timeout", oldP.TurnTimeout, newP.TurnTimeout)
+	ov, nv := reflect.ValueOf(oldP), reflect.ValueOf(newP)
+	for i := range ov.NumField() {
+		add(snake(ov.Type().Field(i).Name), ov.Field(i).Interface(), nv.Field(i).Interface())
+	}
 	return c
+}
+
+// snake turns a Go field name into the policy's spelling (ReadOnly →
+// read_only, MemoryMB → memory_mb, CPUs → cpus).
+func snake(name string) string {
+	var b strings.Builder
+	runes := []rune(name)
+	for i, r := range runes {
+		upper := unicode.IsUpper(r)
+		if upper && i > 0 && (unicode.IsLower(runes[i-1]) || i+1 < len(runes) && unicode.IsLower(runes[i+1]) && runes[i+1] != 's') {
+			b.WriteByte('_')
+		}
+		b.WriteRune(unicode.ToLower(r))
+	}
+	return b.String()
 }
 
 // recheck evaluates (purely) the session decision for start facts and

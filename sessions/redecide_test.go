@@ -258,3 +258,18 @@ func TestReloadRevokedUser(t *testing.T) {
 		t.Fatal("a sandbox started for a revoked user")
 	}
 }
+
+func TestChangesNameEveryProfileField(t *testing.T) {
+	for in, want := range map[string]string{"ReadOnly": "read_only", "MemoryMB": "memory_mb", "CPUs": "cpus", "PIDs": "pids",
+		"TmpfsMB": "tmpfs_mb", "TurnTimeout": "turn_timeout", "Runtime": "runtime", "RuntimeClass": "runtime_class", "DiskMB": "disk_mb"} {
+		if got := snake(in); got != want {
+			t.Errorf("snake(%s) = %s, want %s", in, got, want)
+		}
+	}
+	a := engine.SessionProfile{Runtime: "containerd", MemoryMB: 512}
+	b := a
+	b.MemoryMB = 1024
+	if got := changes(engine.SessionFacts{}, engine.SessionFacts{}, a, b); len(got) != 1 || got[0] != "memory_mb 512→1024" {
+		t.Errorf("changes %v", got)
+	}
+}
