@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -353,5 +354,17 @@ connectors:
 	}
 	if _, err := os.Stat(filepath.Join(dir, "state")); !os.IsNotExist(err) {
 		t.Errorf("a refused start created the state dir")
+	}
+}
+
+func TestLogDurationsHaveUnits(t *testing.T) {
+	prev := zerolog.DurationFieldFormat
+	t.Cleanup(func() { zerolog.DurationFieldFormat = prev })
+	withUnits()
+	var b bytes.Buffer
+	l := zerolog.New(&b)
+	l.Warn().Dur("retry_in", 910800*time.Millisecond).Msg("connector failed; restarting")
+	if !strings.Contains(b.String(), `"retry_in":"15m10.8s"`) {
+		t.Fatalf("log line %s", b.String())
 	}
 }

@@ -32,6 +32,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	path := &found
+	withUnits()
 	var out io.Writer = stderr
 	if *pretty {
 		out = zerolog.ConsoleWriter{Out: stderr, TimeFormat: "15:04:05"}
@@ -97,3 +98,8 @@ func preflight(path string, cfg *config.Config) error {
 	}
 	return errors.New(b.String())
 }
+
+// withUnits makes every duration in the process log a string with its
+// unit ("retry_in":"15m10.8s"), not a bare number of milliseconds
+// ("retry_in":910800) that reads as seconds or nothing at all.
+func withUnits() { zerolog.DurationFieldFormat = zerolog.DurationFormatString }
