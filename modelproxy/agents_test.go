@@ -97,3 +97,93 @@ func TestClaudeCodeRequests(t *testing.T) {
 		})
 	}
 }
+
+// codexBody is the shape of what Codex 0.169.1 sends to /v1/responses
+// (captured from the real CLI against a fake; texts shortened).
+const codexBody = `{"model":"m","stream":true,"store":false,"tool_choice":"auto","parallel_tool_calls":true,
+ "reasoning":{"summary":"auto"},"include":["reasoning.encrypted_content"],"prompt_cache_key":"01a2",
+ "client_metadata":{"thread_id":"01a2"},
+ "input":[{"type":"message","role":"developer","content":[{"type":"input_text","text":"You are Codex."}]},{"type":"message","role":"user","content":[{"type":"input_text","text":"hi"}]}],
+ "tools":[{"type":"function","name":"mcp__parachute__read_file","description":"d","strict":false,"parameters":{"type":"object"}}]}`
+
+// The OpenAI Responses API is served beside Chat Completions: Codex's
+// request as it sends it is decided and counted (the stream's
+// response.completed usage); server-side state (previous_response_id,
+// conversation, stored prompts, background runs) and provider-side tools
+// are refused or decided like everywhere else.
+func TestResponsesAPI(t *testing.T) {
+	tests := []struct {
+		name, body string
+		wantCode   int
+		wantMsg    string
+		wantTools  []string
+	}{
+		{"as Codex sends it", codexBody, 200, "", nil},
+		{"previous_response_id", `{"model":"m","input":"hi","previous_response_id":"resp_other_user"}`, 400, `"previous_response_id"`, nil},
+		{"conversation", `{"model":"m","input":"hi","conversation":"conv_1"}`, 400, `"conversation"`, nil},
+		{"background", `{"model":"m","input":"hi","background":true}`, 400, `"background"`, nil},
+		{"chat field on responses", `{"model":"m","input":"hi","messages":[]}`, 400, `"messages"`, nil},
+		{"case variant", `{"model":"m","input":"hi","Max_Output_Tokens":5}`, 400, "case variant", nil},
+		{"web search, no network", `{"model":"m","input":"hi","tools":[{"type":"web_search"}]}`, 403, "", []string{"web_search"}},
+		{"image by URL", `{"model":"m","input":[{"role":"user","content":[{"type":"input_image","image_url":"http://169.254.169.254/"}]}]}`, 403, "", []string{ToolURLSource}},
+		{"file by URL", `{"model":"m","input":[{"role":"user","content":[{"type":"input_file","file_url":"https://x.test/a.pdf"}]}]}`, 403, "", []string{ToolURLSource}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var decided []engine.ModelInput
+			rec := engine.RecorderFunc(func(_ context.Context, in engine.Input, _ *engine.Decision) error {
+				if m, ok := in.(engine.ModelInput); ok {
+					mu.Lock()
+					decided = append(decided, m)
+					mu.Unlock()
+				}
+				return nil
+			})
+			up := &recordingUpstream{answer: func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path != "/v1/responses" {
+					http.Error(w, "wrong path "+r.URL.Path, 404)
+					return
+				}
+				w.Header().Set("Content-Type", "text/event-stream")
+				for _, ev := range []string{
+					`{"type":"response.created","response":{"id":"r1","status":"in_progress","output":[]}}`,
+					`{"type":"response.output_text.delta","item_id":"m1","output_index":0,"content_index":0,"delta":"hi"}`,
+					`{"type":"response.completed","response":{"id":"r1","status":"completed","output":[],"usage":{"input_tokens":30,"output_tokens":9,"total_tokens":39}}}`,
+				} {
+					_, _ = w.Write([]byte("event: x\ndata: " + ev + "\n\n"))
+				}
+			}}
+			usage := &MemoryUsage{}
+			p := proxyTo(t, OpenAI, up, engineWith(t, nil, rec), usage, session("member"))
+			w := send(p, "/v1/responses", tt.body, map[string]string{"Authorization": "Bearer sk-placeholder"})
+			if w.Code != tt.wantCode || !strings.Contains(errMessage(w), tt.wantMsg) {
+				t.Fatalf("status %d body %s; want %d naming %q", w.Code, w.Body, tt.wantCode, tt.wantMsg)
+			}
+			if tt.wantCode == 400 {
+				if up.count() != 0 || len(decided) != 0 {
+					t.Fatal("a refused request was decided or sent")
+				}
+				return
+			}
+			if len(decided) != 1 || strings.Join(decided[0].ProviderTools, ",") != strings.Join(tt.wantTools, ",") {
+				t.Fatalf("decided %+v; want one decision with provider tools %v", decided, tt.wantTools)
+			}
+			if tt.wantCode != 200 {
+				return
+			}
+			if got := up.heads[0].Get("Authorization"); got != "Bearer "+testKey {
+				t.Fatalf("upstream Authorization %q", got)
+			}
+			if got := up.bodies[0]["max_output_tokens"]; got != float64(DefaultMaxTokens) {
+				t.Fatalf("max_output_tokens %v; want the default cap", got)
+			}
+			if _, ok := up.bodies[0]["stream_options"]; ok {
+				t.Fatal("stream_options added to a Responses request")
+			}
+			if n, _ := usage.TokensToday(context.Background(), "telegram:1"); n != 39 {
+				t.Fatalf("tokens counted %d; want the stream's 39", n)
+			}
+		})
+	}
+}

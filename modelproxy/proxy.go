@@ -38,6 +38,10 @@ const (
 	Anthropic = "anthropic"
 )
 
+// ResponsesPath is the OpenAI Responses API, served by an OpenAI proxy
+// beside /v1/chat/completions.
+const ResponsesPath = "/v1/responses"
+
 // MaxRequestBytes bounds a request body from the sandbox.
 const MaxRequestBytes = 8 << 20
 
@@ -169,8 +173,16 @@ var anthropicVersion = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}$`)
 
 // ServeHTTP implements http.Handler.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost || r.URL.Path != p.path {
-		p.fail(w, http.StatusNotFound, "not_found", fmt.Sprintf("only POST %s is served here", p.path))
+	api := p.opts.Provider
+	if p.opts.Provider == OpenAI && r.URL.Path == ResponsesPath {
+		api = Responses
+	}
+	if r.Method != http.MethodPost || (r.URL.Path != p.path && api != Responses) {
+		paths := p.path
+		if p.opts.Provider == OpenAI {
+			paths += " and " + ResponsesPath
+		}
+		p.fail(w, http.StatusNotFound, "not_found", fmt.Sprintf("only POST %s is served here", paths))
 		return
 	}
 	if q := r.URL.RawQuery; q != "" && !(p.opts.Provider == Anthropic && q == "beta=true") {
@@ -197,7 +209,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_ = rc.SetReadDeadline(time.Time{})
-	c, err := parseCall(p.opts.Provider, body, p.opts.DefaultMaxTokens)
+	c, err := parseCall(api, body, p.opts.DefaultMaxTokens)
+	if err == nil {
+		c.path = r.URL.Path
+	}
 	if err != nil {
 		p.fail(w, http.StatusBadRequest, "invalid_request_error", strings.TrimPrefix(err.Error(), errBadRequest.Error()+": "))
 		return

@@ -29,7 +29,19 @@ var (
 		"response_format", "functions", "function_call", "reasoning_effort", "service_tier", "store",
 		"metadata", "modalities", "audio", "prediction", "web_search_options", "safety_identifier",
 		"prompt_cache_key", "verbosity")
+	// The OpenAI Responses API (Codex). Not forwarded: previous_response_id,
+	// conversation and prompt (they pull in state stored with the
+	// provider under the gateway's key, which may be another session's),
+	// background (a run that outlives the call and its settlement).
+	responsesFields = setOf("model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls",
+		"max_output_tokens", "max_tool_calls", "stream", "stream_options", "temperature", "top_p", "top_logprobs",
+		"reasoning", "text", "truncation", "store", "include", "metadata", "user", "safety_identifier",
+		"prompt_cache_key", "service_tier", "client_metadata")
 )
+
+// Responses is the OpenAI Responses API (POST /v1/responses), served by
+// an OpenAI proxy beside Chat Completions; decisions name provider openai.
+const Responses = "openai-responses"
 
 // Provider-side tool names that are not a tool type of the API itself.
 const (
@@ -63,6 +75,8 @@ func badRequest(format string, args ...any) error {
 // call is one decoded model request: what is decided and what is sent are
 // both read from body, which is decoded once and encoded once.
 type call struct {
+	api           string // OpenAI (Chat Completions), Anthropic or Responses
+	path          string // the API path, as forwarded
 	body          map[string]any
 	encoded       []byte // body after the gateway's defaults, as sent upstream
 	model         string
@@ -84,8 +98,11 @@ func parseCall(provider string, raw []byte, defaultMax int64) (*call, error) {
 		return nil, badRequest("request body is not one strict JSON object: %v", err)
 	}
 	allowed, api := openAIFields, "OpenAI Chat Completions"
-	if provider == Anthropic {
+	switch provider {
+	case Anthropic:
 		allowed, api = anthropicFields, "Anthropic Messages"
+	case Responses:
+		allowed, api = responsesFields, "OpenAI Responses"
 	}
 	for _, k := range slices.Sorted(maps.Keys(body)) {
 		if allowed[k] {
@@ -99,7 +116,7 @@ func parseCall(provider string, raw []byte, defaultMax int64) (*call, error) {
 		return nil, badRequest("field %q is not a field of the %s API that this gateway forwards; remove it (allowed: %s)",
 			k, api, strings.Join(slices.Sorted(maps.Keys(allowed)), ", "))
 	}
-	c := &call{body: body, n: 1}
+	c := &call{api: provider, body: body, n: 1}
 	if v, ok := body["model"]; ok {
 		if c.model, ok = v.(string); !ok {
 			return nil, badRequest("model must be a string")
@@ -140,6 +157,9 @@ func parseCall(provider string, raw []byte, defaultMax int64) (*call, error) {
 // the provider stops where the reservation does.
 func (c *call) readLimits(provider string, defaultMax int64) error {
 	names := []string{"max_tokens"}
+	if provider == Responses {
+		names = []string{"max_output_tokens"}
+	}
 	if provider == OpenAI {
 		names = append(names, "max_completion_tokens")
 		if v, ok := c.body["n"]; ok {
@@ -175,7 +195,7 @@ func (c *call) readLimits(provider string, defaultMax int64) error {
 	}
 	if !named {
 		c.maxTokens = defaultMax
-		c.body["max_tokens"] = defaultMax
+		c.body[names[0]] = defaultMax
 	}
 	return nil
 }
@@ -219,7 +239,7 @@ func (c *call) readProviderTools(provider string) error {
 		}
 		switch {
 		case provider == Anthropic && (typ == "" || typ == "custom"):
-		case provider == OpenAI && (typ == "function" || typ == "custom"):
+		case (provider == OpenAI || provider == Responses) && (typ == "function" || typ == "custom"):
 		case typ == "":
 			return badRequest("tools[%d] has no type", i)
 		default:
@@ -259,6 +279,14 @@ func (c *call) readProviderTools(provider string) error {
 			return err
 		}
 	}
+	if provider == Responses {
+		// input is a string or a list of items; instructions a string.
+		if in, ok := c.body["input"]; ok {
+			if err := findURLSources(in, &found); err != nil {
+				return err
+			}
+		}
+	}
 	if found {
 		add(ToolURLSource)
 	}
@@ -278,7 +306,7 @@ func findURLSources(v any, found *bool) error {
 		}
 	case map[string]any:
 		for k, sub := range x {
-			if k != "source" && k != "image_url" && (strings.EqualFold(k, "source") || strings.EqualFold(k, "image_url")) {
+			if k != "source" && k != "image_url" && k != "file_url" && (strings.EqualFold(k, "source") || strings.EqualFold(k, "image_url") || strings.EqualFold(k, "file_url")) {
 				return badRequest("field %q is a case variant of a field name: field names are exact", k)
 			}
 			switch k {
@@ -292,7 +320,7 @@ func findURLSources(v any, found *bool) error {
 						*found = true
 					}
 				}
-			case "image_url":
+			case "image_url", "file_url": // file_url: Responses input_file
 				u, _ := sub.(string)
 				if obj, ok := sub.(map[string]any); ok {
 					var err error

@@ -37,7 +37,7 @@ type upstreamHeaders struct {
 // 0 when the provider did no work (unreachable, redirect, error status).
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, c *call, h upstreamHeaders) int64 {
 	target := *p.upstream
-	target.Path = p.upstream.Path + p.path
+	target.Path = p.upstream.Path + c.path
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	up, err := http.NewRequestWithContext(ctx, http.MethodPost, target.String(), bytes.NewReader(c.encoded))
@@ -101,7 +101,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, c *call, h upstr
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.WriteHeader(resp.StatusCode)
-		shown, complete := p.relayStream(w, idle)
+		shown, complete := p.relayStream(w, idle, c.api)
 		if complete {
 			return shown
 		}
@@ -121,7 +121,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, c *call, h upstr
 	w.WriteHeader(resp.StatusCode)
 	_ = p.write(w, b)
 	var t tally
-	if t.add(b, p.opts.Provider) {
+	if t.add(b, c.api) {
 		return t.total()
 	}
 	return c.reserve
@@ -142,7 +142,7 @@ func (p *Proxy) write(w http.ResponseWriter, b []byte) error {
 // relayStream copies a server-sent-events stream line by line, flushing
 // each event, and adds up the usage the events show. complete reports
 // that the stream ended as the API ends one, with its usage.
-func (p *Proxy) relayStream(w http.ResponseWriter, body io.Reader) (shown int64, complete bool) {
+func (p *Proxy) relayStream(w http.ResponseWriter, body io.Reader, api string) (shown int64, complete bool) {
 	rc := http.NewResponseController(w)
 	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
@@ -156,11 +156,14 @@ func (p *Proxy) relayStream(w http.ResponseWriter, body io.Reader) (shown int64,
 			case bytes.Equal(data, []byte("[DONE]")):
 				ended = true
 			default:
-				if t.add(data, p.opts.Provider) {
+				if t.add(data, api) {
 					reported = true
 				}
-				if p.opts.Provider == Anthropic && bytes.Contains(data, []byte(`"message_stop"`)) {
+				if api == Anthropic && bytes.Contains(data, []byte(`"message_stop"`)) {
 					ended = true
+				}
+				if api == Responses && bytes.Contains(data, []byte(`"response.completed"`)) {
+					ended = true // the Responses stream has no [DONE]
 				}
 			}
 		}
@@ -314,13 +317,23 @@ type anthropicUsage struct {
 // add reads one JSON document (a response or a stream event) and reports
 // whether it carried usage.
 func (t *tally) add(b []byte, provider string) bool {
-	if provider == OpenAI {
-		var u struct {
-			Usage *struct {
-				TotalTokens int64 `json:"total_tokens"`
-			} `json:"usage"`
+	if provider == OpenAI || provider == Responses {
+		type total struct {
+			TotalTokens int64 `json:"total_tokens"`
 		}
-		if json.Unmarshal(b, &u) != nil || u.Usage == nil {
+		var u struct {
+			Usage    *total `json:"usage"`
+			Response *struct {
+				Usage *total `json:"usage"`
+			} `json:"response"` // Responses stream: response.completed
+		}
+		if json.Unmarshal(b, &u) != nil {
+			return false
+		}
+		if u.Usage == nil && u.Response != nil {
+			u.Usage = u.Response.Usage
+		}
+		if u.Usage == nil {
 			return false
 		}
 		t.openAI = max(t.openAI, u.Usage.TotalTokens)
