@@ -38,6 +38,9 @@ func (g *Gateway) runtimes(ctx context.Context) (map[string]sessions.Sandboxes, 
 		Address:    addr,
 		Namespace:  g.cfg.Runtime.Namespace,
 		SeccompDir: filepath.Join(g.cfg.Policies, "seccomp"),
+		// Workspace disk images (disk_mb); the runtime classes (runc,
+		// gvisor) are the runtime's own, chosen per session by policy.
+		DiskDir: filepath.Join(g.cfg.StateDir, "disks"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("runtime.containerd_socket: %w (run `parachute doctor`)", err)

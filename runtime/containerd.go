@@ -45,6 +45,9 @@ type ContainerdOptions struct {
 	// where the runtime writes the script the runc shim runs for the
 	// gvisor class (DefaultRunscWrapper; its folder is made 0700).
 	RunscPath, RunscWrapper string
+	// DiskDir holds the workspaces' disk images (DefaultDiskDir; made
+	// 0700), for profiles with disk_mb.
+	DiskDir string
 }
 
 // Containerd runs session sandboxes as containerd tasks.
@@ -90,6 +93,9 @@ func NewContainerd(ctx context.Context, opts ContainerdOptions) (*Containerd, er
 	}
 	if opts.RunscWrapper == "" {
 		opts.RunscWrapper = DefaultRunscWrapper
+	}
+	if opts.DiskDir == "" {
+		opts.DiskDir = DefaultDiskDir
 	}
 	cl, err := containerd.New(opts.Address,
 		containerd.WithDefaultNamespace(opts.Namespace),
@@ -175,7 +181,7 @@ func (c *Containerd) create(ctx context.Context, s Spec, id string, labels map[s
 	if err != nil {
 		return nil, err
 	}
-	ws, err := prepareWorkspace(s.Workspace, s.Profile.ReadOnly)
+	ws, err := prepareWorkspace(ctx, s.Workspace, s.Profile.ReadOnly, c.opts.DiskDir, s.Profile.DiskMB)
 	if err != nil {
 		return nil, err
 	}

@@ -274,7 +274,7 @@ func (p *Pool) start(ctx context.Context, tmpl Spec) (*pooled, error) {
 
 // claim attaches the session's folders to a pooled sandbox and labels it.
 func (p *Pool) claim(ctx context.Context, w *pooled, s Spec) (Sandbox, error) {
-	ws, err := prepareWorkspace(s.Workspace, s.Profile.ReadOnly)
+	ws, err := prepareWorkspace(ctx, s.Workspace, s.Profile.ReadOnly, p.c.opts.DiskDir, s.Profile.DiskMB)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -22,7 +23,10 @@ var forbiddenWorkspaces = []string{
 // the sandbox may write, hands the top folder (only it, not the tree) to
 // the sandbox user. It refuses a .parachute that is not a real folder: a
 // symlink there would be bind-mounted with the host path it points at.
-func prepareWorkspace(ws string, readOnly bool) (string, error) {
+//
+// With a disk quota (diskMB > 0) the folder is first made the mount point
+// of its own filesystem of that size (applyQuota).
+func prepareWorkspace(ctx context.Context, ws string, readOnly bool, diskDir string, diskMB int64) (string, error) {
 	if !filepath.IsAbs(ws) {
 		return "", fmt.Errorf("%w: workspace %q is not an absolute path", ErrInvalidSpec, ws)
 	}
@@ -39,6 +43,14 @@ func prepareWorkspace(ws string, readOnly bool) (string, error) {
 	}
 	if !st.IsDir() {
 		return "", fmt.Errorf("%w: workspace %q is not a folder", ErrInvalidSpec, real)
+	}
+	if diskMB > 0 {
+		if err := applyQuota(ctx, diskDir, real, diskMB); err != nil {
+			return "", err
+		}
+		if st, err = os.Stat(real); err != nil {
+			return "", fmt.Errorf("%w: workspace: %w", ErrInvalidSpec, err)
+		}
 	}
 	hooks := filepath.Join(real, ".parachute")
 	hst, err := os.Lstat(hooks)
