@@ -3,6 +3,7 @@ package engine
 import (
 	"encoding/binary"
 	"slices"
+	"sync"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -58,16 +59,26 @@ func buildValue(in docInput) ast.Value {
 // appendKey appends in's canonical key to dst, with only the fields reads
 // names (everything: all of them).
 func appendKey(dst []byte, in docInput, reads *readNode) []byte {
-	var stack [8]*readNode
-	w := docWriter{key: dst, cur: stack[:0]}
-	if !reads.full {
-		w.cur = append(w.cur, reads)
-	} else {
+	w := docWriter{key: dst}
+	return w.appendKey(in, reads)
+}
+
+func (w *docWriter) appendKey(in docInput, reads *readNode) []byte {
+	w.cur, w.skip = w.cur[:0], 0
+	if reads.full {
 		w.cur = append(w.cur, nil)
+	} else {
+		w.cur = append(w.cur, reads)
 	}
-	in.write(&w)
+	in.write(w)
 	return w.key
 }
+
+// keyWriters recycles key-mode writers, so a cache hit allocates neither
+// the key nor the writer.
+var keyWriters = sync.Pool{New: func() any {
+	return &docWriter{key: make([]byte, 0, 512), cur: make([]*readNode, 0, 8)}
+}}
 
 // keep reports whether the field name of the open object is part of the
 // key, and the read set below it (nil: all of it).

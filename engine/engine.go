@@ -275,9 +275,9 @@ func (e *Engine) Deny(in Input, reasons ...string) Decision {
 	return Decision{ID: newID(time.Now()), Entry: in.Entry(), Revision: e.cur.Load().revision, Reasons: reasons}
 }
 
-// keyBufSize is the stack buffer a cache key is built in; a longer key
-// (an input with long paths or many of them) is built on the heap.
-const keyBufSize = 512
+// maxPooledKey bounds the key buffers kept for reuse: one huge input
+// (thousands of paths) does not pin its buffer in the pool.
+const maxPooledKey = 64 << 10
 
 // evaluate decides in against set: from the cache when set has one and
 // holds in's document, else by running the prepared query, whose result
@@ -294,13 +294,17 @@ func (e *Engine) evaluate(ctx context.Context, set *policySet, in Input, d *Deci
 		policyError(d, fmt.Errorf("unknown entry point %q", d.Entry))
 		return
 	}
-	var (
-		buf [keyBufSize]byte
-		key []byte
-	)
+	var key []byte
 	di, typed := in.(docInput)
 	if set.cache != nil && typed {
-		key = appendKey(append(buf[:0], d.Entry...), di, set.reads[d.Entry])
+		w := keyWriters.Get().(*docWriter)
+		defer func() {
+			if cap(w.key) <= maxPooledKey {
+				keyWriters.Put(w)
+			}
+		}()
+		w.key = append(w.key[:0], d.Entry...)
+		key = w.appendKey(di, set.reads[d.Entry])
 		if res := set.cache.get(key); res != nil {
 			res.apply(d)
 			d.Cached = true
