@@ -9,7 +9,9 @@
 // Anthropic request with "stream": true gets the same answer as
 // server-sent events (message_start, a content block per text or tool_use
 // with its deltas, message_delta with the usage, message_stop), as Claude
-// Code asks for it. Every
+// Code asks for it; a Responses request (Codex) gets a response object, or
+// with "stream": true its events (response.created, output items with
+// their deltas, response.completed with the usage). Every
 // request is recorded with its headers and the parts tests care about (tool
 // names offered, tool results sent back), so a test can assert that no
 // credential reached the model, that tool output came back, and so on.
@@ -28,6 +30,9 @@ import (
 const (
 	OpenAIPath    = "/v1/chat/completions"
 	AnthropicPath = "/v1/messages"
+	// ResponsesPath is the OpenAI Responses API (Codex); its requests are
+	// recorded with Provider "openai-responses".
+	ResponsesPath = "/v1/responses"
 )
 
 // Step is one scripted answer. Exactly one of Text, ToolCalls or Status is
@@ -91,6 +96,8 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		provider = "openai"
 	case AnthropicPath:
 		provider = "anthropic"
+	case ResponsesPath:
+		provider = "openai-responses"
 	default:
 		writeError(w, "openai", http.StatusNotFound, "fake model: no route "+r.URL.Path)
 		return
@@ -118,6 +125,8 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, provider, step.Status, step.Error)
 	case req.Stream && provider == "anthropic":
 		streamAnthropic(w, respond(provider, n, req, step).(map[string]any))
+	case req.Stream && provider == "openai-responses":
+		streamResponses(w, respond(provider, n, req, step).(map[string]any))
 	case req.Stream:
 		writeError(w, provider, http.StatusBadRequest, "fake model: OpenAI chat streaming is not scripted")
 	default:

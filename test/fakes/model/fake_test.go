@@ -169,3 +169,30 @@ func TestFakeStreamsAnthropic(t *testing.T) {
 		}
 	}
 }
+
+// A Responses stream (Codex) carries function calls and text as output
+// items and ends with response.completed and its usage; the call's output
+// comes back as a tool result.
+func TestFakeStreamsResponses(t *testing.T) {
+	f := New(Script{Steps: []Step{Call("read_file", map[string]any{"path": "/workspace/a"}), Reply("hello there")}})
+	bodies := []string{
+		`{"model":"m","stream":true,"instructions":"sys","input":[{"type":"message","role":"user","content":[{"type":"input_text","text":"hi"}]}],"tools":[{"type":"function","name":"read_file","parameters":{}}]}`,
+		`{"model":"m","stream":true,"input":[{"type":"message","role":"user","content":"hi"},{"type":"function_call","call_id":"call_1_0","name":"read_file","arguments":"{}"},{"type":"function_call_output","call_id":"call_1_0","output":"file text"}]}`,
+	}
+	for i, want := range []string{`"type":"function_call"`, `"delta":"hello"`} {
+		r := httptest.NewRequest(http.MethodPost, ResponsesPath, strings.NewReader(bodies[i]))
+		w := httptest.NewRecorder()
+		f.ServeHTTP(w, r)
+		out := w.Body.String()
+		if !strings.Contains(out, want) || !strings.Contains(out, "event: response.completed") || !strings.Contains(out, `"total_tokens":`) {
+			t.Fatalf("stream %d: %s", i+1, out)
+		}
+	}
+	reqs := f.Requests()
+	if reqs[0].System != "sys" || reqs[0].LastUserText() != "hi" || len(reqs[0].Tools) != 1 {
+		t.Fatalf("first request parsed as %+v", reqs[0])
+	}
+	if tr := reqs[1].ToolResults; len(tr) != 1 || tr[0].Content != "file text" || tr[0].ID != "call_1_0" {
+		t.Fatalf("tool results %+v", tr)
+	}
+}

@@ -81,12 +81,14 @@ func (r Request) Credentials() []string {
 }
 
 type wireRequest struct {
-	Model     string            `json:"model"`
-	Stream    bool              `json:"stream"`
-	MaxTokens int64             `json:"max_tokens"`
-	System    json.RawMessage   `json:"system"`
-	Messages  []json.RawMessage `json:"messages"`
-	Tools     []json.RawMessage `json:"tools"`
+	Model        string            `json:"model"`
+	Input        json.RawMessage   `json:"input"`        // Responses
+	Instructions string            `json:"instructions"` // Responses
+	Stream       bool              `json:"stream"`
+	MaxTokens    int64             `json:"max_tokens"`
+	System       json.RawMessage   `json:"system"`
+	Messages     []json.RawMessage `json:"messages"`
+	Tools        []json.RawMessage `json:"tools"`
 }
 
 func (r *Request) parse() error {
@@ -104,6 +106,11 @@ func (r *Request) parse() error {
 		}
 		r.System = blocksText(w.System)
 	}
+	if r.Provider == "openai-responses" {
+		if err := r.parseInput(w.Instructions, w.Input); err != nil {
+			return err
+		}
+	}
 	for _, raw := range w.Messages {
 		if err := r.parseMessage(raw); err != nil {
 			return err
@@ -120,6 +127,7 @@ func (r *Request) parse() error {
 			Name        string          `json:"name"`
 			Description string          `json:"description"`
 			InputSchema json.RawMessage `json:"input_schema"`
+			Parameters  json.RawMessage `json:"parameters"` // Responses
 		}
 		if err := json.Unmarshal(raw, &t); err != nil {
 			return fmt.Errorf("tool is not an object: %w", err)
@@ -129,6 +137,12 @@ func (r *Request) parse() error {
 			r.Tools = append(r.Tools, Tool{t.Function.Name, t.Function.Description, t.Function.Parameters})
 		case r.Provider == "anthropic" && t.Name != "" && len(t.InputSchema) > 0:
 			r.Tools = append(r.Tools, Tool{t.Name, t.Description, t.InputSchema})
+		case r.Provider == "openai-responses" && t.Type == "function" && t.Name != "":
+			r.Tools = append(r.Tools, Tool{t.Name, t.Description, t.Parameters})
+		case r.Provider == "openai-responses":
+			// Codex's other tool kinds (namespace, custom): offered, not
+			// scripted; recorded by type.
+			r.Tools = append(r.Tools, Tool{Name: t.Type + ":" + t.Name})
 		default:
 			return fmt.Errorf("tool %s is not in the %s format", raw, r.Provider)
 		}
@@ -204,4 +218,63 @@ func blocksText(raw json.RawMessage) string {
 		}
 	}
 	return strings.Join(parts, "\n")
+}
+
+// parseInput reads a Responses request's instructions and input (a string,
+// or a list of message, function_call and function_call_output items).
+func (r *Request) parseInput(instructions string, raw json.RawMessage) error {
+	r.System = instructions
+	var text string
+	if json.Unmarshal(raw, &text) == nil {
+		r.Messages = append(r.Messages, Message{Role: "user", Text: text})
+		return nil
+	}
+	var items []struct {
+		Type    string          `json:"type"`
+		Role    string          `json:"role"`
+		Content json.RawMessage `json:"content"`
+		CallID  string          `json:"call_id"`
+		Output  json.RawMessage `json:"output"`
+	}
+	if err := json.Unmarshal(raw, &items); err != nil {
+		return fmt.Errorf("input is not a string or a list of items: %w", err)
+	}
+	for _, it := range items {
+		switch {
+		case it.Type == "function_call_output":
+			if it.CallID == "" {
+				return fmt.Errorf("function_call_output without call_id")
+			}
+			r.ToolResults = append(r.ToolResults, ToolResult{ID: it.CallID, Content: inputText(it.Output)})
+		case it.Type == "message" || (it.Type == "" && it.Role != ""):
+			t := inputText(it.Content)
+			if it.Role == "developer" || it.Role == "system" {
+				r.System = strings.TrimPrefix(r.System+"\n"+t, "\n")
+				continue
+			}
+			r.Messages = append(r.Messages, Message{Role: it.Role, Text: t})
+		}
+	}
+	return nil
+}
+
+// inputText flattens Responses content (a string or input_text /
+// output_text parts) to text.
+func inputText(raw json.RawMessage) string {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	var parts []struct {
+		Type string `json:"type"`
+		Text string `json:"text"`
+	}
+	_ = json.Unmarshal(raw, &parts)
+	var out []string
+	for _, p := range parts {
+		if p.Type == "input_text" || p.Type == "output_text" || p.Type == "text" {
+			out = append(out, p.Text)
+		}
+	}
+	return strings.Join(out, "\n")
 }

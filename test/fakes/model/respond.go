@@ -42,6 +42,24 @@ func respond(provider string, n int, req Request, step Step) any {
 			"usage": map[string]int64{"input_tokens": in, "output_tokens": out},
 		}
 	}
+	if provider == "openai-responses" {
+		var output []map[string]any
+		if len(step.ToolCalls) == 0 {
+			output = append(output, map[string]any{"type": "message", "id": fmt.Sprintf("msg_%d", n), "role": "assistant", "status": "completed",
+				"content": []map[string]any{{"type": "output_text", "text": step.Text, "annotations": []any{}}}})
+		}
+		for i, c := range step.ToolCalls {
+			b, _ := json.Marshal(args(c.Args))
+			output = append(output, map[string]any{"type": "function_call", "id": fmt.Sprintf("fc_%d_%d", n, i),
+				"call_id": fmt.Sprintf("call_%d_%d", n, i), "name": c.Name, "arguments": string(b), "status": "completed"})
+		}
+		return map[string]any{
+			"id": fmt.Sprintf("resp_%d", n), "object": "response", "created_at": time.Now().Unix(), "status": "completed",
+			"model": req.Model, "output": output,
+			"usage": map[string]any{"input_tokens": in, "output_tokens": out, "total_tokens": in + out,
+				"input_tokens_details": map[string]int64{"cached_tokens": 0}, "output_tokens_details": map[string]int64{"reasoning_tokens": 0}},
+		}
+	}
 	msg := map[string]any{"role": "assistant", "content": nil}
 	finish := "stop"
 	if len(step.ToolCalls) == 0 {

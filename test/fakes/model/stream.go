@@ -51,3 +51,47 @@ func streamAnthropic(w http.ResponseWriter, msg map[string]any) {
 		"usage": map[string]int64{"output_tokens": usage["output_tokens"]}})
 	event("message_stop", map[string]any{"type": "message_stop"})
 }
+
+// streamResponses writes resp (a Responses answer built by respond) as
+// the Responses API's event stream: each output item added, its text in
+// two deltas or its arguments in one, done; then response.completed with
+// the usage.
+func streamResponses(w http.ResponseWriter, resp map[string]any) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	flusher, _ := w.(http.Flusher)
+	event := func(data map[string]any) {
+		b, _ := json.Marshal(data)
+		_, _ = w.Write([]byte("event: " + data["type"].(string) + "\ndata: " + string(b) + "\n\n"))
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
+	created := map[string]any{"id": resp["id"], "object": "response", "status": "in_progress", "model": resp["model"], "output": []any{}}
+	event(map[string]any{"type": "response.created", "response": created})
+	for i, item := range resp["output"].([]map[string]any) {
+		started := map[string]any{}
+		for k, v := range item {
+			started[k] = v
+		}
+		started["status"] = "in_progress"
+		if item["type"] == "message" {
+			started["content"] = []any{}
+		} else {
+			started["arguments"] = ""
+		}
+		event(map[string]any{"type": "response.output_item.added", "output_index": i, "item": started})
+		if item["type"] == "message" {
+			text := item["content"].([]map[string]any)[0]["text"].(string)
+			half := len(text) / 2
+			for _, part := range []string{text[:half], text[half:]} {
+				event(map[string]any{"type": "response.output_text.delta", "item_id": item["id"], "output_index": i, "content_index": 0, "delta": part})
+			}
+			event(map[string]any{"type": "response.output_text.done", "item_id": item["id"], "output_index": i, "content_index": 0, "text": text})
+		} else {
+			event(map[string]any{"type": "response.function_call_arguments.delta", "item_id": item["id"], "output_index": i, "delta": item["arguments"]})
+			event(map[string]any{"type": "response.function_call_arguments.done", "item_id": item["id"], "output_index": i, "arguments": item["arguments"]})
+		}
+		event(map[string]any{"type": "response.output_item.done", "output_index": i, "item": item})
+	}
+	event(map[string]any{"type": "response.completed", "response": resp})
+}
