@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -712,12 +713,13 @@ func (r *Router) PendingDenials() int64 {
 	return n
 }
 
+// setDetail returns d with k set, copied first: a decision's maps may be
+// shared (the engine's decision cache), so they are never written in place.
 func setDetail(d map[string]string, k, v string) map[string]string {
-	if d == nil {
-		d = map[string]string{}
-	}
-	d[k] = v
-	return d
+	out := make(map[string]string, len(d)+1)
+	maps.Copy(out, d)
+	out[k] = v
+	return out
 }
 
 func minTime(a, b time.Time) time.Time {
