@@ -286,7 +286,14 @@ func (e *e2ee) decrypted(ctx context.Context, evt *event.Event, dec *event.Event
 	if dec.Mautrix.TrustSource != nil {
 		detail["device_id"] = dec.Mautrix.TrustSource.DeviceID.String()
 	}
-	switch judge(dec.Mautrix.TrustState) {
+	v := judge(dec.Mautrix.TrustState)
+	if dec.Mautrix.ForwardedKeys && v == senderTrusted {
+		// A key another device passed on vouches for that device, not
+		// for the sender's own: unverified, whoever forwarded it.
+		v = senderUnverified
+		detail["forwarded"] = "true"
+	}
+	switch v {
 	case senderForged:
 		e.refuse(ctx, evt, ReasonForgedSender, detail)
 		return

@@ -308,7 +308,10 @@ func (c *Connector) Run(ctx context.Context, h connectors.Handler) error {
 			return fmt.Errorf("matrix %s: %w", c.opts.Name, err)
 		}
 		defer func() {
-			c.bg.Wait() // before the store closes
+			// Before the store closes: messages waiting for keys (which
+			// may dispatch more), then the handlers (which reply).
+			c.bg.Wait()
+			c.disp.Wait()
 			if err := e2e.close(); err != nil {
 				c.log.Warn().Str("error", err.Error()).Msg("matrix crypto store close failed")
 			}
