@@ -46,6 +46,8 @@ func (g *Gateway) runtimes(ctx context.Context) (map[string]sessions.Sandboxes, 
 		return nil, fmt.Errorf("runtime.containerd_socket: %w (run `parachute doctor`)", err)
 	}
 	g.closers = append(g.closers, func(context.Context) { c.Close() })
+	// Workspace disk images (disk_mb) are unmounted when the gateway stops.
+	g.closers = append(g.closers, func(context.Context) { runtime.ReleaseDisks() })
 	g.procs = c
 	if n, err := c.RemoveOrphans(ctx); err != nil {
 		return nil, fmt.Errorf("runtime: removing orphan sandboxes: %w", err)

@@ -167,7 +167,8 @@ test_invalid_runtime_class_denied if {
 }
 
 test_disk_mb_from_role if {
-	decide(fixtures.member_session).disk_mb == 2048
+	decide(fixtures.member_session).disk_mb == 1024
+	decide(object.union(fixtures.owner_session, {"trust_level": "sandboxed"})).disk_mb == 0
 	decide(object.union(fixtures.member_session, {"role": "guest"})).disk_mb == 256
 	role_decide("member", {"disk_mb": 0}).disk_mb == 0
 	"invalid-disk-mb" in role_decide("member", {"disk_mb": -1}).reasons

@@ -29,8 +29,8 @@ const DefaultDiskDir = "/var/lib/parachute/disks"
 // write into the same folder, so both get ENOSPC at the cap, and filling
 // it takes nothing more from the host filesystem: its blocks were taken
 // when the image was made. The operator still sees plain files in the
-// workspace folder while it is mounted (it stays mounted: the gateway
-// never unmounts it).
+// workspace folder while it is mounted: from the first session using it
+// until the gateway stops (ReleaseDisks).
 //
 // Why not a project quota: the host's / here is ext4 without the quota
 // and project features (tune2fs -O quota,project needs the filesystem
@@ -70,7 +70,11 @@ func applyQuota(ctx context.Context, dir, ws string, mb int64) error {
 		if err != nil || backing != img {
 			return fmt.Errorf("%w: workspace %s has %s mounted on it, not its disk image %s", ErrInvalidSpec, ws, src, img)
 		}
-		return checkImageSize(img, mb)
+		if err := checkImageSize(img, mb); err != nil {
+			return err
+		}
+		mountedDisks.Store(ws, img)
+		return nil
 	}
 	st, err := os.Lstat(img)
 	switch {
@@ -90,7 +94,40 @@ func applyQuota(ctx context.Context, dir, ws string, mb int64) error {
 			return err
 		}
 	}
-	return mountImage(ctx, img, ws)
+	if err := mountImage(ctx, img, ws); err != nil {
+		return err
+	}
+	mountedDisks.Store(ws, img)
+	return nil
+}
+
+// mountedDisks are the workspaces this process mounted or found mounted
+// (workspace -> image), which ReleaseDisks unmounts.
+var mountedDisks sync.Map
+
+// ReleaseDisks unmounts every workspace disk image this process mounted
+// or used (lazily: a busy mount goes once its last user does). The
+// gateway calls it at shutdown: its files are then in the image only,
+// <DiskDir>/<hash>.ext4, until the next session mounts it again (or the
+// operator does: mount -o loop IMAGE FOLDER). It returns what it
+// unmounted, workspace -> image.
+func ReleaseDisks() map[string]string {
+	quotaMu.Lock()
+	defer quotaMu.Unlock()
+	out := map[string]string{}
+	mountedDisks.Range(func(k, v any) bool {
+		ws, img := k.(string), v.(string)
+		if mounted, src, err := mountedAt(ws); err == nil && mounted {
+			if b, err := loopBacking(src); err == nil && b == img {
+				if unix.Unmount(ws, unix.MNT_DETACH) == nil {
+					out[ws] = img
+				}
+			}
+		}
+		mountedDisks.Delete(ws)
+		return true
+	})
+	return out
 }
 
 // checkImageSize refuses an image whose size is not the cap decided.

@@ -109,7 +109,13 @@ func TestDiskQuotaRefusals(t *testing.T) {
 	if err := applyQuota(context.Background(), dir, ws2, 8); err != nil {
 		t.Fatal(err)
 	}
-	unix.Unmount(ws2, 0)
+	if got := ReleaseDisks(); got[ws2] != diskImage(dir, ws2) {
+		t.Errorf("ReleaseDisks = %v, want %s", got, ws2)
+	}
+	if m, _, _ := mountedAt(ws2); m {
+		t.Errorf("%s still mounted after ReleaseDisks", ws2)
+		unix.Unmount(ws2, 0)
+	}
 	if err := applyQuota(context.Background(), dir, ws2, 12); !errors.Is(err, ErrProfile) || !strings.Contains(err.Error(), "disk_mb 12") {
 		t.Errorf("image of another size: %v", err)
 	}
