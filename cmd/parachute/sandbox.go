@@ -57,7 +57,11 @@ func sandboxRun(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.Int64Var(&p.PIDs, "pids", 256, "PID limit")
 	fs.Int64Var(&p.TmpfsMB, "tmpfs-mb", 64, "size of /tmp")
 	fs.DurationVar(&p.TurnTimeout, "timeout", 2*time.Minute, "kill the command after this long")
-	workspace := fs.String("workspace", "", "host folder mounted at /workspace (default: the current folder)")
+	fs.StringVar(&p.RuntimeClass, "class", runtime.ClassRunc, "runtime class: runc or gvisor (gVisor's runsc)")
+	fs.Int64Var(&p.DiskMB, "disk-mb", 0, "cap the workspace at N MiB (its own ext4 image, loop-mounted on it; 0: no cap)")
+	diskDir := fs.String("disk-dir", runtime.DefaultDiskDir, "folder of the workspaces' disk images (--disk-mb)")
+	trust := fs.String("trust", "sandboxed", "sandboxed (containerd) or direct (a host process in the workspace: no walls at all)")
+	workspace := fs.String("workspace", "", "host folder mounted at /workspace (default: the current folder; with --disk-mb, a new empty folder)")
 	image := fs.String("image", runtime.DefaultImage, "sandbox image")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -65,27 +69,69 @@ func sandboxRun(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if fs.NArg() == 0 {
 		return fmt.Errorf("%w: no command: parachute sandbox run [flags] -- CMD…", errUsage)
 	}
+	switch {
+	case *trust != "sandboxed" && *trust != "direct":
+		return fmt.Errorf("%w: --trust %q: want sandboxed or direct", errUsage, *trust)
+	case p.RuntimeClass != runtime.ClassRunc && p.RuntimeClass != runtime.ClassGVisor:
+		return fmt.Errorf("%w: --class %q: want %s or %s", errUsage, p.RuntimeClass, runtime.ClassRunc, runtime.ClassGVisor)
+	case p.DiskMB < 0:
+		return fmt.Errorf("%w: --disk-mb %d: want 0 or more", errUsage, p.DiskMB)
+	case *trust == "direct" && (p.DiskMB > 0 || p.RuntimeClass != runtime.ClassRunc):
+		return fmt.Errorf("%w: --trust direct runs a host process: no --class, no --disk-mb", errUsage)
+	}
 	ws := *workspace
-	if ws == "" {
+	switch {
+	case ws == "" && p.DiskMB > 0:
+		// A quota moves the folder's files into its image: never the
+		// current folder by surprise.
+		var err error
+		if ws, err = os.MkdirTemp("", "parachute-ws-"); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "parachute sandbox run: workspace %s\n", ws)
+	case ws == "":
 		var err error
 		if ws, err = os.Getwd(); err != nil {
 			return err
 		}
 	}
-	rt, err := runtime.NewContainerd(ctx, cf.options())
+	if *trust == "direct" {
+		p.Runtime = "direct"
+		return runTurn(ctx, runtime.NewDirect(runtime.DirectOptions{}), p, ws, *image, fs.Args(), stdout, stderr)
+	}
+	opts := cf.options()
+	opts.DiskDir = *diskDir
+	rt, err := runtime.NewContainerd(ctx, opts)
 	if err != nil {
 		return err
 	}
 	defer rt.Close()
+	if p.DiskMB > 0 {
+		defer fmt.Fprintf(stderr, "parachute sandbox run: %s stays mounted on its %d MiB disk image in %s (umount it to detach; its files stay in the image)\n", ws, p.DiskMB, *diskDir)
+	}
+	// A sandbox whose `sandbox run` was killed (kill -9: no deferred Stop)
+	// is removed here; those of a run still going are left alone.
+	if n, err := rt.RemoveOrphans(ctx); err != nil {
+		return fmt.Errorf("removing orphan sandboxes: %w", err)
+	} else if n > 0 {
+		fmt.Fprintf(stderr, "parachute sandbox run: removed %d sandbox(es) left by a run that was killed\n", n)
+	}
+	return runTurn(ctx, rt, p, ws, *image, fs.Args(), stdout, stderr)
+}
+
+// runTurn starts one sandbox on rt, runs args in it and removes it.
+func runTurn(ctx context.Context, rt interface {
+	Start(context.Context, runtime.Spec) (runtime.Sandbox, error)
+}, p engine.SessionProfile, ws, image string, args []string, stdout, stderr io.Writer) error {
 	sb, err := rt.Start(ctx, runtime.Spec{
 		SessionID: "run-" + randomHex(6), Owner: "cli:" + currentUser(),
-		Image: *image, Workspace: ws, Profile: p,
+		Image: image, Workspace: ws, Profile: p,
 	})
 	if err != nil {
 		return err
 	}
 	defer sb.Stop(context.WithoutCancel(ctx))
-	turn := runtime.Turn{Args: fs.Args(), Stdout: stdout, Stderr: stderr}
+	turn := runtime.Turn{Args: args, Stdout: stdout, Stderr: stderr}
 	if st, err := os.Stdin.Stat(); err == nil && st.Mode()&os.ModeCharDevice == 0 {
 		turn.Stdin = os.Stdin // piped or redirected: pass it on
 	}

@@ -1,13 +1,19 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
+	"slices"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/parachute-gateway/parachute/test/ctrd"
 )
@@ -40,7 +46,7 @@ func TestSandboxCommands(t *testing.T) {
 		t.Fatalf("image build: code %d\n%s%s", code, out, errOut)
 	}
 	code, out, errOut = runCLI(t, append([]string{"doctor", "--seccomp-dir", testSeccompDir, "--image", ref}, common...)...)
-	if code != 0 || !strings.Contains(out, "all checks passed") {
+	if code != 0 || !strings.Contains(out, "no check failed") {
 		t.Errorf("doctor after build: code %d\n%s%s", code, out, errOut)
 	}
 
@@ -130,6 +136,131 @@ func TestImageBuildAddFlags(t *testing.T) {
 	} {
 		if code, _, stderr, _ := build(tc.args...); code != tc.code || !strings.Contains(stderr, tc.want) {
 			t.Errorf("%s: code %d err %q, want %d and %q", name, code, stderr, tc.code, tc.want)
+		}
+	}
+}
+
+// envCLIArgs makes the test binary run the CLI with these arguments (a
+// JSON array) instead of the tests: a real `parachute sandbox run` process
+// that a test can kill -9.
+const envCLIArgs = "PARACHUTE_TEST_CLI_ARGS"
+
+func TestMain(m *testing.M) {
+	if a := os.Getenv(envCLIArgs); a != "" {
+		var args []string
+		if err := json.Unmarshal([]byte(a), &args); err != nil {
+			panic(err)
+		}
+		os.Exit(run(context.Background(), args, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// TestSandboxRunKilledNoOrphan: kill -9 of `parachute sandbox run` leaves
+// its container; the next `sandbox run` removes it, and doctor lists (and
+// removes) one left after that.
+func TestSandboxRunKilledNoOrphan(t *testing.T) {
+	addr := ctrd.Start(t)
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		ctrd.Unavailable(t, "busybox-static not installed")
+	}
+	bin := filepath.Join(t.TempDir(), "probe")
+	build := exec.Command(filepath.Join(goruntime.GOROOT(), "bin", "go"), "build", "-o", bin, "../../test/probe")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build probe: %v\n%s", err, out)
+	}
+	ref := "parachute.local/cli-orphan:1"
+	common := []string{"--address", addr, "--namespace", "parachute-cli-orphan"}
+	if code, out, errOut := runCLI(t, append([]string{"image", "build", "--binary", bin, "--ref", ref}, common...)...); code != 0 {
+		t.Fatalf("image build: code %d\n%s%s", code, out, errOut)
+	}
+	ws := t.TempDir()
+	runArgs := append([]string{"sandbox", "run", "--image", ref, "--seccomp-dir", testSeccompDir, "--workspace", ws}, common...)
+	killedRun := func() {
+		t.Helper()
+		args, _ := json.Marshal(append(slices.Clone(runArgs), "--", "/bin/sh", "-c", "echo ready; exec sleep 300"))
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), envCLIArgs+"="+string(args))
+		out, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		line, _ := bufio.NewReader(out).ReadString('\n')
+		if line != "ready\n" {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("sandbox run child: %q", line)
+		}
+		cmd.Process.Kill() // SIGKILL: its deferred Stop never runs
+		cmd.Wait()
+	}
+
+	killedRun()
+	code, _, errOut := runCLI(t, append(slices.Clone(runArgs), "--", "/bin/true")...)
+	if code != 0 || !strings.Contains(errOut, "removed 1 sandbox(es) left by a run that was killed") {
+		t.Errorf("next sandbox run: code %d err %q, want the orphan removed", code, errOut)
+	}
+
+	killedRun()
+	doctor := append([]string{"doctor", "--seccomp-dir", testSeccompDir, "--image", ref}, common...)
+	code, out, _ := runCLI(t, doctor...)
+	if code != 1 || !strings.Contains(out, "FAIL  orphan sandboxes") || !strings.Contains(out, "found and removed 1: parachute-run-") {
+		t.Errorf("doctor after a killed run: code %d\n%s", code, out)
+	}
+	if code, out, _ := runCLI(t, doctor...); !strings.Contains(out, "ok    orphan sandboxes") {
+		t.Errorf("doctor again: code %d\n%s", code, out)
+	}
+}
+
+// TestSandboxRunClassDiskTrust: --class, --disk-mb and --trust reach the
+// sandbox; bad combinations are usage errors.
+func TestSandboxRunClassDiskTrust(t *testing.T) {
+	addr := ctrd.Start(t)
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		ctrd.Unavailable(t, "busybox-static not installed")
+	}
+	bin := filepath.Join(t.TempDir(), "probe")
+	build := exec.Command(filepath.Join(goruntime.GOROOT(), "bin", "go"), "build", "-o", bin, "../../test/probe")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build probe: %v\n%s", err, out)
+	}
+	ref := "parachute.local/cli-class:1"
+	common := []string{"--address", addr, "--namespace", "parachute-cli-class"}
+	if code, out, errOut := runCLI(t, append([]string{"image", "build", "--binary", bin, "--ref", ref}, common...)...); code != 0 {
+		t.Fatalf("image build: code %d\n%s%s", code, out, errOut)
+	}
+	diskDir := filepath.Join(t.TempDir(), "disks")
+	sandbox := func(args ...string) (int, string, string) {
+		a := append([]string{"sandbox", "run", "--image", ref, "--seccomp-dir", testSeccompDir, "--disk-dir", diskDir}, common...)
+		return runCLI(t, append(a, args...)...)
+	}
+	if _, err := os.Stat("/usr/bin/runsc"); err == nil || os.Getenv("CI") == "true" {
+		code, out, errOut := sandbox("--class", "gvisor", "--workspace", t.TempDir(), "--", "/parachute", "check", "--class", "gvisor")
+		if code != 0 || !strings.Contains(out, `"check": "kernel-gvisor"`) {
+			t.Errorf("--class gvisor: code %d\n%s%s", code, out, errOut)
+		}
+	}
+	ws := t.TempDir()
+	t.Cleanup(func() { unix.Unmount(ws, unix.MNT_DETACH) })
+	code, _, errOut := sandbox("--disk-mb", "8", "--workspace", ws, "--", "/bin/dd", "if=/dev/zero", "of=/workspace/fill", "bs=1M", "count=32")
+	if code == 0 || !strings.Contains(errOut, "No space left on device") || !strings.Contains(errOut, "stays mounted on its 8 MiB disk image") {
+		t.Errorf("--disk-mb 8: code %d err %q", code, errOut)
+	}
+	direct := t.TempDir()
+	code, out, errOut := sandbox("--trust", "direct", "--workspace", direct, "--", "/bin/pwd")
+	if real, _ := filepath.EvalSymlinks(direct); code != 0 || strings.TrimSpace(out) != real {
+		t.Errorf("--trust direct: code %d out %q err %q", code, out, errOut)
+	}
+	for _, args := range [][]string{
+		{"--class", "kata", "--", "/bin/true"},
+		{"--trust", "root", "--", "/bin/true"},
+		{"--trust", "direct", "--disk-mb", "8", "--", "/bin/true"},
+		{"--disk-mb", "-1", "--", "/bin/true"},
+	} {
+		if code, _, errOut := sandbox(args...); code != 2 {
+			t.Errorf("%v: code %d err %q, want a usage error", args, code, errOut)
 		}
 	}
 }
