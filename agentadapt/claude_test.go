@@ -80,17 +80,22 @@ type turnOut struct {
 
 func runTurn(t *testing.T, gw *agenttest.Gateway, home string, req agent.Request) turnOut {
 	t.Helper()
+	return runKind(t, agentadapt.ClaudeCode, claudeBinary(t), gw, home, req)
+}
+
+func runKind(t *testing.T, kind, bin string, gw *agenttest.Gateway, home string, req agent.Request) turnOut {
+	t.Helper()
 	b, _ := json.Marshal(req)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	env := map[string]string{"PARACHUTE_SOCKET": gw.Socket, "HOME": home, "PATH": "/usr/bin:/bin"}
 	var out, errb, agentErr bytes.Buffer
 	code := agentadapt.Run(ctx, agentadapt.Options{
-		Kind: agentadapt.ClaudeCode, Binary: claudeBinary(t), MCPCommand: []string{parachuteBinary(t), "mcp", "stdio"},
+		Kind: kind, Binary: bin, MCPCommand: []string{parachuteBinary(t), "mcp", "stdio"},
 		Getenv: func(k string) string { return env[k] }, Stderr: &agentErr,
 	}, bytes.NewReader(b), &out, &errb)
 	if code != 0 {
-		t.Logf("claude stderr: %s", agentErr.String())
+		t.Logf("%s stderr: %s", kind, agentErr.String())
 	}
 	return turnOut{out.String(), errb.String(), code}
 }

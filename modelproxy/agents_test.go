@@ -125,6 +125,9 @@ func TestResponsesAPI(t *testing.T) {
 		{"chat field on responses", `{"model":"m","input":"hi","messages":[]}`, 400, `"messages"`, nil},
 		{"case variant", `{"model":"m","input":"hi","Max_Output_Tokens":5}`, 400, "case variant", nil},
 		{"web search, no network", `{"model":"m","input":"hi","tools":[{"type":"web_search"}]}`, 403, "", []string{"web_search"}},
+		{"Codex's MCP namespace", `{"model":"m","input":"hi","tools":[{"type":"namespace","name":"mcp__parachute","tools":[{"type":"function","name":"read_file","parameters":{}}]}]}`, 200, "", nil},
+		{"a provider tool inside a namespace", `{"model":"m","input":"hi","tools":[{"type":"namespace","name":"x","tools":[{"type":"function","name":"f"},{"type":"web_search"}]}]}`, 403, "", []string{"web_search"}},
+		{"case-variant type inside a namespace", `{"model":"m","input":"hi","tools":[{"type":"namespace","name":"x","tools":[{"type":"function","Type":"web_search"}]}]}`, 400, "case variant", nil},
 		{"image by URL", `{"model":"m","input":[{"role":"user","content":[{"type":"input_image","image_url":"http://169.254.169.254/"}]}]}`, 403, "", []string{ToolURLSource}},
 		{"file by URL", `{"model":"m","input":[{"role":"user","content":[{"type":"input_file","file_url":"https://x.test/a.pdf"}]}]}`, 403, "", []string{ToolURLSource}},
 	}

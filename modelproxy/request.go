@@ -237,6 +237,31 @@ func (c *call) readProviderTools(provider string) error {
 		if err != nil {
 			return err
 		}
+		if provider == Responses && typ == "namespace" {
+			// Codex groups MCP tools in a namespace: the group runs nothing
+			// itself, what it holds is decided like top-level tools.
+			inner, err := list(obj, "tools")
+			if err != nil {
+				return err
+			}
+			for j, in := range inner {
+				io, ok := in.(map[string]any)
+				if !ok {
+					return badRequest("tools[%d].tools[%d] must be an object", i, j)
+				}
+				ityp, err := str(io, "type", fmt.Sprintf("tools[%d].tools[%d]", i, j))
+				if err != nil {
+					return err
+				}
+				if ityp != "function" && ityp != "custom" {
+					if ityp == "" {
+						return badRequest("tools[%d].tools[%d] has no type", i, j)
+					}
+					add(ityp)
+				}
+			}
+			continue
+		}
 		switch {
 		case provider == Anthropic && (typ == "" || typ == "custom"):
 		case (provider == OpenAI || provider == Responses) && (typ == "function" || typ == "custom"):

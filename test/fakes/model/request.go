@@ -139,9 +139,24 @@ func (r *Request) parse() error {
 			r.Tools = append(r.Tools, Tool{t.Name, t.Description, t.InputSchema})
 		case r.Provider == "openai-responses" && t.Type == "function" && t.Name != "":
 			r.Tools = append(r.Tools, Tool{t.Name, t.Description, t.Parameters})
+		case r.Provider == "openai-responses" && t.Type == "namespace":
+			// Codex's MCP tools: a namespace of functions, recorded as
+			// "namespace/function" (a call to "namespace__function" is
+			// answered in the namespace).
+			var ns struct {
+				Tools []struct {
+					Name        string          `json:"name"`
+					Description string          `json:"description"`
+					Parameters  json.RawMessage `json:"parameters"`
+				} `json:"tools"`
+			}
+			_ = json.Unmarshal(raw, &ns)
+			for _, f := range ns.Tools {
+				r.Tools = append(r.Tools, Tool{t.Name + "/" + f.Name, f.Description, f.Parameters})
+			}
 		case r.Provider == "openai-responses":
-			// Codex's other tool kinds (namespace, custom): offered, not
-			// scripted; recorded by type.
+			// Codex's other tool kinds (custom, …): offered, not scripted;
+			// recorded by type.
 			r.Tools = append(r.Tools, Tool{Name: t.Type + ":" + t.Name})
 		default:
 			return fmt.Errorf("tool %s is not in the %s format", raw, r.Provider)

@@ -3,6 +3,7 @@ package model
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -50,8 +51,14 @@ func respond(provider string, n int, req Request, step Step) any {
 		}
 		for i, c := range step.ToolCalls {
 			b, _ := json.Marshal(args(c.Args))
-			output = append(output, map[string]any{"type": "function_call", "id": fmt.Sprintf("fc_%d_%d", n, i),
-				"call_id": fmt.Sprintf("call_%d_%d", n, i), "name": c.Name, "arguments": string(b), "status": "completed"})
+			item := map[string]any{"type": "function_call", "id": fmt.Sprintf("fc_%d_%d", n, i),
+				"call_id": fmt.Sprintf("call_%d_%d", n, i), "name": c.Name, "arguments": string(b), "status": "completed"}
+			if ns, name, ok := namespaced(req, c.Name); ok {
+				// Codex offers MCP tools in a namespace tool: the call
+				// names the namespace and the function in it.
+				item["namespace"], item["name"] = ns, name
+			}
+			output = append(output, item)
 		}
 		return map[string]any{
 			"id": fmt.Sprintf("resp_%d", n), "object": "response", "created_at": time.Now().Unix(), "status": "completed",
@@ -98,4 +105,15 @@ func ReportedTokens(req Request) int64 {
 		return 0
 	}
 	return inputTokens(req) + req.outputTokens
+}
+
+// namespaced splits "NS__name" when the request offered a namespace tool
+// NS holding name (Responses).
+func namespaced(req Request, full string) (ns, name string, ok bool) {
+	for _, t := range req.Tools {
+		if n, fn, found := strings.Cut(t.Name, "/"); found && n+"__"+fn == full {
+			return n, fn, true
+		}
+	}
+	return "", "", false
 }
