@@ -66,6 +66,11 @@ func inputReads(compiler *ast.Compiler, entry Entry) *readNode {
 		}
 		seen[r] = true
 		vis.Walk(r)
+		if r.Else != nil {
+			// The graph lists an else branch's dependencies under the
+			// branch, not under the rule it belongs to.
+			queue = append(queue, r.Else)
+		}
 		for dep := range compiler.Graph.Dependencies(r) {
 			d, ok := dep.(*ast.Rule)
 			if !ok {

@@ -105,7 +105,10 @@ member if {
 	input.binding.workspace == slug
 }
 
-workspace := concat("/", ["workspaces", slug]) if {
+# A shared chat session runs in the chat's own folder, never a member's.
+workspace := lib.personal_workspace(concat(":", ["chat", input.connector, input.chat.id])) if {
+	session_scope == "chat"
+} else := concat("/", ["workspaces", slug]) if {
 	shared
 } else := lib.personal_workspace(identity)
 

@@ -182,6 +182,7 @@ test_shared_chat_is_never_direct if {
 	d.allow
 	d.session_scope == "chat"
 	d.trust_level == "sandboxed"
+	d.workspace == "users/chat%3Ashared-group%3Achat-1"
 	dm := message.decision with input as fixtures.msg("shared-group", "telegram", "7")
 		with data.parachute.config as fixtures.config
 		with data.parachute.config.connectors["shared-group"] as conn

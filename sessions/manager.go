@@ -200,6 +200,13 @@ func (m *Manager) Turn(ctx context.Context, req connectors.TurnRequest) (string,
 	defer unlock()
 	now := m.opts.Now()
 	owner, ws := ownerOf(req), workspaceOf(req)
+	if sharedChat(req) && req.Result.Workspace != ws {
+		// Policy names the workspace for /whoami and every decision; a
+		// chat's session is bound to the chat's own folder, so the two
+		// must agree or nothing runs.
+		return "", fmt.Errorf("sessions: policy gave the shared chat %s:%s the workspace %q; a shared chat's session runs only in its own workspace %q (policies/message.rego)",
+			req.Message.Connector, req.Message.ChatID, req.Result.Workspace, ws)
+	}
 	tmpl := Session{Owner: owner, Connector: req.Message.Connector, ChatID: req.Message.ChatID, Workspace: ws}
 	sess, _, err := m.opts.Store.Acquire(ctx, req.SessionKey, tmpl, m.opts.SessionTTL, now)
 	if errors.Is(err, ErrNotOwner) && sharedChat(req) {

@@ -3,6 +3,9 @@ package sessions
 import (
 	"strings"
 	"testing"
+
+	"github.com/parachute-gateway/parachute/connectors"
+	"github.com/parachute-gateway/parachute/engine"
 )
 
 func sharedData(readOnlyConnector bool) map[string]any {
@@ -43,7 +46,7 @@ func TestSharedChatSession(t *testing.T) {
 			st.consistent(t)
 		}
 	}
-	if got := st.send(t, "team", "olivia", "group-1", "/whoami"); !strings.Contains(got, "Trust level: sandboxed") {
+	if got := st.send(t, "team", "olivia", "group-1", "/whoami"); !strings.Contains(got, "Trust level: sandboxed") || !strings.Contains(got, "Workspace: "+chatWS) {
 		t.Errorf("the owner's /whoami in the shared chat: %q; want sandboxed", got)
 	}
 	// Everyone's messages are in the one conversation.
@@ -109,5 +112,22 @@ func TestSharedChatTakesOverAMemberOwnedSession(t *testing.T) {
 		if got := st.send(t, "team", u, "group-1", "hi "+u); !strings.Contains(got, "text=hi "+u) {
 			t.Fatalf("%s in a chat whose old session was olivia's: %q", u, got)
 		}
+	}
+}
+
+// TestSharedChatWorkspaceMustBeTheChats: a policy that hands a shared chat
+// a member's workspace runs nothing.
+func TestSharedChatWorkspaceMustBeTheChats(t *testing.T) {
+	st := newStack(t, sharedData(false))
+	req := connectors.TurnRequest{
+		SessionKey: "chat\x00team\x00group-1", TurnID: "t1", Identity: "local:mia",
+		Message: &connectors.Message{Connector: "team", Type: "local", UserID: "mia", ChatID: "group-1", ChatKind: connectors.KindGroup, Text: "hi"},
+		Result:  engine.MessageResult{Role: "member", TrustLevel: "sandboxed", Workspace: "users/local%3Amia", SessionScope: "chat"},
+	}
+	if _, err := st.m.Turn(t.Context(), req); err == nil || !strings.Contains(err.Error(), "its own workspace") {
+		t.Fatalf("Turn: %v; want a refusal naming the chat's workspace", err)
+	}
+	if len(st.ctrd.started) != 0 {
+		t.Fatal("a sandbox started on a member's workspace for a shared chat")
 	}
 }
