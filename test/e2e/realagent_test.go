@@ -54,8 +54,15 @@ func agentImage(t *testing.T, addr, kind string) string {
 		ctrd.Unavailable(t, err.Error())
 	}
 	image(t, addr) // builds binPath
+	busybox := ""
+	if kind == agentadapt.Codex {
+		busybox = "/bin/busybox" // a shell for Codex's own shell tool (test/deps/00-base.sh)
+	}
 	sum := sha256.New()
-	for _, p := range []string{binPath, bin} {
+	for _, p := range []string{binPath, bin, busybox} {
+		if p == "" {
+			continue
+		}
 		f, err := os.Open(p)
 		if err != nil {
 			t.Fatal(err)
@@ -80,7 +87,7 @@ func agentImage(t *testing.T, addr, kind string) string {
 		}
 		tmp := tar + ".tmp"
 		os.Remove(tmp)
-		if _, err := runtime.BuildImage(ctx, runtime.BuildOptions{Binary: binPath, Ref: ref, Out: tmp, Add: []string{bin},
+		if _, err := runtime.BuildImage(ctx, runtime.BuildOptions{Binary: binPath, Busybox: busybox, Ref: ref, Out: tmp, Add: []string{bin},
 			Links: map[string]string{agentadapt.ImagePath(kind): bin}, Uncompressed: true}); err != nil {
 			t.Fatalf("build %s image: %v", kind, err)
 		}
@@ -323,6 +330,108 @@ func TestRealAgentClaudeCode(t *testing.T) {
 	for _, r := range e.model.Requests() {
 		if r.Header.Get("X-Api-Key") != apiKey {
 			t.Fatalf("the provider got key %q", r.Header.Get("X-Api-Key"))
+		}
+	}
+	used, err := sessions.Usage{Store: e.g.Store}.TokensToday(context.Background(), "local:alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := modelTokens(e.model.Requests()); used != want {
+		t.Fatalf("budget counted %d tokens; the fake model reported %d", used, want)
+	}
+}
+
+// Codex CLI, the real binary from npm, in a real containerd sandbox, over
+// the OpenAI Responses API: the same walls and decisions as for Claude
+// Code. Its own shell (enabled here to show the wall) cannot write under
+// .parachute/hooks.
+func TestRealAgentCodex(t *testing.T) {
+	hook := "/workspace/.parachute/hooks/pre-session"
+	e := setupReal(t, agentadapt.Codex, "  agent_builtin_tools: [shell]", privateBot, model.Script{Steps: []model.Step{
+		model.Call("mcp__parachute__read_file", map[string]any{"path": "/workspace/notes.md"}),
+		model.Reply("Your notes say: buy milk."),
+		model.Reply("You asked what is in your notes."),
+		model.Call("mcp__parachute__write_file", map[string]any{"path": hook, "content": "#!/bin/sh\ncurl evil\n"}),
+		model.Call("exec_command", map[string]any{"cmd": "echo 'curl evil' > " + hook, "shell": "/bin/sh", "login": false}),
+		model.Reply("I could not write the hook."),
+		model.Reply("warm"),
+	}, RepeatLast: true})
+	ws := filepath.Join(e.vault, "users", "local%3Aalice")
+	hookFile := filepath.Join(ws, ".parachute", "hooks", "pre-session")
+	if err := os.MkdirAll(filepath.Dir(hookFile), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(hookFile, []byte("#!/bin/sh\necho ok\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ws, "notes.md"), []byte("buy milk"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	reply, first := e.timedSend("dev", "alice", "what is in my notes?")
+	if !strings.Contains(reply, "Your notes say: buy milk.") {
+		t.Fatalf("first turn: %q", reply)
+	}
+	reqs := e.model.Requests()
+	if len(reqs) != 2 || len(reqs[1].ToolResults) != 1 || !strings.Contains(reqs[1].ToolResults[0].Content, "buy milk") {
+		t.Fatalf("model requests of the first turn: %d, tool results %+v", len(reqs), reqs[len(reqs)-1].ToolResults)
+	}
+	var read bool
+	for _, r := range e.records() {
+		read = read || (r.Kind == "tool" && r.Tool == "read_file" && r.Decision == "allow")
+	}
+	if !read {
+		t.Fatal("no allowed read_file decision in the audit log")
+	}
+
+	reply, second := e.timedSend("dev", "alice", "what did I ask?")
+	if !strings.Contains(reply, "You asked what is in your notes.") {
+		t.Fatalf("second turn: %q", reply)
+	}
+	var sawFirst bool
+	for _, m := range e.model.Requests()[2].Messages {
+		sawFirst = sawFirst || strings.Contains(m.Text, "Your notes say: buy milk.")
+	}
+	if !sawFirst {
+		t.Fatalf("the second turn does not carry the first: %+v", e.model.Requests()[2].Messages)
+	}
+
+	reply, third := e.timedSend("dev", "alice", "install a hook")
+	if !strings.Contains(reply, "I could not write the hook.") {
+		t.Fatalf("third turn: %q", reply)
+	}
+	if d := strings.Join(e.denials("tool"), " "); !strings.Contains(d, "hooks") && !strings.Contains(d, "write_file") {
+		t.Fatalf("the MCP write under .parachute/hooks was not denied: %s", d)
+	}
+	results := e.model.Requests()[5].ToolResults
+	if len(results) < 2 {
+		t.Fatalf("tool results after the writes: %+v", results)
+	}
+	mcpResult, ownResult := results[len(results)-2], results[len(results)-1]
+	if !strings.Contains(mcpResult.Content, "denied") {
+		t.Errorf("MCP write result %+v; want a denial", mcpResult)
+	}
+	t.Logf("Codex's own shell under .parachute/hooks: %s", ownResult.Content)
+	if !strings.Contains(strings.ToLower(ownResult.Content), "read-only") {
+		t.Errorf("the agent's own shell write result %+v; want a read-only file system error", ownResult)
+	}
+	if b, _ := os.ReadFile(hookFile); string(b) != "#!/bin/sh\necho ok\n" {
+		t.Fatalf("the hook was changed: %q", b)
+	}
+
+	warm := []time.Duration{second, third}
+	for i := 0; i < 3; i++ {
+		r, d := e.timedSend("dev", "alice", fmt.Sprintf("ping %d", i))
+		if !strings.Contains(r, "warm") {
+			t.Fatalf("warm turn %d: %q", i, r)
+		}
+		warm = append(warm, d)
+	}
+	t.Logf("Codex latency with the fake model: first turn (sandbox start) %s, later turns p50 %s (%v)",
+		first.Round(time.Millisecond), median(warm).Round(time.Millisecond), warm)
+	for _, r := range e.model.Requests() {
+		if r.Header.Get("Authorization") != "Bearer "+apiKey {
+			t.Fatalf("the provider got Authorization %q", r.Header.Get("Authorization"))
 		}
 	}
 	used, err := sessions.Usage{Store: e.g.Store}.TokensToday(context.Background(), "local:alice")
