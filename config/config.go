@@ -83,7 +83,7 @@ type Connector struct {
 	// RecoveryKeyEnv names the variable holding the bot account's recovery
 	// key: with it the bot cross-signs its own device at start.
 	RecoveryKeyEnv string `yaml:"recovery_key_env"`
-	Listen             string `yaml:"listen"`           // local: HTTP listener
+	Listen         string `yaml:"listen"` // local: HTTP listener
 	// Socket is the local connector's unix-socket listener (mode 0600,
 	// peer uid checked and logged): the alternative to token_env for a
 	// local connector that can grant owner or direct trust.
