@@ -224,6 +224,7 @@ func (g *Gateway) AdminHandler() http.Handler {
 	mux.HandleFunc("POST /v1/pairings/{code}/deny", g.adminDeny)
 	mux.HandleFunc("GET /v1/invites", g.adminInvites)
 	mux.HandleFunc("POST /v1/invites", g.adminInviteCreate)
+	mux.HandleFunc("POST /v1/invites/{hash}/revoke", g.adminInviteRevoke)
 	mux.HandleFunc("GET /v1/bindings", g.adminBindings)
 	mux.HandleFunc("POST /v1/bindings/revoke", g.adminRevoke)
 	mux.HandleFunc("GET /v1/sessions", g.adminSessions)
@@ -275,7 +276,7 @@ func storeFail(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, pairing.ErrNotRecorded):
 		adminFail(w, http.StatusServiceUnavailable, AdminReasonNotRecorded, err.Error()+": nothing was changed")
-	case errors.Is(err, pairing.ErrNoSuchCode):
+	case errors.Is(err, pairing.ErrNoSuchCode), errors.Is(err, pairing.ErrInvalidToken):
 		adminFail(w, http.StatusNotFound, AdminReasonNotFound, err.Error())
 	case errors.Is(err, pairing.ErrInvalid):
 		adminFail(w, http.StatusBadRequest, AdminReasonBadRequest, err.Error())
@@ -418,6 +419,20 @@ func (g *Gateway) adminInviteCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	adminJSON(w, AdminInvite{Token: tok, Expires: time.Now().Add(ttl).UTC()})
+}
+
+func (g *Gateway) adminInviteRevoke(w http.ResponseWriter, r *http.Request) {
+	s, err := g.operatorStore(r.Context(), r)
+	if err != nil {
+		storeFail(w, err)
+		return
+	}
+	inv, err := s.RevokeInvite(r.Context(), r.PathValue("hash"))
+	if err != nil {
+		storeFail(w, err)
+		return
+	}
+	adminJSON(w, AdminInviteListed{Hash: r.PathValue("hash"), Invite: inv})
 }
 
 func (g *Gateway) adminBindings(w http.ResponseWriter, r *http.Request) {

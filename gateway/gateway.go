@@ -463,7 +463,7 @@ type authRecorder struct{ log *audit.Log }
 func (a authRecorder) RecordAuth(ctx context.Context, e pairing.Event) error {
 	kind := audit.KindPairing
 	switch e.Kind {
-	case pairing.KindInviteCreate, pairing.KindInviteRedeem:
+	case pairing.KindInviteCreate, pairing.KindInviteRedeem, pairing.KindInviteRevoke:
 		kind = audit.KindInvite
 	case pairing.KindRevoke:
 		kind = audit.KindAdmin

@@ -84,10 +84,13 @@ func doctor(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 	}
 
-	failed := 0
+	failed, warned := 0, 0
 	for _, f := range findings {
-		if f.Status == statusFail {
+		switch f.Status {
+		case statusFail:
 			failed++
+		case statusWarn:
+			warned++
 		}
 	}
 	if *asJSON {
@@ -109,7 +112,11 @@ func doctor(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("%d check(s) failed", failed)
 	}
 	if !*asJSON {
-		fmt.Fprintln(stdout, "no check failed")
+		if warned > 0 {
+			fmt.Fprintf(stdout, "all checks passed; %d warning(s) above\n", warned)
+		} else {
+			fmt.Fprintln(stdout, "all checks passed")
+		}
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/url"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -16,6 +17,7 @@ import (
 func init() {
 	register(&command{name: "invite create", summary: "print a single-use invite token: --role R [--workspace SLUG] [--expires 24h] [--connector NAME]", run: inviteCreate})
 	register(&command{name: "invite list", summary: "list unused, unexpired invites (by hash prefix)", run: inviteList})
+	register(&command{name: "invite revoke", summary: "delete an unused invite: invite revoke HASH (as invite list shows it)", run: inviteRevoke})
 }
 
 func inviteCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -96,4 +98,34 @@ func inviteList(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", l.Hash, l.Role, l.Workspace, l.Connector, exp)
 	}
 	return tw.Flush()
+}
+
+func inviteRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("invite revoke HASH", stderr)
+	sf := addStoreFlags(fs)
+	pos, err := parseWithArgs(fs, args, 1, "HASH")
+	if err != nil {
+		return err
+	}
+	t, err := sf.open(ctx)
+	if err != nil {
+		return err
+	}
+	var inv pairing.Invite
+	if t.gw != nil {
+		var l gateway.AdminInviteListed
+		err = t.gw.do(ctx, "POST", "/v1/invites/"+url.PathEscape(pos[0])+"/revoke", nil, &l)
+		inv = l.Invite
+	} else {
+		inv, err = t.store.RevokeInvite(ctx, pos[0])
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "revoked invite %s (role %s", pos[0], inv.Role)
+	if inv.Workspace != "" {
+		fmt.Fprintf(stdout, ", workspace %s", inv.Workspace)
+	}
+	fmt.Fprintln(stdout, ")")
+	return nil
 }

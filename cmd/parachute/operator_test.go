@@ -230,6 +230,17 @@ func TestOperatorCommandsFindTheGatewayFromItsConfig(t *testing.T) {
 	if c, out, _ := runCLI(t, "invite", "list"); c != 0 || !strings.Contains(out, "team") || strings.Contains(out, "held") {
 		t.Fatalf("invite list: %d %q", c, out)
 	}
+	_, out, _ = runCLI(t, "invite", "list")
+	hash := strings.Fields(strings.Split(out, "\n")[1])[0]
+	if c, out, errOut := runCLI(t, "invite", "revoke", hash); c != 0 || !strings.Contains(out, "revoked invite "+hash+" (role member, workspace team)") {
+		t.Fatalf("invite revoke: %d %q %q", c, out, errOut)
+	}
+	if c, out, _ := runCLI(t, "invite", "list"); c != 0 || strings.Contains(out, hash) {
+		t.Fatalf("revoked invite still listed: %d %q", c, out)
+	}
+	if c, _, errOut := runCLI(t, "invite", "revoke", hash); c != 1 || !strings.Contains(errOut, "no unused invite") {
+		t.Fatalf("invite revoke twice: %d %q", c, errOut)
+	}
 
 	// Sessions: listed live with their trust, stopped by the operator.
 	c, out, _ = runCLI(t, "sessions", "list")
@@ -263,7 +274,7 @@ func TestOperatorCommandsFindTheGatewayFromItsConfig(t *testing.T) {
 			seen[ev] = true
 		}
 	}
-	for _, ev := range []string{"pair-approve", "invite-create", "session-stop", "binding-revoke"} {
+	for _, ev := range []string{"pair-approve", "invite-create", "invite-revoke", "session-stop", "binding-revoke"} {
 		if !seen[ev] {
 			t.Errorf("no %s record with actor %q…; operator records: %v", ev, actor, seen)
 		}

@@ -86,6 +86,7 @@ const (
 	KindPairDeny     = "pair-deny"
 	KindInviteCreate = "invite-create"
 	KindRevoke       = "binding-revoke"
+	KindInviteRevoke = "invite-revoke"
 )
 
 // Reasons of a refused Event.
@@ -799,6 +800,41 @@ func (s *Store) Invites(ctx context.Context) (map[string]Invite, error) {
 		return nil
 	})
 	return out, err
+}
+
+// RevokeInvite deletes the unused invite whose hash starts with prefix
+// (as Invites lists it: at least 12 characters), held or not. Like a
+// binding's revocation it takes effect at once; without a Recorder its
+// record follows through the outbox.
+func (s *Store) RevokeInvite(ctx context.Context, prefix string) (Invite, error) {
+	if len(prefix) < 12 || strings.Trim(prefix, "0123456789abcdef") != "" {
+		return Invite{}, fmt.Errorf("%w: %q is not an invite hash (12 or more hex characters, as invite list shows)", ErrInvalid, prefix)
+	}
+	var inv Invite
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		type hit struct{ bucket, key []byte }
+		var hits []hit
+		for _, bucket := range [][]byte{bInvites, bHeldInvites} {
+			c := tx.Bucket(bucket).Cursor()
+			for k, v := c.Seek([]byte(prefix)); k != nil && bytes.HasPrefix(k, []byte(prefix)); k, v = c.Next() {
+				if json.Unmarshal(v, &inv) == nil {
+					hits = append(hits, hit{bucket, append([]byte(nil), k...)})
+				}
+			}
+		}
+		switch {
+		case len(hits) == 0:
+			return fmt.Errorf("%w: no unused invite with hash %s", ErrInvalidToken, prefix)
+		case len(hits) > 1:
+			return fmt.Errorf("%w: hash %s names %d invites; give more of it", ErrInvalid, prefix, len(hits))
+		}
+		e := Event{Kind: KindInviteRevoke, Connector: inv.Connector, Actor: s.actor, Role: inv.Role, Workspace: inv.Workspace, OK: true}
+		if err := s.recordTx(ctx, tx, e, nil); err != nil {
+			return err
+		}
+		return tx.Bucket(hits[0].bucket).Delete(hits[0].key)
+	})
+	return inv, err
 }
 
 // RedeemInvite consumes the invite with token and binds identity on
