@@ -53,6 +53,11 @@ func agentImage(t *testing.T, addr, kind string) string {
 	if err != nil {
 		ctrd.Unavailable(t, err.Error())
 	}
+	// As image build --agent does: the link leads to the real path (a
+	// path under /tmp would be hidden by the sandbox's tmpfs).
+	if bin, err = filepath.EvalSymlinks(bin); err != nil {
+		t.Fatal(err)
+	}
 	image(t, addr) // builds binPath
 	busybox := ""
 	if kind == agentadapt.Codex {
