@@ -159,3 +159,12 @@ func (m matrixRecorder) RecordMatrix(ctx context.Context, r matrix.Record) error
 		User: r.Identity, Reasons: []string{r.Reason}, Detail: d})
 	return err
 }
+
+// PrepareWorkspace forwards to the runtime's (the disk quota applied
+// before the session's socket opens the workspace).
+func (c countingRuntime) PrepareWorkspace(ctx context.Context, ws string, p engine.SessionProfile) error {
+	if w, ok := c.next.(sessions.WorkspacePreparer); ok {
+		return w.PrepareWorkspace(ctx, ws, p)
+	}
+	return nil
+}

@@ -27,7 +27,7 @@ const (
 
 // Defaults of the gVisor class.
 const (
-	DefaultRunscPath    = "/usr/bin/runsc"              // Debian's package runsc
+	DefaultRunscPath    = "/usr/bin/runsc"             // Debian's package runsc
 	DefaultRunscWrapper = "/run/parachute-runsc/runsc" // written by the runtime, root-only folder
 )
 

@@ -52,8 +52,8 @@ type ContainerdOptions struct {
 
 // Containerd runs session sandboxes as containerd tasks.
 type Containerd struct {
-	opts     ContainerdOptions
-	client   *containerd.Client
+	opts      ContainerdOptions
+	client    *containerd.Client
 	unpacked  sync.Map   // image ref -> true once known unpacked
 	dialMu    sync.Mutex // one redial at a time
 	wrapperMu sync.Mutex // one write of the runsc wrapper at a time

@@ -16,6 +16,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/parachute-gateway/parachute/engine"
 )
 
 // DefaultDiskDir holds the workspace disk images when the options name no
@@ -270,4 +272,27 @@ func loopBacking(dev string) (string, error) {
 		return "", err
 	}
 	return strings.TrimSpace(string(b)), nil
+}
+
+// PrepareWorkspace applies the profile's disk quota to a workspace folder
+// before anything opens it. The gateway calls it before the session's
+// socket (and its vault tools, which hold the folder open) is served:
+// opened before the mount, they would write underneath it, past the cap
+// and out of the sandbox's sight. Start applies it again (a no-op once
+// mounted).
+func (c *Containerd) PrepareWorkspace(ctx context.Context, ws string, p engine.SessionProfile) error {
+	if p.DiskMB <= 0 {
+		return nil
+	}
+	real, err := filepath.EvalSymlinks(ws)
+	if err != nil {
+		return fmt.Errorf("%w: workspace: %w", ErrInvalidSpec, err)
+	}
+	_, err = prepareWorkspace(ctx, real, p.ReadOnly, c.opts.DiskDir, p.DiskMB)
+	return err
+}
+
+// PrepareWorkspace is Containerd.PrepareWorkspace.
+func (p *Pool) PrepareWorkspace(ctx context.Context, ws string, prof engine.SessionProfile) error {
+	return p.c.PrepareWorkspace(ctx, ws, prof)
 }

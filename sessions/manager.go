@@ -325,6 +325,12 @@ func (m *Manager) end(ctx context.Context, key, owner string) error {
 	return nil
 }
 
+// WorkspacePreparer is a runtime that must set a workspace up (its disk
+// quota) before anything opens it.
+type WorkspacePreparer interface {
+	PrepareWorkspace(ctx context.Context, workspace string, p engine.SessionProfile) error
+}
+
 // DeniedError is a session policy refused to start. It is answered to the
 // user, not logged as a failure.
 type DeniedError struct{ Decision engine.Decision }
@@ -384,6 +390,14 @@ func (m *Manager) ensure(ctx context.Context, sess Session, facts, start engine.
 	}
 	if err := m.event(ctx, l, "session-start", detail); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotRecorded, err)
+	}
+	// The workspace's disk quota is mounted before the socket's vault
+	// tools open the folder (they would write underneath the mount).
+	if w, ok := rt.(WorkspacePreparer); ok {
+		if err := w.PrepareWorkspace(ctx, host, prof); err != nil {
+			m.stopped(ctx, l, "start-failed")
+			return nil, fmt.Errorf("sessions: workspace: %w", err)
+		}
 	}
 	if err := m.serve(l); err != nil {
 		m.stopped(ctx, l, "start-failed")
