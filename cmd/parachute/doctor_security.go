@@ -44,6 +44,7 @@ func configChecks(ctx context.Context, path string) ([]finding, *config.Config) 
 	out = append(out, doctorStateDir(cfg)...)
 	out = append(out, doctorPorts(ctx, path, cfg)...)
 	out = append(out, doctorPolicies(ctx, cfg)...)
+	out = append(out, doctorGrants(ctx, cfg)...)
 	return out, cfg
 }
 

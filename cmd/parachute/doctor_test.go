@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -8,6 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/parachute-gateway/parachute/connectors/pairing"
 )
 
 // doctorRun writes cfg (with %[1]s the folder, %[2]s the policies) and
@@ -164,3 +168,40 @@ runtime: {containerd_socket: test/ctrd.sock, image: example.local/img:1}
 		t.Fatalf("containerd check = %+v (exit %d)", c, code)
 	}
 }
+
+// Stored grants the config no longer backs: doctor fails on each, and
+// serve refuses to start on an unused invite to a workspace that is gone.
+func TestStoredGrantsTheConfigDoesNotBack(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "vault"), 0o750)
+	state := filepath.Join(dir, "state")
+	ctx := context.Background()
+	s, err := pairing.Open(ctx, pairing.Options{Path: pairing.PathIn(state), Recorder: nopRecorder{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateInvite(ctx, pairing.Invite{Role: "member", Workspace: "gone"}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := s.RequestCode(ctx, "dev", "local:bob", "Bob")
+	if _, err := s.Approve(ctx, p.Code, "ghost", ""); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "c.yaml")
+	os.WriteFile(path, []byte(fmt.Sprintf(doctorBase+"connectors: {dev: {type: local, allowed_users: [a]}}\n", dir, defaultPolicyDirForTest(t))), 0o600)
+	code, out, _ := runCLI(t, "doctor", "--config", path, "--config-only")
+	for _, want := range []string{`workspace "gone" is not in workspaces: whoever redeems it is locked out`, "fix: parachute invite revoke ",
+		`FAIL  binding dev local:bob`, `role "ghost" is not defined`, "fix: parachute pair revoke dev local:bob"} {
+		if code != 1 || !strings.Contains(out, want) {
+			t.Errorf("doctor: %d, lacks %q:\n%s", code, want, out)
+		}
+	}
+	code, _, errOut := runCLI(t, "serve", "--config", path)
+	if code != 1 || !strings.Contains(errOut, `workspace "gone" is not in workspaces`) || !strings.Contains(errOut, `warning: binding dev local:bob: role "ghost" is not defined`) {
+		t.Errorf("serve: %d %s", code, errOut)
+	}
+}
+
+type nopRecorder struct{}
+
+func (nopRecorder) RecordAuth(context.Context, pairing.Event) error { return nil }

@@ -42,7 +42,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	if err := preflight(*path, cfg); err != nil {
+	if err := preflight(ctx, *path, cfg, stderr); err != nil {
 		return err
 	}
 	g, err := gateway.New(ctx, cfg, gateway.Options{Logger: log})
@@ -83,11 +83,26 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // created empty), a listen address another process holds (a connector
 // would retry it forever). Each problem names its field and the fix;
 // `parachute doctor` reports the same and more.
-func preflight(path string, cfg *config.Config) error {
+func preflight(ctx context.Context, path string, cfg *config.Config, stderr io.Writer) error {
 	var problems []config.HostProblem
 	problems = append(problems, cfg.CheckEnv(os.Getenv)...)
 	problems = append(problems, cfg.CheckVault()...)
 	problems = append(problems, cfg.CheckPorts()...)
+	// An unused invite the config no longer backs (its workspace removed,
+	// its role renamed) would lock out whoever redeems it: fatal. A binding
+	// in that state is said (its holder gets guest's settings for a role
+	// nobody defines, or a workspace that is not there) and left to fix.
+	grants, err := storedGrantProblems(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("%s: pairing store: %w", path, err)
+	}
+	for _, g := range grants {
+		if g.Invite {
+			problems = append(problems, config.HostProblem{Field: g.What, Problem: g.Problem, Fix: g.Fix})
+		} else {
+			fmt.Fprintf(stderr, "parachute serve: warning: %s: %s; %s\n", g.What, g.Problem, g.Fix)
+		}
+	}
 	if len(problems) == 0 {
 		return nil
 	}
