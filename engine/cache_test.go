@@ -102,7 +102,7 @@ func mutations(v reflect.Value, path string, set func(reflect.Value)) map[string
 func TestCacheKeyCoversEveryField(t *testing.T) {
 	for _, base := range fullInputs() {
 		name := reflect.TypeOf(base).Name()
-		baseKey := appendKey(nil, base)
+		baseKey := appendKey(nil, base, everything)
 		baseVal := base.Value()
 		if buildValue(base).Compare(baseVal) != 0 {
 			t.Fatalf("%s: Value and buildValue disagree", name)
@@ -110,7 +110,7 @@ func TestCacheKeyCoversEveryField(t *testing.T) {
 		for path, m := range mutations(reflect.ValueOf(base), name, nil) {
 			in := m.Interface().(docInput)
 			valueChanged := in.Value().Compare(baseVal) != 0
-			keyChanged := !bytes.Equal(appendKey(nil, in), baseKey)
+			keyChanged := !bytes.Equal(appendKey(nil, in, everything), baseKey)
 			if valueChanged != keyChanged {
 				t.Errorf("%s: policy input changed %v, cache key changed %v", path, valueChanged, keyChanged)
 			}
