@@ -40,6 +40,9 @@ func dialAdmin(ctx context.Context, o *opConfig) (*adminClient, error) {
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) {
 			return nil, errNoGateway
 		}
+		if errors.Is(err, os.ErrPermission) {
+			return nil, fmt.Errorf("admin socket %s (from %s): %w: the state dir is the gateway's; run this as root (sudo) or as the gateway's user", sock, o.Path, err)
+		}
 		return nil, fmt.Errorf("admin socket %s (from %s): %w", sock, o.Path, err)
 	}
 	conn.Close()

@@ -205,8 +205,11 @@ func doctorStateDir(cfg *config.Config) []finding {
 // doctorPorts: a port another process holds stops the start. While this
 // config's gateway runs, its own ports are taken by it.
 func doctorPorts(ctx context.Context, path string, cfg *config.Config) []finding {
-	if _, err := dialAdmin(ctx, &opConfig{Path: path, Cfg: cfg}); err == nil {
+	switch _, err := dialAdmin(ctx, &opConfig{Path: path, Cfg: cfg}); {
+	case err == nil:
 		return []finding{{Check: "ports", Status: statusOK, Detail: "the gateway is running on them (its admin socket " + gateway.AdminSocketPath(cfg.StateDir) + " answers)"}}
+	case err != errNoGateway:
+		return []finding{{Check: "ports", Status: statusWarn, Detail: "cannot tell whether the gateway holds them: " + err.Error(), Fix: "run doctor as root or as the gateway's user"}}
 	}
 	if ps := cfg.CheckPorts(); len(ps) > 0 {
 		return hostFindings("", ps)

@@ -266,6 +266,13 @@ func TestOperatorCommandsFindTheGatewayFromItsConfig(t *testing.T) {
 		t.Fatalf("revoked stranger still reaches the agent: %q", got)
 	}
 
+	if c, out, errOut := runCLI(t, "status"); c != 0 || !strings.Contains(out, "policy revision: ") || !strings.Contains(out, "sessions: 1 open, 1 live") {
+		t.Errorf("status: %d %q %q", c, out, errOut)
+	}
+	if c, out, _ := runCLI(t, "doctor", "--config-only"); !strings.Contains(out, "the gateway is running on them") {
+		t.Errorf("doctor while the gateway runs: %d\n%s", c, out)
+	}
+
 	// Every operator action is in the audit log, with the operator's uid.
 	actor := fmt.Sprintf("operator uid:%d pid:", os.Getuid())
 	seen := map[string]bool{}
@@ -296,6 +303,9 @@ func TestOperatorCommandsFindTheGatewayFromItsConfig(t *testing.T) {
 	}
 	if c, _, errOut := runCLI(t, "invite", "create", "--role", "member"); c != 0 || !strings.Contains(errOut, "no gateway is running") {
 		t.Errorf("invite create with no gateway: %d %q", c, errOut)
+	}
+	if c, _, errOut := runCLI(t, "status"); c != 1 || !strings.Contains(errOut, "no gateway is running") {
+		t.Errorf("status with no gateway: %d %q", c, errOut)
 	}
 	if c, _, errOut := runCLI(t, "sessions", "stop", aliceSession); c != 1 || !strings.Contains(errOut, "no gateway is running") {
 		t.Errorf("sessions stop with no gateway: %d %q", c, errOut)
