@@ -77,42 +77,63 @@ func (tb *Toolbox) List(ctx context.Context) ([]Tool, error) {
 // Call calls a tool. Whatever goes wrong — an unknown tool, bad arguments,
 // a policy denial, a protocol error — comes back as an error result for the
 // model to read; only a cancelled ctx is returned as an error.
+//
+// A tool the gateway did not list for this session is still sent to the
+// gateway, which decides and records every call: a tool hidden from the
+// session (write_file in read-only mode) is refused with policy's reason
+// (read-only-mode), not taken for a tool that does not exist. The model is
+// told which tools it has.
 func (tb *Toolbox) Call(ctx context.Context, name string, args json.RawMessage) (ToolResult, error) {
 	if _, err := tb.List(ctx); err != nil {
 		return ToolResult{}, err
 	}
-	if _, ok := tb.tools[name]; !ok {
-		// Only tools the gateway listed are ever called by the model.
-		return ToolResult{Text: fmt.Sprintf("no tool named %q; available: %s", name, strings.Join(tb.names(), ", ")), IsError: true}, nil
+	if _, ok := tb.tools[name]; ok {
+		res, _, err := tb.call(ctx, name, args)
+		return res, err
 	}
-	return tb.call(ctx, name, args)
+	available := "available: " + strings.Join(tb.names(), ", ")
+	res, unknown, err := tb.call(ctx, name, args)
+	switch {
+	case err != nil:
+		return ToolResult{}, err
+	case unknown:
+		// The server has no such tool at all (a gateway that refuses it
+		// answers with a result, which the model reads below).
+		return ToolResult{Text: fmt.Sprintf("no tool named %q; %s", name, available), IsError: true}, nil
+	case res.IsError:
+		res.Text += "\n(" + available + ")"
+	}
+	return res, nil
 }
 
 // Command calls a tool a user's command names, listed or not: the gateway
 // decides it, so a tool hidden from this session (write_file in read-only
 // mode) is refused with policy's reason (read-only-mode), not as unknown.
 func (tb *Toolbox) Command(ctx context.Context, name string, args json.RawMessage) (ToolResult, error) {
-	return tb.call(ctx, name, args)
+	res, _, err := tb.call(ctx, name, args)
+	return res, err
 }
 
-func (tb *Toolbox) call(ctx context.Context, name string, args json.RawMessage) (ToolResult, error) {
+// call sends one tools/call; failed reports a protocol-level failure (the
+// server answered no result at all).
+func (tb *Toolbox) call(ctx context.Context, name string, args json.RawMessage) (res ToolResult, failed bool, err error) {
 	var argv map[string]any
 	if len(args) > 0 && string(args) != "null" {
 		if err := json.Unmarshal(args, &argv); err != nil {
-			return ToolResult{Text: fmt.Sprintf("arguments for %s are not a JSON object: %v", name, err), IsError: true}, nil
+			return ToolResult{Text: fmt.Sprintf("arguments for %s are not a JSON object: %v", name, err), IsError: true}, false, nil
 		}
 	}
 	if argv == nil {
 		argv = map[string]any{}
 	}
-	res, err := tb.session.CallTool(ctx, &mcp.CallToolParams{Name: name, Arguments: argv})
+	r, err := tb.session.CallTool(ctx, &mcp.CallToolParams{Name: name, Arguments: argv})
 	if err != nil {
 		if ctx.Err() != nil {
-			return ToolResult{}, fmt.Errorf("calling tool %s: %w", name, ctx.Err())
+			return ToolResult{}, false, fmt.Errorf("calling tool %s: %w", name, ctx.Err())
 		}
-		return ToolResult{Text: fmt.Sprintf("tool %s failed: %v", name, err), IsError: true}, nil
+		return ToolResult{Text: fmt.Sprintf("tool %s failed: %v", name, err), IsError: true}, true, nil
 	}
-	return ToolResult{Text: resultText(res), IsError: res.IsError}, nil
+	return ToolResult{Text: resultText(r), IsError: r.IsError}, false, nil
 }
 
 func (tb *Toolbox) names() []string {

@@ -158,3 +158,40 @@ func serveSocket(t testing.TB, h http.Handler) string {
 	t.Cleanup(func() { srv.Close() })
 	return sock
 }
+
+// TestReadOnlyModelCallSaysReadOnly: a model's call of a write tool the
+// read-only session was not shown still reaches the gateway, which refuses
+// and records it as read-only-mode; the model is told what it has.
+func TestReadOnlyModelCallSaysReadOnly(t *testing.T) {
+	f := newFixture(t)
+	rec := &recorder{}
+	p, err := New(context.Background(), Options{Decider: newEngine(t, rec), Vault: f.vault, Builtin: true})
+	must(t, err)
+	t.Cleanup(func() { p.Close() })
+	s, err := p.NewSession(context.Background(), SessionOptions{
+		Facts: func() engine.SessionFacts { return facts(true) }, ClientRoot: "/workspace",
+	})
+	must(t, err)
+	t.Cleanup(func() { s.Close() })
+	client := agent.NewSocketClient(serveSocket(t, s.Handler()))
+	tb, err := agent.ConnectTools(context.Background(), client)
+	must(t, err)
+	t.Cleanup(func() { tb.Close() })
+	for name, args := range map[string]string{
+		"write_file":       `{"path": "/workspace/notes.md", "content": "x"}`,
+		"create_directory": `{"path": "/workspace/d"}`,
+	} {
+		res, err := tb.Call(context.Background(), name, []byte(args))
+		must(t, err)
+		if !res.IsError || !strings.Contains(res.Text, ReasonReadOnly) || !strings.Contains(res.Text, "available: ") || strings.Contains(res.Text, "no tool named") {
+			t.Errorf("%s: %+v; want the read-only refusal and the tools available", name, res)
+		}
+		last, _ := rec.last()
+		if last.in.Tool.Name != name || last.d.Allow {
+			t.Errorf("%s: last record %s %v; want the denied call recorded", name, last.in.Tool.Name, last.d.Reasons)
+		}
+	}
+	if b, _ := os.ReadFile(f.ws + "/notes.md"); string(b) != "hello notes\n" {
+		t.Fatalf("read-only workspace changed: %q", b)
+	}
+}
