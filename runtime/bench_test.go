@@ -3,6 +3,8 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -101,4 +103,107 @@ func BenchmarkStartOnly(b *testing.B) {
 		s.Stop(ctx)
 	}
 	reportPercentiles(b, samples)
+}
+
+// BenchmarkClasses measures, per runtime class and in one run: a cold
+// session (start, first exec, stop), a warm exec, a new session's first
+// exec from the pool (gvisor is never pooled: that is its cold start), and
+// `ctr run --rm` of the same image running the same command, the floor
+// containerd's own client gives.
+//
+//	go test -run '^$' -bench Classes -benchtime 10x ./runtime/
+func BenchmarkClasses(b *testing.B) {
+	rt := testRuntime(b)
+	ctx := context.Background()
+	ctr, err := exec.LookPath("ctr")
+	if err != nil {
+		b.Skip("ctr not installed")
+	}
+	for _, class := range []string{ClassRunc, ClassGVisor} {
+		prof := limitsProfile("strict", true)
+		prof.RuntimeClass = class
+		b.Run(class+"/cold", func(b *testing.B) {
+			needClass(b, rt, class)
+			ws := b.TempDir()
+			var samples []time.Duration
+			for i := 0; i < b.N; i++ {
+				start := time.Now()
+				sb, err := rt.Start(ctx, Spec{SessionID: "bench-" + class + "-" + randomID(), Image: probeRef, Workspace: ws, Profile: prof})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if res, err := sb.Exec(ctx, Turn{Args: []string{"/parachute", "sleep", "0"}}); err != nil || res.ExitCode != 0 {
+					b.Fatalf("%+v %v", res, err)
+				}
+				if err := sb.Stop(ctx); err != nil {
+					b.Fatal(err)
+				}
+				samples = append(samples, time.Since(start))
+			}
+			reportPercentiles(b, samples)
+		})
+		b.Run(class+"/warm-exec", func(b *testing.B) {
+			needClass(b, rt, class)
+			sb, err := rt.Start(ctx, Spec{SessionID: "bench-warm-" + randomID(), Image: probeRef, Workspace: b.TempDir(), Profile: prof})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer sb.Stop(ctx)
+			var samples []time.Duration
+			for i := 0; i < b.N; i++ {
+				start := time.Now()
+				if res, err := sb.Exec(ctx, Turn{Args: []string{"/parachute", "sleep", "0"}}); err != nil || res.ExitCode != 0 {
+					b.Fatalf("%+v %v", res, err)
+				}
+				samples = append(samples, time.Since(start))
+			}
+			reportPercentiles(b, samples)
+		})
+		b.Run(class+"/pooled-first-exec", func(b *testing.B) {
+			needClass(b, rt, class)
+			pool, err := rt.NewPool(PoolOptions{Dir: filepath.Join(b.TempDir(), "pool")})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer pool.Close(ctx)
+			var samples []time.Duration
+			for i := 0; i < b.N; i++ {
+				s, _ := poolSpec(b, "bench-"+randomID(), true)
+				s.Profile = prof
+				if i > 0 && poolable(class) {
+					waitReady(b, pool, s)
+				}
+				start := time.Now()
+				sb, err := pool.Start(ctx, s)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := sb.Exec(ctx, Turn{Args: []string{"/parachute", "sleep", "0"}}); err != nil {
+					b.Fatal(err)
+				}
+				if i > 0 || !poolable(class) { // the first teaches the pool
+					samples = append(samples, time.Since(start))
+				}
+				sb.Stop(ctx)
+			}
+			reportPercentiles(b, samples)
+		})
+		b.Run(class+"/ctr-run-rm", func(b *testing.B) {
+			needClass(b, rt, class)
+			args := []string{"-a", rt.opts.Address, "-n", rt.opts.Namespace, "run", "--rm"}
+			if class == ClassGVisor {
+				args = append(args, "--runc-binary", rt.opts.RunscWrapper)
+			}
+			var samples []time.Duration
+			for i := 0; i < b.N; i++ {
+				start := time.Now()
+				a := append(slices.Clone(args), probeRef, "bench-ctr-"+randomID(), "/parachute", "sleep", "0")
+				if out, err := exec.Command(ctr, a...).CombinedOutput(); err != nil {
+					b.Fatalf("ctr %v: %v\n%s", a, err, out)
+				}
+				samples = append(samples, time.Since(start))
+			}
+			reportPercentiles(b, samples)
+		})
+	}
 }
