@@ -61,9 +61,9 @@ func mcpProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// The gateway's config, found as every operator command finds it;
 	// without one, --vault is enough.
 	var cfg *config.Config
+	var op *opConfig
 	if path, err := findConfig(f.configFile); err == nil {
-		op, err := loadOpConfig(path)
-		if err != nil {
+		if op, err = loadOpConfig(path); err != nil {
 			return err
 		}
 		cfg = op.Cfg
@@ -72,6 +72,16 @@ func mcpProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if err := f.fill(cfg); err != nil {
 		return err
+	}
+	// A running gateway is the one writer of its audit log: two processes
+	// appending to one hash chain would break it.
+	if op != nil && filepath.Clean(f.audit) == filepath.Clean(cfg.Audit.Dir) {
+		switch _, err := dialAdmin(ctx, op); {
+		case err == nil:
+			return fmt.Errorf("the gateway of %s is running and is the one writer of its audit log %s: pass --audit DIR for this proxy's own log", op.Path, cfg.Audit.Dir)
+		case err != errNoGateway:
+			return err
+		}
 	}
 	ws, err := vaultRelative(f.vault, f.workspace)
 	if err != nil {

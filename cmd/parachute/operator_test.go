@@ -269,6 +269,9 @@ func TestOperatorCommandsFindTheGatewayFromItsConfig(t *testing.T) {
 	if c, out, errOut := runCLI(t, "status"); c != 0 || !strings.Contains(out, "policy revision: ") || !strings.Contains(out, "sessions: 1 open, 1 live") {
 		t.Errorf("status: %d %q %q", c, out, errOut)
 	}
+	if c, _, errOut := runCLI(t, "mcp", "proxy"); c != 1 || !strings.Contains(errOut, "is the one writer of its audit log") {
+		t.Errorf("mcp proxy on a running gateway's audit log: %d %q", c, errOut)
+	}
 	if c, out, _ := runCLI(t, "doctor", "--config-only"); !strings.Contains(out, "the gateway is running on them") {
 		t.Errorf("doctor while the gateway runs: %d\n%s", c, out)
 	}
