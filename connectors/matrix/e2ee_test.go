@@ -142,6 +142,29 @@ func TestMatrixE2EERestart(t *testing.T) {
 	}
 }
 
+func TestMatrixE2EEReplyEncryptedOrNotSent(t *testing.T) {
+	w := e2eeWorld(t)
+	ownerDev := newDevice(t, w.owner, true)
+	dm := w.encryptedRoom(t, w.owner, true, w.bot.UserID)
+	w.joined(t, w.owner, dm)
+	// The bot cannot share its room key: its reply cannot be encrypted
+	// for the owner's device, so it must not be sent at all.
+	w.proxy.failToDevice.Store(true)
+	ownerDev.sendEncrypted(t, dm, map[string]any{"msgtype": "m.text", "body": "one"})
+	waitFor(t, "the reply to be dropped", func() bool { return strings.Contains(w.log.String(), matrix.ReasonNotEncrypted) })
+	if got := ownerDev.wait(t, dm, 0); len(got) != 0 {
+		t.Errorf("the owner got %+v while the room key could not be shared", got)
+	}
+	w.proxy.failToDevice.Store(false)
+	ownerDev.sendEncrypted(t, dm, map[string]any{"msgtype": "m.text", "body": "two"})
+	if got := ownerDev.wait(t, dm, 1); got[0].body != "echo: two" || !got[0].encrypted {
+		t.Errorf("reply = %+v, want echo: two, encrypted", got[0])
+	}
+	if n := w.proxy.plainSends.Load(); n != 0 {
+		t.Errorf("the bot sent %d unencrypted messages to an encrypted room", n)
+	}
+}
+
 // startErr runs the connector as w.start would and returns Run's error
 // (nil if it ran until stopped).
 func startErr(t testing.TB, w *world) error {

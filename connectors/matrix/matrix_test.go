@@ -534,6 +534,10 @@ type syncProxy struct {
 
 	// keyRequests counts the room key requests the bot sends.
 	keyRequests atomic.Int64
+	// plainSends counts the bot's m.room.message (unencrypted) sends.
+	plainSends atomic.Int64
+	// failToDevice makes the bot's /sendToDevice calls fail (500).
+	failToDevice atomic.Bool
 
 	mu          sync.Mutex
 	replaySince string // since token to reuse once, "" none
@@ -558,6 +562,13 @@ func newSyncProxy(t testing.TB, target string) *syncProxy {
 		if !strings.HasSuffix(r.URL.Path, "/sync") {
 			if strings.Contains(r.URL.Path, "/sendToDevice/m.room_key_request/") {
 				p.keyRequests.Add(1)
+			}
+			if strings.Contains(r.URL.Path, "/send/m.room.message/") {
+				p.plainSends.Add(1)
+			}
+			if strings.Contains(r.URL.Path, "/sendToDevice/") && p.failToDevice.Load() {
+				http.Error(w, `{"errcode":"M_UNKNOWN","error":"test: to-device down"}`, http.StatusInternalServerError)
+				return
 			}
 			rp.ServeHTTP(w, r)
 			return
