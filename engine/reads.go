@@ -13,21 +13,31 @@ type readNode struct {
 	children map[string]*readNode
 }
 
-// inputReads returns the input paths the rules that decide entry can
-// read: its decision rules and every rule and function they depend on, as
-// the compiler's dependency graph has them (a reference with a variable
-// into data depends on every rule it could select). Every reference into
-// input is followed from the root while its steps are constant strings; a
-// step that is a variable or anything else (input[k], paths[_]) makes the
-// rest of that value read, and so does a reference that ends there
-// (s := input.session reads the whole session). A bare input
+// inputReads returns the input paths entry's rules can read. It does not
+// follow which rules a decision depends on (a dependency graph has corners:
+// else branches, dynamic references); it walks every rule that could be
+// among them: every module of package parachute.<entry> (and below it) and
+// every module outside the entry packages (parachute.lib and the like). A
+// reference to another entry's package, or one into data whose package
+// part is a variable (data[x], data.parachute[x]), reads everything.
+//
+// Every reference into input is followed from the root while its steps are
+// constant strings; a step that is a variable or anything else (input[k],
+// paths[_]) makes the rest of that value read, and so does a reference that
+// ends there (s := input.session reads the whole session). A bare input
 // (object.get(input, …), walk(input, …)) reads everything, and so does any
-// `with` among those rules (it can swap in a rule the graph does not show).
+// `with` (it can swap in a rule or a document this walk does not see).
 func inputReads(compiler *ast.Compiler, entry Entry) *readNode {
-	if compiler.Graph == nil {
-		return everything
-	}
 	root := &readNode{}
+	own := ast.Ref{ast.DefaultRootDocument, ast.InternedTerm("parachute"), ast.InternedTerm(string(entry))}
+	isEntry := func(name ast.Value) bool {
+		for _, e := range Entries {
+			if name.Compare(ast.String(e)) == 0 {
+				return true
+			}
+		}
+		return false
+	}
 	var vis *ast.GenericVisitor
 	vis = ast.NewGenericVisitor(func(x any) bool {
 		switch v := x.(type) {
@@ -36,6 +46,20 @@ func inputReads(compiler *ast.Compiler, entry Entry) *readNode {
 				root.full = true
 			}
 		case ast.Ref:
+			if v.HasPrefix(ast.DefaultRootRef) {
+				switch {
+				case len(v) < 3:
+					root.full = true // data, data[x], data.parachute
+				case !ast.IsConstant(v[1].Value):
+					root.full = true // data[x].…
+				case !v[1].Equal(ast.InternedTerm("parachute")):
+				case !ast.IsConstant(v[2].Value):
+					root.full = true // data.parachute[x]
+				case isEntry(v[2].Value) && !v.HasPrefix(own):
+					root.full = true // another entry's rules
+				}
+				return false
+			}
 			if !v.HasPrefix(ast.InputRootRef) {
 				return false
 			}
@@ -53,30 +77,14 @@ func inputReads(compiler *ast.Compiler, entry Entry) *readNode {
 		}
 		return false
 	})
-	seen := map[*ast.Rule]bool{}
-	var queue []*ast.Rule
-	for _, r := range compiler.GetRulesExact(decisionRef(entry)) {
-		queue = append(queue, r)
-	}
-	for len(queue) > 0 {
-		r := queue[0]
-		queue = queue[1:]
-		if seen[r] {
-			continue
+	for _, m := range compiler.Modules {
+		pkg := m.Package.Path
+		if len(pkg) >= 3 && pkg[1].Equal(ast.InternedTerm("parachute")) && isEntry(pkg[2].Value) && !pkg.HasPrefix(own) {
+			continue // another entry point's package
 		}
-		seen[r] = true
-		vis.Walk(r)
-		if r.Else != nil {
-			// The graph lists an else branch's dependencies under the
-			// branch, not under the rule it belongs to.
-			queue = append(queue, r.Else)
-		}
-		for dep := range compiler.Graph.Dependencies(r) {
-			d, ok := dep.(*ast.Rule)
-			if !ok {
-				return everything // a dependency the analysis does not know
-			}
-			queue = append(queue, d)
+		vis.Walk(m)
+		if root.full {
+			return everything
 		}
 	}
 	if root.full {

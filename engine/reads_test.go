@@ -20,7 +20,21 @@ func TestKeyOmitsOnlyWhatCannotChangeTheDecision(t *testing.T) {
 	}
 	ctx := context.Background()
 	omitted := 0
-	for _, base := range fullInputs() {
+	// The full inputs, and inputs the product policy allows (so the rules
+	// past the first denials are reached too).
+	session := SessionFacts{ID: "s1", TurnID: "t", Identity: "telegram:100001", Connector: "tg", ConnectorType: "telegram",
+		Role: "member", TrustLevel: "sandboxed", Workspace: "users/telegram%3A100001", Network: true}
+	bases := append(fullInputs(),
+		MessageInput{Connector: "tg", ConnectorType: "telegram", Sender: Sender{ID: "telegram:100001", PlatformID: "100001", DisplayName: "a"},
+			Chat: Chat{ID: "1", Kind: "dm"}, Command: "help", TextLength: 5},
+		MessageInput{Connector: "tg", ConnectorType: "telegram", Sender: Sender{ID: "telegram:100001", PlatformID: "100001", DisplayName: "a"},
+			Chat: Chat{ID: "g", Kind: "group"}, Mentioned: true, TextLength: 5, Binding: &Binding{Role: "guest", Workspace: "", Source: "pairing"}},
+		SessionInput{Session: session},
+		ToolInput{Session: session, Tool: ToolFacts{Name: "write_file", Server: "vault", Access: AccessWrite},
+			Paths: []PathFacts{{Arg: "path", Raw: "a.md", Resolved: "users/telegram%3A100001/a.md", InsideWorkspace: true, Access: AccessWrite}}},
+		EgressInput{Session: session, Host: "example.com", Port: 443},
+	)
+	for _, base := range bases {
 		reads := e.cur.Load().reads[base.Entry()]
 		baseKey := appendKey(nil, base, reads)
 		want := e.Evaluate(ctx, base)
@@ -41,9 +55,9 @@ func TestKeyOmitsOnlyWhatCannotChangeTheDecision(t *testing.T) {
 	}
 }
 
-// The product policy reads no message's length, display name, chat ID or
-// command: two messages of one sender that differ only there share a
-// cached decision; the sender, the chat kind and the binding are keyed.
+// The product policy reads no message's length, display name or command:
+// two messages of one sender that differ only there share a cached
+// decision; the sender, the chat and the binding are keyed.
 func TestMessageKeyOnProductPolicy(t *testing.T) {
 	e, err := New(context.Background(), Options{PolicyDir: productPolicies, Data: thousandUsers()})
 	if err != nil {
@@ -56,7 +70,7 @@ func TestMessageKeyOnProductPolicy(t *testing.T) {
 		t.Fatalf("first message: allow %v cached %v %v", d.Allow, d.Cached, d.Reasons)
 	}
 	same := base
-	same.TextLength, same.Sender.DisplayName, same.Chat.ID, same.Command = 900, "b", "2", "help"
+	same.TextLength, same.Sender.DisplayName, same.Command = 900, "b", "help"
 	if d := e.Decide(ctx, same); !d.Allow || !d.Cached {
 		t.Fatalf("a message differing only in unread fields: allow %v cached %v", d.Allow, d.Cached)
 	}
@@ -89,6 +103,12 @@ func TestReadAnalysisIsConservative(t *testing.T) {
 		"f(v) := v.text_length\n\nx := f(input) if input.sender.id",
 		"x := data.parachute.message[y] if y := \"z\"\n\nz := input.text_length",
 		"x if {\n\ty := input.sender.id with input.sender as {}\n\ty == \"\"\n}",
+		// A rule of the package the decision does not use still counts.
+		"x := 1\n\nunused := input.text_length",
+		// Another entry's rules are not followed: everything.
+		"x := data.parachute.model.decision",
+		"x := data.parachute[y] if y := \"model\"",
+		"x := data[y].model if y := \"parachute\"",
 	} {
 		t.Run(rule, func(t *testing.T) {
 			dir := copyPolicies(t)
@@ -104,11 +124,11 @@ func TestReadAnalysisIsConservative(t *testing.T) {
 			}
 		})
 	}
-	// The control: a policy whose decision reads input only by constant
-	// paths that do not include text_length leaves it out, even when a
-	// rule the decision does not depend on reads it.
+	// The control: a message policy that reads input only by constant
+	// paths that do not include text_length leaves it out, whatever
+	// another entry point's package reads.
 	dir := copyPolicies(t)
-	writeFile(t, filepath.Join(dir, "unused.rego"), "package parachute.message\n\nunused := input.text_length\n")
+	writeFile(t, filepath.Join(dir, "unused.rego"), "package parachute.tool\n\nunused := input.text_length\n\nall := object.keys(input)\n")
 	e := newEngine(t, Options{PolicyDir: dir})
 	a, b := msg("deny", "x"), msg("deny", "x")
 	b.TextLength = 7
