@@ -62,7 +62,7 @@ func TestRunscWrapper(t *testing.T) {
 	}
 	st, _ := os.Stat(dir)
 	b, _ := os.ReadFile(c.opts.RunscWrapper)
-	if st.Mode().Perm() != 0o700 || !strings.Contains(string(b), "exec /usr/bin/runsc --network=none --oci-seccomp \"$@\"") {
+	if st.Mode().Perm() != 0o700 || !strings.Contains(string(b), "exec /usr/bin/runsc --network=none --host-uds=open --oci-seccomp \"$@\"") {
 		t.Errorf("dir mode %v, wrapper %q", st.Mode(), b)
 	}
 	os.WriteFile(c.opts.RunscWrapper, []byte("#!/bin/sh\nexec /bin/evil \"$@\"\n"), 0o755)
