@@ -2,7 +2,9 @@ package modelproxy
 
 import (
 	"context"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -188,5 +190,40 @@ func TestResponsesAPI(t *testing.T) {
 				t.Fatalf("tokens counted %d; want the stream's 39", n)
 			}
 		})
+	}
+}
+
+// closingWriter fails every write after one carrying marker: a client
+// that hangs up as soon as it has read the stream's last event.
+type closingWriter struct {
+	*httptest.ResponseRecorder
+	marker string
+	closed bool
+}
+
+func (c *closingWriter) Write(b []byte) (int, error) {
+	if c.closed {
+		return 0, io.ErrClosedPipe
+	}
+	if strings.Contains(string(b), c.marker) {
+		c.closed = true
+	}
+	return c.ResponseRecorder.Write(b)
+}
+
+// A client that closes once it has the completed event (Codex does) is
+// settled at the usage the provider reported, not at the reservation.
+func TestStreamClosedAfterItsEndSettlesAtUsage(t *testing.T) {
+	up := &recordingUpstream{answer: func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = w.Write([]byte("event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"total_tokens\":39}}}\n\n"))
+	}}
+	usage := &MemoryUsage{}
+	p := proxyTo(t, OpenAI, up, newEngine(t), usage, session("member"))
+	r := httptest.NewRequest(http.MethodPost, ResponsesPath, strings.NewReader(`{"model":"m","input":"hi","stream":true}`))
+	w := &closingWriter{ResponseRecorder: httptest.NewRecorder(), marker: "response.completed"}
+	p.ServeHTTP(w, r)
+	if n, _ := usage.TokensToday(context.Background(), "telegram:1"); n != 39 {
+		t.Fatalf("settled at %d tokens; want the reported 39", n)
 	}
 }

@@ -169,7 +169,10 @@ func (p *Proxy) relayStream(w http.ResponseWriter, body io.Reader, api string) (
 		}
 		line = []byte(p.redact.Replace(string(line)))
 		if err := p.write(w, append(line, '\n')); err != nil {
-			return t.total(), false // the sandbox went away: the provider goes on generating
+			// The sandbox went away: the provider goes on generating,
+			// unless it had already ended the stream with its usage (a
+			// client may close as soon as it reads the last event).
+			return t.total(), ended && reported
 		}
 		if len(line) == 0 {
 			_ = rc.Flush()

@@ -206,6 +206,14 @@ model:
 	return e
 }
 
+// realRoles: members' workspaces without a disk image (disk_mb 0), so the
+// files the test puts there before the session are the ones it sees; a
+// message rate that fast fake-model turns stay within.
+const realRoles = `
+roles:
+  member: {disk_mb: 0, messages_per_minute: 600, message_burst: 60}
+`
+
 // timedSend is send, timed.
 func (e *env) timedSend(connector, user, text string) (string, time.Duration) {
 	start := time.Now()
@@ -238,7 +246,7 @@ func median(d []time.Duration) time.Duration {
 // model reported.
 func TestRealAgentClaudeCode(t *testing.T) {
 	hook := "/workspace/.parachute/hooks/pre-session"
-	e := setupReal(t, agentadapt.ClaudeCode, "  agent_builtin_tools: [Read, Edit]", privateBot, model.Script{Steps: []model.Step{
+	e := setupReal(t, agentadapt.ClaudeCode, "  agent_builtin_tools: [Read, Edit]", privateBot+realRoles, model.Script{Steps: []model.Step{
 		model.Call("mcp__parachute__read_file", map[string]any{"path": "/workspace/notes.md"}),
 		model.Reply("Your notes say: buy milk."),
 		model.Reply("You asked what is in your notes."),
@@ -272,6 +280,7 @@ func TestRealAgentClaudeCode(t *testing.T) {
 	}
 	reqs := e.model.Requests()
 	if len(reqs) != 2 || len(reqs[1].ToolResults) != 1 || !strings.Contains(reqs[1].ToolResults[0].Content, "buy milk") {
+		_ = filepath.WalkDir(e.vault, func(p string, _ os.DirEntry, _ error) error { t.Logf("vault: %s", p); return nil })
 		t.Fatalf("model requests of the first turn: %d, tool results %+v", len(reqs), reqs[len(reqs)-1].ToolResults)
 	}
 	var read bool
@@ -352,7 +361,7 @@ func TestRealAgentClaudeCode(t *testing.T) {
 // .parachute/hooks.
 func TestRealAgentCodex(t *testing.T) {
 	hook := "/workspace/.parachute/hooks/pre-session"
-	e := setupReal(t, agentadapt.Codex, "  agent_builtin_tools: [shell]", privateBot, model.Script{Steps: []model.Step{
+	e := setupReal(t, agentadapt.Codex, "  agent_builtin_tools: [shell]", privateBot+realRoles, model.Script{Steps: []model.Step{
 		model.Call("mcp__parachute__read_file", map[string]any{"path": "/workspace/notes.md"}),
 		model.Reply("Your notes say: buy milk."),
 		model.Reply("You asked what is in your notes."),
