@@ -358,9 +358,14 @@ func TestInitCannotBeFrozen(t *testing.T) {
 	if _, err := os.Stat("/bin/busybox"); err != nil {
 		ctrd.Unavailable(t, "busybox-static not installed")
 	}
-	for _, seccomp := range []string{"default", "strict"} {
-		t.Run(seccomp, func(t *testing.T) {
-			sb, _ := startSandbox(t, rt, limitsProfile(seccomp, true))
+	for _, tc := range []struct{ class, seccomp string }{
+		{ClassRunc, "default"}, {ClassRunc, "strict"}, {ClassGVisor, "default"},
+	} {
+		t.Run(tc.class+"/"+tc.seccomp, func(t *testing.T) {
+			needClass(t, rt, tc.class)
+			p := limitsProfile(tc.seccomp, true)
+			p.RuntimeClass = tc.class
+			sb, _ := startSandbox(t, rt, p)
 			var out bytes.Buffer
 			res, err := sb.Exec(context.Background(), Turn{
 				Args:   []string{"/bin/sh", "-c", "/parachute seize-init & sleep 300 & wait"},

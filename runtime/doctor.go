@@ -80,6 +80,22 @@ func Doctor(ctx context.Context, o DoctorOptions) []Check {
 		add("runtime class gvisor", verr == nil, detail, "reinstall it: apt-get install --reinstall runsc")
 	}
 
+	// Disk quotas (disk_mb): an ext4 image per workspace, loop-mounted.
+	var missing []string
+	for _, bin := range []string{"mkfs.ext4", "mount", "cp"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			missing = append(missing, bin)
+		}
+	}
+	if _, err := os.Stat("/dev/loop-control"); err != nil {
+		missing = append(missing, "/dev/loop-control")
+	}
+	add("disk quotas", len(missing) == 0, "mkfs.ext4, mount, cp and /dev/loop-control for disk_mb; missing: "+strings.Join(missing, ", "),
+		"apt-get install e2fsprogs mount coreutils, and load the loop module (modprobe loop); without them sessions with disk_mb > 0 do not start")
+	if len(missing) == 0 {
+		cs[len(cs)-1].Detail = "mkfs.ext4, mount and loop devices present (disk_mb)"
+	}
+
 	status, serr := os.ReadFile("/proc/self/status")
 	hasSeccomp := serr == nil && strings.Contains(string(status), "\nSeccomp:")
 	add("seccomp", hasSeccomp, "kernel reports a Seccomp field in /proc/self/status",
