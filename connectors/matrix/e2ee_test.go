@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -108,12 +109,26 @@ func TestMatrixE2EERestart(t *testing.T) {
 	ownerDev := newDevice(t, w.owner, true)
 	dm := w.encryptedRoom(t, w.owner, true, w.bot.UserID)
 	w.joined(t, w.owner, dm)
-	ownerDev.sendEncrypted(t, dm, map[string]any{"msgtype": "m.text", "body": "one"})
+	first := ownerDev.sendEncrypted(t, dm, map[string]any{"msgtype": "m.text", "body": "one"})
 	ownerDev.wait(t, dm, 1)
 
 	// A gateway restart: a new connector over the same store.
 	w.stop()
 	w.stop = w.start(t)
+	// The first message's ciphertext sent again (a new event, the same
+	// megolm index): the index record survived the restart.
+	var orig struct {
+		Content map[string]any `json:"content"`
+	}
+	w.owner.do(t, "GET", "/_matrix/client/v3/rooms/"+url.PathEscape(dm)+"/event/"+url.PathEscape(first), nil, &orig)
+	replay, err := ownerDev.cli.SendMessageEvent(context.Background(), id.RoomID(dm), event.EventEncrypted, orig.Content)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the replay's refusal", func() bool { return len(w.records.with(matrix.ReasonReplayed)) == 1 })
+	if r := w.records.with(matrix.ReasonReplayed)[0]; r.EventID != replay.EventID.String() {
+		t.Errorf("replay record = %+v", r)
+	}
 	ownerDev.sendEncrypted(t, dm, map[string]any{"msgtype": "m.text", "body": "two"})
 	got := ownerDev.wait(t, dm, 2)
 	if got[1].body != "echo: two" || !got[1].encrypted {
