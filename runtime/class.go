@@ -2,6 +2,8 @@ package runtime
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -85,7 +87,13 @@ func (c *Containerd) classRuntime(class string) (string, any, error) {
 		if err := c.writeRunscWrapper(); err != nil {
 			return "", nil, &ClassError{Class: ClassGVisor, Detail: err.Error(), Fix: "make " + filepath.Dir(c.opts.RunscWrapper) + " writable by the gateway (root)"}
 		}
-		return DefaultRuntime, &runcoptions.Options{BinaryName: c.opts.RunscWrapper}, nil
+		// runsc's state goes under the wrapper's root-only folder, one
+		// folder per containerd socket (the shim adds the namespace), not
+		// in the runc shim's /run/containerd/runc/<namespace>, which
+		// every containerd on the host shares.
+		sum := sha256.Sum256([]byte(c.opts.Address))
+		root := filepath.Join(filepath.Dir(c.opts.RunscWrapper), "state", hex.EncodeToString(sum[:6]))
+		return DefaultRuntime, &runcoptions.Options{BinaryName: c.opts.RunscWrapper, Root: root}, nil
 	}
 	return "", nil, fmt.Errorf("%w: runtime class %q (want %s or %s)", ErrProfile, class, ClassRunc, ClassGVisor)
 }
