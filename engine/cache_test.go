@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -168,6 +169,9 @@ func TestCacheHitsAndFlushes(t *testing.T) {
 	}
 	if d := greet(); d.Cached || d.String("greeting") != "edited" {
 		t.Fatalf("after Reload: cached %v greeting %q", d.Cached, d.String("greeting"))
+	}
+	if st := e.CacheStats(); st.Hits != 1 || st.Misses != 3 || st.Entries != 1 {
+		t.Errorf("CacheStats = %+v, want 1 hit, 3 misses, 1 entry", st)
 	}
 	// Every decision, cached or not, was recorded, and the record knows
 	// which were cached.
@@ -327,4 +331,20 @@ func TestCacheUnderConcurrentSetData(t *testing.T) {
 	}
 	close(done)
 	wg.Wait()
+}
+
+// The deadline is one timer, and the caller's context still cancels: a
+// cancelled caller does not wait for the deadline.
+func TestCallerCancelStopsEvaluation(t *testing.T) {
+	e := newEngine(t, Options{Timeout: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	start := time.Now()
+	d := e.Decide(ctx, msg("slow", "x"))
+	if d.Allow || !slices.Equal(d.Reasons, []string{ReasonPolicyError}) || d.Err == nil {
+		t.Fatalf("cancelled slow decision: allow %v reasons %v err %v", d.Allow, d.Reasons, d.Err)
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Fatalf("a cancelled caller waited %v", took)
+	}
 }

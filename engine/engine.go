@@ -84,6 +84,8 @@ type Engine struct {
 	refused  atomic.Pointer[ReloadRefusal] // the last reload refused, nil after a good one
 	refusals atomic.Uint64
 
+	hits, misses atomic.Uint64 // decision cache look-ups since start
+
 	mu   sync.Mutex // serialises Reload and SetData
 	data map[string]any
 }
@@ -143,6 +145,21 @@ func (e *Engine) build(ctx context.Context, data map[string]any) (*policySet, er
 		set.cache = newDecisionCache(e.cacheMax)
 	}
 	return set, nil
+}
+
+// CacheStats counts decision cache look-ups since start, for a metric.
+type CacheStats struct {
+	Hits, Misses uint64
+	Entries      int // held now, for the revision in force
+}
+
+// CacheStats returns the decision cache's counters.
+func (e *Engine) CacheStats() CacheStats {
+	st := CacheStats{Hits: e.hits.Load(), Misses: e.misses.Load()}
+	if c := e.cur.Load().cache; c != nil {
+		st.Entries = c.len()
+	}
+	return st
 }
 
 // Uncached says why decisions are not cached: the first call to a
@@ -306,10 +323,12 @@ func (e *Engine) evaluate(ctx context.Context, set *policySet, in Input, d *Deci
 		w.key = append(w.key[:0], d.Entry...)
 		key = w.appendKey(di, set.reads[d.Entry])
 		if res := set.cache.get(key); res != nil {
+			e.hits.Add(1)
 			res.apply(d)
 			d.Cached = true
 			return
 		}
+		e.misses.Add(1)
 	}
 	var value ast.Value
 	if typed {
