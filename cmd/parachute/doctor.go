@@ -113,9 +113,9 @@ func doctor(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if !*asJSON {
 		if warned > 0 {
-			fmt.Fprintf(stdout, "all checks passed; %d warning(s) above\n", warned)
+			fmt.Fprintf(stdout, "no check failed; %d warning(s) above\n", warned)
 		} else {
-			fmt.Fprintln(stdout, "all checks passed")
+			fmt.Fprintln(stdout, "no check failed")
 		}
 	}
 	return nil
