@@ -38,6 +38,7 @@ func doctor(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	image := fs.String("image", runtime.DefaultImage, "sandbox image that must be present (default: the config's runtime.image)")
 	cfgFlag := configFlag(fs)
 	asJSON := fs.Bool("json", false, "print the findings as a JSON array")
+	envFile := fs.String("env-file", DefaultEnvFile, "the service's environment file: secrets set there count as set")
 	configOnly := fs.Bool("config-only", false, "audit the config only, not this host's containerd, runc, cgroups, image and sandboxes")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -49,7 +50,7 @@ func doctor(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	path, err := findConfig(*cfgFlag)
 	switch {
 	case err == nil:
-		fc, cfg := configChecks(ctx, path)
+		fc, cfg := configChecks(ctx, path, *envFile)
 		findings = append(findings, fc...)
 		if cfg != nil {
 			// The host checks run against what the config names, unless

@@ -18,7 +18,7 @@ import (
 // table and the start-up checks see it. Each check is its own function
 // (others add theirs beside these). The config is returned, its paths
 // absolute, for the host checks (nil if it cannot be read at all).
-func configChecks(ctx context.Context, path string) ([]finding, *config.Config) {
+func configChecks(ctx context.Context, path, envFile string) ([]finding, *config.Config) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return []finding{{Check: "config", Status: statusFail, Detail: err.Error(), Fix: "pass --config FILE naming the gateway's config"}}, nil
@@ -38,7 +38,7 @@ func configChecks(ctx context.Context, path string) ([]finding, *config.Config) 
 	out = append(out, doctorConfigMode(path, cfg)...)
 	out = append(out, doctorConnectors(cfg)...)
 	out = append(out, doctorNetwork(cfg)...)
-	out = append(out, doctorEnv(cfg)...)
+	out = append(out, doctorEnv(cfg, envFile)...)
 	out = append(out, doctorMatrixE2EE(cfg)...) // doctor_matrix.go
 	out = append(out, doctorVault(cfg)...)
 	out = append(out, doctorStateDir(cfg)...)
@@ -170,12 +170,45 @@ func doctorNetwork(cfg *config.Config) []finding {
 	return out
 }
 
-func doctorEnv(cfg *config.Config) []finding {
-	ps := cfg.CheckEnv(os.Getenv)
-	if len(ps) == 0 {
-		return []finding{{Check: "secrets", Status: statusOK, Detail: "every *_env variable is set"}}
+// DefaultEnvFile is where deploy/parachute.service reads the secrets from.
+const DefaultEnvFile = "/etc/parachute/env"
+
+// doctorEnv: every *_env variable set, in doctor's environment or in the
+// service's environment file (systemd's EnvironmentFile: the gateway gets
+// them, a shell running doctor does not). Values are never printed.
+func doctorEnv(cfg *config.Config, envFile string) []finding {
+	var out []finding
+	fileVars := map[string]string{}
+	if b, err := os.ReadFile(envFile); err == nil {
+		st, _ := os.Stat(envFile)
+		f := finding{Check: "env file", Status: statusOK, Detail: fmt.Sprintf("%s is %04o", envFile, st.Mode().Perm())}
+		if st.Mode().Perm()&0o077 != 0 {
+			f.Status, f.Fix = statusFail, "chmod 600 "+envFile+": it holds the secrets"
+		}
+		out = append(out, f)
+		for _, l := range strings.Split(string(b), "\n") {
+			l = strings.TrimSpace(l)
+			if l == "" || strings.HasPrefix(l, "#") {
+				continue
+			}
+			k, v, _ := strings.Cut(strings.TrimPrefix(l, "export "), "=")
+			fileVars[strings.TrimSpace(k)] = strings.Trim(strings.TrimSpace(v), `"'`)
+		}
 	}
-	return hostFindings("secret ", ps)
+	getenv := func(k string) string {
+		if v := os.Getenv(k); v != "" {
+			return v
+		}
+		return fileVars[k]
+	}
+	ps := cfg.CheckEnv(getenv)
+	if len(ps) == 0 {
+		return append(out, finding{Check: "secrets", Status: statusOK, Detail: "every *_env variable is set (in this environment or " + envFile + ")"})
+	}
+	for i := range ps {
+		ps[i].Fix += " (or in " + envFile + ", which deploy/parachute.service reads)"
+	}
+	return append(out, hostFindings("secret ", ps)...)
 }
 
 func doctorVault(cfg *config.Config) []finding {

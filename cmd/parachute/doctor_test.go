@@ -25,7 +25,11 @@ func doctorRun(t *testing.T, cfg string, mode os.FileMode, extra ...string) (int
 		t.Fatal(err)
 	}
 	os.Chmod(path, mode)
-	code, out, errOut := runCLI(t, append([]string{"doctor", "--config", path, "--json"}, extra...)...)
+	args := []string{"doctor", "--config", path, "--json"}
+	if !strings.Contains(strings.Join(extra, " "), "--env-file") {
+		args = append(args, "--env-file", filepath.Join(dir, "no-env-file")) // not this host's
+	}
+	code, out, errOut := runCLI(t, append(args, extra...)...)
 	var fs []finding
 	if err := json.Unmarshal([]byte(out), &fs); err != nil {
 		t.Fatalf("doctor --json: %v\n%s\n%s", err, out, errOut)
@@ -205,3 +209,27 @@ func TestStoredGrantsTheConfigDoesNotBack(t *testing.T) {
 type nopRecorder struct{}
 
 func (nopRecorder) RecordAuth(context.Context, pairing.Event) error { return nil }
+
+// A secret set only in the service's environment file counts as set; the
+// file itself must be private.
+func TestDoctorReadsTheEnvFile(t *testing.T) {
+	t.Setenv("DOC_FILE_TOKEN", "")
+	envFile := filepath.Join(t.TempDir(), "env")
+	os.WriteFile(envFile, []byte("# secrets\nDOC_FILE_TOKEN=abc\n"), 0o644)
+	os.Chmod(envFile, 0o644)
+	cfg := doctorBase + "connectors:\n  tg: {type: telegram, token_env: DOC_FILE_TOKEN, owners: [123456789]}\n"
+	code, fs := doctorRun(t, cfg, 0o600, "--config-only", "--env-file", envFile)
+	if f := findingOf(fs, "secrets"); f == nil || f.Status != statusOK {
+		t.Errorf("secret in the env file: %+v", fs)
+	}
+	if f := findingOf(fs, "env file"); code != 1 || f == nil || f.Status != statusFail || !strings.Contains(f.Fix, "chmod 600") {
+		t.Errorf("world-readable env file: %d %+v", code, f)
+	}
+	os.Chmod(envFile, 0o600)
+	if code, fs := doctorRun(t, cfg, 0o600, "--config-only", "--env-file", envFile); code != 0 {
+		t.Errorf("private env file: %d %+v", code, fs)
+	}
+	if _, fs := doctorRun(t, cfg, 0o600, "--config-only", "--env-file", filepath.Join(t.TempDir(), "none")); findingOf(fs, "secret connectors.tg.token_env") == nil {
+		t.Errorf("secret set nowhere: %+v", fs)
+	}
+}
