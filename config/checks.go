@@ -167,15 +167,16 @@ func strictBooleans(b []byte) error {
 }
 
 func walkBooleans(n *yaml.Node, t reflect.Type, path string, errs *[]string) {
+	optional := false // a *bool may be left null: the default applies
 	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
+		t, optional = t.Elem(), true
 	}
 	for n.Kind == yaml.AliasNode && n.Alias != nil {
 		n = n.Alias
 	}
 	switch t.Kind() {
 	case reflect.Bool:
-		if n.Kind == yaml.ScalarNode && n.ShortTag() != "!!bool" {
+		if n.Kind == yaml.ScalarNode && n.ShortTag() != "!!bool" && !(optional && n.ShortTag() == "!!null") {
 			*errs = append(*errs, fmt.Sprintf("%s: line %d: %q is not a boolean: write true or false (unquoted)", strings.TrimPrefix(path, "."), n.Line, n.Value))
 		}
 	case reflect.Struct:

@@ -47,6 +47,16 @@ connectors:
 	}
 }
 
+func TestOptionalBooleansMayBeNull(t *testing.T) {
+	c, err := Parse([]byte("vault: /v\nconnectors:\n  tg: {type: telegram, token_env: T, owners: [1], require_mention: null, pairing: ~}\n"))
+	if err != nil || c.Connectors["tg"].RequireMention != nil {
+		t.Fatalf("null *bool: %v", err)
+	}
+	if _, err := Parse([]byte("vault: /v\nconnectors:\n  tg: {type: telegram, token_env: T, owners: [1], public: null}\n")); err == nil || !strings.Contains(err.Error(), "is not a boolean") {
+		t.Fatalf("null bool: %v", err)
+	}
+}
+
 func TestWellFormedIDsAndRolesPass(t *testing.T) {
 	c, err := Parse([]byte(`
 vault: /v
