@@ -90,7 +90,13 @@ progress "installing packages" bash test/deps/00-base.sh
 
 say "[2/5] building bin/parachute (the first build fetches Go modules: a few minutes)"
 progress "building" make -s build
-ln -sfn "$BIN" /usr/local/bin/parachute 2>/dev/null || say "could not link /usr/local/bin/parachute; use $BIN"
+# Put parachute on PATH, but never over a binary installed there (a link
+# of an earlier make run is replaced).
+if [ ! -e /usr/local/bin/parachute ] || [ -L /usr/local/bin/parachute ]; then
+  ln -sfn "$BIN" /usr/local/bin/parachute 2>/dev/null || say "could not link /usr/local/bin/parachute; use $BIN"
+else
+  say "/usr/local/bin/parachute is an installed binary, left as it is; this build is $BIN"
+fi
 mkdir -p "$RUN/containerd" "$RUN/vault" "$RUN/state"
 chmod 700 "$RUN/state"
 
