@@ -139,7 +139,11 @@ export PARACHUTE_LOCAL_TOKEN
 CONFIG=$RUN/local.yaml
 (umask 077 && sed -e "s|test/\.state/run|$RUN|g" -e "s|^policies: policies\$|policies: $PWD/policies|" examples/local.yaml > "$CONFIG")
 chmod 600 "$CONFIG"
-ln -sfn "$CONFIG" parachute.yaml
+if [ ! -e parachute.yaml ] || [ -L parachute.yaml ]; then
+  ln -sfn "$CONFIG" parachute.yaml
+else
+  say "./parachute.yaml is a file of yours, left as it is: operator commands read it, not $CONFIG"
+fi
 export PARACHUTE_CONFIG=$CONFIG
 
 say "[5/5] parachute doctor"
