@@ -1,6 +1,5 @@
 package sessions
 
-
 // AgentChoice is the agent one turn runs, when Options.AgentFor picks one
 // other than Options.Agent (config: a connector's or role's agent).
 type AgentChoice struct {
@@ -25,4 +24,3 @@ func (m *Manager) agentFor(l *Live, args []string) ([]string, []string) {
 	}
 	return c.Args, c.Env
 }
-
