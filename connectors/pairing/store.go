@@ -373,6 +373,9 @@ type Pending struct {
 	DisplayName string    `json:"display_name"` // for the owner's eyes only
 	Created     time.Time `json:"created"`
 	Expires     time.Time `json:"expires"`
+	// New is set by RequestCode when it made this request (not when it
+	// returned the identity's unexpired one): the owners are told once.
+	New bool `json:"-"`
 }
 
 // attempt is one identity's persisted token bucket.
@@ -632,6 +635,7 @@ func (s *Store) RequestCode(ctx context.Context, connector, identity, displayNam
 			return err
 		}
 		v, _ := json.Marshal(p)
+		p.New = true
 		return b.Put([]byte(code), v)
 	})
 	if err == nil && retry > 0 {
@@ -686,15 +690,29 @@ func NormalizeCode(code string) string {
 // removes the request. The binding takes effect with its record: at once
 // on a store with a Recorder, when the gateway records it otherwise.
 func (s *Store) Approve(ctx context.Context, code, role, workspace string) (Pending, error) {
+	return s.approve(ctx, s.actor, "", code, role, workspace)
+}
+
+// ApproveBy is Approve done by actor (an owner's platform identity, when
+// the owner answers in chat) for a request on connector only: a code of
+// another connector's request is ErrNoSuchCode, and stays pending.
+func (s *Store) ApproveBy(ctx context.Context, actor, connector, code, role, workspace string) (Pending, error) {
+	if actor == "" || connector == "" {
+		return Pending{}, fmt.Errorf("%w: actor and connector are required", ErrInvalid)
+	}
+	return s.approve(ctx, actor, connector, code, role, workspace)
+}
+
+func (s *Store) approve(ctx context.Context, actor, connector, code, role, workspace string) (Pending, error) {
 	if err := validName("role", role, false); err != nil {
 		return Pending{}, err
 	}
 	if err := validName("workspace", workspace, true); err != nil {
 		return Pending{}, err
 	}
-	p, err := s.take(ctx, code, func(tx *bolt.Tx, p Pending) error {
+	p, err := s.take(ctx, connector, code, func(tx *bolt.Tx, p Pending) error {
 		k := bindingKey(p.Connector, p.Identity)
-		e := Event{Kind: KindPairApprove, Connector: p.Connector, Identity: p.Identity, Actor: s.actor,
+		e := Event{Kind: KindPairApprove, Connector: p.Connector, Identity: p.Identity, Actor: actor,
 			Role: role, Workspace: workspace, OK: true}
 		if v := tx.Bucket(bBindings).Get(k); v != nil {
 			var b engine.Binding
@@ -705,7 +723,7 @@ func (s *Store) Approve(ctx context.Context, code, role, workspace string) (Pend
 		return s.recordTx(ctx, tx, e, newHeld(bBindings, k, v))
 	})
 	if err != nil {
-		s.refused(ctx, Event{Kind: KindPairApprove, Connector: p.Connector, Identity: p.Identity, Actor: s.actor, Role: role, Workspace: workspace}, err)
+		s.refused(ctx, Event{Kind: KindPairApprove, Connector: orConnector(p.Connector, connector), Identity: p.Identity, Actor: actor, Role: role, Workspace: workspace}, err)
 	}
 	return p, err
 }
@@ -713,22 +731,48 @@ func (s *Store) Approve(ctx context.Context, code, role, workspace string) (Pend
 // Deny removes the request with code without binding anyone. It takes
 // effect at once; from the CLI its record is queued with it.
 func (s *Store) Deny(ctx context.Context, code string) (Pending, error) {
-	p, err := s.take(ctx, code, func(tx *bolt.Tx, p Pending) error {
-		return s.recordTx(ctx, tx, Event{Kind: KindPairDeny, Connector: p.Connector, Identity: p.Identity, Actor: s.actor, OK: true}, nil)
+	return s.deny(ctx, s.actor, "", code)
+}
+
+// DenyBy is Deny done by actor for a request on connector only (see
+// ApproveBy).
+func (s *Store) DenyBy(ctx context.Context, actor, connector, code string) (Pending, error) {
+	if actor == "" || connector == "" {
+		return Pending{}, fmt.Errorf("%w: actor and connector are required", ErrInvalid)
+	}
+	return s.deny(ctx, actor, connector, code)
+}
+
+func (s *Store) deny(ctx context.Context, actor, connector, code string) (Pending, error) {
+	p, err := s.take(ctx, connector, code, func(tx *bolt.Tx, p Pending) error {
+		return s.recordTx(ctx, tx, Event{Kind: KindPairDeny, Connector: p.Connector, Identity: p.Identity, Actor: actor, OK: true}, nil)
 	})
 	if err != nil {
-		s.refused(ctx, Event{Kind: KindPairDeny, Connector: p.Connector, Identity: p.Identity, Actor: s.actor}, err)
+		s.refused(ctx, Event{Kind: KindPairDeny, Connector: orConnector(p.Connector, connector), Identity: p.Identity, Actor: actor}, err)
 	}
 	return p, err
 }
 
-func (s *Store) take(ctx context.Context, code string, then func(*bolt.Tx, Pending) error) (Pending, error) {
+func orConnector(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// take removes the unexpired request with code (on connector, unless
+// connector is empty) and runs then in the same transaction.
+func (s *Store) take(ctx context.Context, connector, code string, then func(*bolt.Tx, Pending) error) (Pending, error) {
 	code = NormalizeCode(code)
 	var p Pending
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bPending)
 		v := b.Get([]byte(code))
 		if v == nil || json.Unmarshal(v, &p) != nil || !s.now().Before(p.Expires) {
+			return fmt.Errorf("%w: %q", ErrNoSuchCode, code)
+		}
+		if connector != "" && p.Connector != connector {
+			p = Pending{} // another connector's request: not its owner's to see
 			return fmt.Errorf("%w: %q", ErrNoSuchCode, code)
 		}
 		if err := b.Delete([]byte(code)); err != nil {
