@@ -60,6 +60,7 @@ type RouterOptions struct {
 type splitDecider interface {
 	Decider
 	Evaluate(ctx context.Context, in engine.Input) engine.Decision
+	Spend(d *engine.Decision)
 	Commit(ctx context.Context, in engine.Input, d *engine.Decision)
 	Deny(in engine.Input, reasons ...string) engine.Decision
 }
@@ -87,7 +88,7 @@ func NewRouter(opts RouterOptions) (*Router, error) {
 	}
 	split, ok := opts.Decider.(splitDecider)
 	if !ok {
-		return nil, fmt.Errorf("connectors: the router's Decider (%T) must also Evaluate, Commit and Deny: a denial past its budget is decided but not recorded", opts.Decider)
+		return nil, fmt.Errorf("connectors: the router's Decider (%T) must also Evaluate, Spend, Commit and Deny: a denial past its budget is decided but not recorded", opts.Decider)
 	}
 	r := &Router{
 		decider: split,
@@ -291,6 +292,9 @@ func (r *Router) handle(ctx context.Context, m *Message, rep Replier) error {
 		Binding:       bind,
 	}
 	d := r.decider.Evaluate(ctx, in)
+	// Rate limits first, so that an admitted sender flooding past theirs
+	// meets the denial budget too, not one record and reply per message.
+	r.decider.Spend(&d)
 	var carried int64
 	if !d.Allow {
 		// A denial costs a record and maybe a reply; past the sender's or

@@ -332,3 +332,29 @@ func TestRecordTextFollowsDecisions(t *testing.T) {
 		t.Fatalf("alice was told %q and %d turns ran", got, turns.n())
 	}
 }
+
+// An admitted member flooding past their rate limit meets the same denial
+// budget: a bounded number of records, and the records still account for
+// every message (allowed ones, denied ones, suppressed counts).
+func TestAdmittedSenderFloodIsBounded(t *testing.T) {
+	ctx := context.Background()
+	clk := &testClock{t: time.Unix(1_700_000_000, 0)}
+	r, tr := throttledRouter(t, nil, clk)
+	c := &chat{}
+	const total = 100
+	for range total {
+		if err := r.Handle(ctx, msg("alice", "again"), c); err != nil {
+			t.Fatal(err)
+		}
+		clk.advance(time.Second / total)
+	}
+	// The member role's burst is 5 messages; the rest are rate-limited.
+	if max := 5 + connectors.DefaultDenialSenderBurst; tr.len() > max {
+		t.Fatalf("%d records for %d messages from an admitted sender past their rate limit, want at most %d", tr.len(), total, max)
+	}
+	// tr.denials counts every record of its own (allowed ones too) and the
+	// counts they carry.
+	if got := tr.denials(t) + r.PendingDenials(); got != total {
+		t.Fatalf("records and pending counts account for %d messages, want %d", got, total)
+	}
+}

@@ -50,6 +50,7 @@ type Decision struct {
 	Cached bool
 
 	limits []bucket // the rate limits the policy named, parsed
+	spent  bool     // Spend has taken its rate-limit tokens
 }
 
 // Recorder receives every decision the engine makes, allowed or not. The audit

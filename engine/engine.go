@@ -268,6 +268,27 @@ func (e *Engine) Evaluate(ctx context.Context, in Input) Decision {
 // audit-unavailable: nothing is allowed that is not recorded. A deny without
 // a reason gets no-reason-given.
 func (e *Engine) Commit(ctx context.Context, in Input, d *Decision) {
+	e.Spend(d)
+	if e.recorder != nil {
+		if err := e.recorder.Record(ctx, in, d); err != nil {
+			e.log.Error().Err(err).Str("decision_id", d.ID).Msg("decision could not be recorded; refused")
+			d.Allow = false
+			d.Reasons = append(d.Reasons, ReasonAuditUnavailable)
+		}
+	}
+}
+
+// Spend takes the tokens of the rate limits an allowed decision names; past
+// one, the decision becomes a rate-limited deny. It is the first half of
+// Commit, for a caller that must know whether a decision is a denial before
+// it is recorded (the router's denial budget also bounds the records of an
+// admitted sender who floods past their rate limit). Spending twice takes
+// nothing more; Commit does not spend again.
+func (e *Engine) Spend(d *Decision) {
+	if d.spent {
+		return
+	}
+	d.spent = true
 	start := time.Now()
 	if d.Allow && len(d.limits) > 0 {
 		e.enforceLimits(d)
@@ -276,13 +297,6 @@ func (e *Engine) Commit(ctx context.Context, in Input, d *Decision) {
 		d.Reasons = []string{ReasonNoReason}
 	}
 	d.Latency += time.Since(start)
-	if e.recorder != nil {
-		if err := e.recorder.Record(ctx, in, d); err != nil {
-			e.log.Error().Err(err).Str("decision_id", d.ID).Msg("decision could not be recorded; refused")
-			d.Allow = false
-			d.Reasons = append(d.Reasons, ReasonAuditUnavailable)
-		}
-	}
 }
 
 // Deny returns a deny of in with the given reasons that policy did not make
