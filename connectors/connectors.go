@@ -83,6 +83,10 @@ type TurnRequest struct {
 	// Input is the message input Result was decided on, so a reload can
 	// re-evaluate the decision a live session runs under.
 	Input engine.MessageInput
+	// Progress, when not nil, is called with the reply so far each time
+	// the agent reports progress (docs/agent.md), for a connector that
+	// streams (Streamer). It must not block; it is never decided on.
+	Progress func(text string)
 }
 
 // Turns runs agent turns. The gateway's session manager implements it.

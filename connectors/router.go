@@ -362,13 +362,7 @@ func (r *Router) handle(ctx context.Context, m *Message, rep Replier) error {
 	if in.TextLength > r.maxText {
 		return r.say(ctx, rep, m, fmt.Sprintf("Your message is too long (%d characters; the limit is %d).", in.TextLength, r.maxText))
 	}
-	_ = rep.Typing(ctx, m.ChatID) // best effort
-	reply, err := r.turns.Turn(ctx, req)
-	if err != nil {
-		_ = r.say(ctx, rep, m, "Sorry, the agent could not answer. Please try again.")
-		return fmt.Errorf("connectors: turn for %s: %w", id, err)
-	}
-	return r.say(ctx, rep, m, reply)
+	return r.runTurn(ctx, rep, m, req)
 }
 
 func (r *Router) pair(ctx context.Context, rep Replier, m *Message) error {

@@ -69,6 +69,10 @@ type Options struct {
 	Logger          zerolog.Logger
 	// Backoff bounds reconnect waits (default 500ms…1m).
 	Backoff connectors.Backoff
+	// EditInterval is the least time between two edits of a streamed
+	// reply in one chat (default and floor in production: EditInterval,
+	// Telegram's about one message per second per chat; tests go lower).
+	EditInterval time.Duration
 }
 
 // Connector is a Telegram bot.
@@ -112,6 +116,9 @@ func New(opts Options) (*Connector, error) {
 	}
 	if opts.MinPollInterval <= 0 {
 		opts.MinPollInterval = time.Second
+	}
+	if opts.EditInterval <= 0 {
+		opts.EditInterval = EditInterval
 	}
 	c := &Connector{
 		opts:    opts,
@@ -390,23 +397,62 @@ func (c *Connector) mentioned(msg *tgbotapi.Message, text string) bool {
 // SendText implements connectors.Replier: plain text, honouring 429
 // retry_after up to three times.
 func (c *Connector) SendText(ctx context.Context, chatID, text string) error {
+	_, err := c.SendPlaceholder(ctx, chatID, text)
+	return err
+}
+
+// SendPlaceholder implements connectors.Streamer: SendText that returns
+// the message ID.
+func (c *Connector) SendPlaceholder(ctx context.Context, chatID, text string) (string, error) {
+	id, err := strconv.ParseInt(chatID, 10, 64)
+	if err != nil {
+		return "", fmt.Errorf("telegram: chat ID %q: %w", chatID, err)
+	}
+	msg := tgbotapi.NewMessage(id, text)
+	msg.DisableWebPagePreview = true
+	sent, err := c.send(ctx, msg)
+	if err != nil {
+		return "", err
+	}
+	return strconv.Itoa(sent.MessageID), nil
+}
+
+// EditText implements connectors.Streamer with editMessageText.
+func (c *Connector) EditText(ctx context.Context, chatID, messageID, text string) error {
 	id, err := strconv.ParseInt(chatID, 10, 64)
 	if err != nil {
 		return fmt.Errorf("telegram: chat ID %q: %w", chatID, err)
 	}
-	if c.bot == nil {
-		return fmt.Errorf("telegram %s: not connected", c.opts.Name)
+	mid, err := strconv.Atoi(messageID)
+	if err != nil {
+		return fmt.Errorf("telegram: message ID %q: %w", messageID, err)
 	}
-	msg := tgbotapi.NewMessage(id, text)
-	msg.DisableWebPagePreview = true
+	edit := tgbotapi.NewEditMessageText(id, mid, text)
+	edit.DisableWebPagePreview = true
+	_, err = c.send(ctx, edit)
+	return err
+}
+
+// EditInterval implements connectors.Streamer: Telegram allows about one
+// message or edit per second in a chat.
+func (c *Connector) EditInterval() time.Duration { return c.opts.EditInterval }
+
+// EditInterval is the least time between two edits of a streamed reply.
+const EditInterval = time.Second
+
+// send sends c, honouring 429 retry_after up to three times.
+func (c *Connector) send(ctx context.Context, m tgbotapi.Chattable) (tgbotapi.Message, error) {
+	if c.bot == nil {
+		return tgbotapi.Message{}, fmt.Errorf("telegram %s: not connected", c.opts.Name)
+	}
 	for attempt := 0; ; attempt++ {
-		_, err = c.bot.Send(msg)
+		sent, err := c.bot.Send(m)
 		var te *tgbotapi.Error
 		if err == nil || !errors.As(err, &te) || te.RetryAfter <= 0 || attempt == 3 {
-			return c.red.Error(err)
+			return sent, c.red.Error(err)
 		}
 		if !connectors.Sleep(ctx, time.Duration(te.RetryAfter)*time.Second) {
-			return ctx.Err()
+			return sent, ctx.Err()
 		}
 	}
 }

@@ -50,7 +50,8 @@ func start(t *testing.T, turns *testkit.Turns, mut ...func(map[string]any)) *rig
 	lg := &testkit.Log{}
 	c, err := telegram.New(telegram.Options{
 		Name: "tg", Token: token, Endpoint: f.URL + "/", PollTimeout: time.Second, // a base URL, as in the config
-		Logger: lg.Logger(), Backoff: connectors.Backoff{Min: 5 * time.Millisecond, Max: 20 * time.Millisecond},
+		EditInterval: 20 * time.Millisecond,
+		Logger:       lg.Logger(), Backoff: connectors.Backoff{Min: 5 * time.Millisecond, Max: 20 * time.Millisecond},
 	})
 	if err != nil {
 		t.Fatal(err)

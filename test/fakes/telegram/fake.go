@@ -16,7 +16,14 @@
 //     0-9, _ and -, else 400); while a webhook is set getUpdates is 409
 //     "Conflict: can't use getUpdates method while webhook is active";
 //     deleteWebhook removes it;
-//   - sendChatAction needs chat_id and action.
+//   - sendChatAction needs chat_id and action;
+//   - with RequireStart, sendMessage to a user who never wrote to the bot
+//     is 403 "Forbidden: bot can't initiate conversation with a user"
+//     (started.go);
+//   - editMessageText needs chat_id and the message_id of a message the bot
+//     sent in that chat (else 400 "message to edit not found"), text as
+//     sendMessage, and a text that differs from the current one (else 400
+//     "message is not modified").
 //
 // Tests push updates (as JSON, so malformed ones too), inject failures and
 // read what the bot sent.
@@ -47,6 +54,14 @@ type Sent struct {
 	ParseMode string
 }
 
+// Edit is one editMessageText the bot made.
+type Edit struct {
+	ChatID    string
+	MessageID int
+	Text      string
+	At        time.Time // by the clock of the caller (fake time in a synctest bubble)
+}
+
 // Server is the fake Bot API.
 type Server struct {
 	*httptest.Server
@@ -56,6 +71,8 @@ type Server struct {
 	updates    []update // unconfirmed, in push order
 	wake       chan struct{}
 	sent       []Sent
+	current    []string // text of sent[i] after edits
+	edits      []Edit
 	actions    int
 	nextID     int64
 	failNext   int // getUpdates answered with 502 this many times
@@ -65,6 +82,8 @@ type Server struct {
 	webhookURL string
 	webhookSec string
 	noTimeout  bool // getUpdates answers at once, whatever timeout says
+
+	dm dmGate // who may be written to privately: started.go
 }
 
 type update struct {
@@ -107,6 +126,7 @@ func (s *Server) Endpoint() string { return s.URL + "/bot%s/%s" }
 // PushRaw queues an update given as raw JSON; its update_id is read from it
 // (0 when absent or malformed).
 func (s *Server) PushRaw(raw string) {
+	s.noteStarted(raw)
 	var head struct {
 		UpdateID int64 `json:"update_id"`
 	}
@@ -266,6 +286,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.getUpdates(w, r)
 	case "sendMessage":
 		s.sendMessage(w, r)
+	case "editMessageText":
+		s.editMessageText(w, r)
 	case "sendChatAction":
 		if r.FormValue("chat_id") == "" || r.FormValue("action") == "" {
 			fail(w, 400, "Bad Request: chat_id and action are required", nil)
@@ -402,9 +424,13 @@ func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request) {
 	case n > 4096:
 		fail(w, 400, "Bad Request: message is too long", nil)
 		return
+	case s.dmRefusal(chat) != "":
+		fail(w, 403, s.dmRefusal(chat), nil)
+		return
 	}
 	s.mu.Lock()
 	s.sent = append(s.sent, Sent{ChatID: chat, Text: text, ParseMode: r.FormValue("parse_mode")})
+	s.current = append(s.current, text)
 	id := len(s.sent)
 	s.mu.Unlock()
 	cid, _ := strconv.ParseInt(chat, 10, 64)
@@ -412,4 +438,54 @@ func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request) {
 		"message_id": id, "date": time.Now().Unix(), "text": text,
 		"chat": map[string]any{"id": cid, "type": "private"},
 	}})
+}
+
+func (s *Server) editMessageText(w http.ResponseWriter, r *http.Request) {
+	text, chat := r.FormValue("text"), r.FormValue("chat_id")
+	id, _ := strconv.Atoi(r.FormValue("message_id"))
+	switch n := len(utf16.Encode([]rune(text))); {
+	case strings.TrimSpace(text) == "":
+		fail(w, 400, "Bad Request: message text is empty", nil)
+		return
+	case n > 4096:
+		fail(w, 400, "Bad Request: MESSAGE_TOO_LONG", nil)
+		return
+	}
+	s.mu.Lock()
+	if id < 1 || id > len(s.sent) || s.sent[id-1].ChatID != chat {
+		s.mu.Unlock()
+		fail(w, 400, "Bad Request: message to edit not found", nil)
+		return
+	}
+	if s.current[id-1] == text {
+		s.mu.Unlock()
+		fail(w, 400, "Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message", nil)
+		return
+	}
+	s.current[id-1] = text
+	s.edits = append(s.edits, Edit{ChatID: chat, MessageID: id, Text: text, At: time.Now()})
+	s.mu.Unlock()
+	cid, _ := strconv.ParseInt(chat, 10, 64)
+	reply(w, 200, map[string]any{"ok": true, "result": map[string]any{
+		"message_id": id, "date": time.Now().Unix(), "edit_date": time.Now().Unix(), "text": text,
+		"chat": map[string]any{"id": cid, "type": "private"},
+	}})
+}
+
+// Edits returns the edits made so far, in order.
+func (s *Server) Edits() []Edit {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Edit(nil), s.edits...)
+}
+
+// Current is the text of the message with id (1 is the first sent) after
+// its edits; "" if there is no such message.
+func (s *Server) Current(id int) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if id < 1 || id > len(s.current) {
+		return ""
+	}
+	return s.current[id-1]
 }
