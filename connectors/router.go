@@ -53,6 +53,10 @@ type RouterOptions struct {
 	// so a flood past the denial budget writes neither. An error refuses
 	// the message (the sender is told the audit log is unavailable).
 	RecordText func(ctx context.Context, m *Message, decisionID string) error
+	// Approvals, if set, sends new pairing requests to the connector's
+	// owners and lets them answer /approve and /deny in a DM (approvals.go);
+	// Pairing must then be an Approver too. Nil: only the CLI answers.
+	Approvals *Approvals
 }
 
 // splitDecider is the two halves of Decide the router needs so that a
@@ -79,6 +83,9 @@ type Router struct {
 	dedup   *Dedup
 	seen    *SeenStore
 	locks   *KeyLocks
+
+	// approvals is nil when owners cannot answer from chat.
+	approvals *Approvals
 }
 
 // NewRouter returns a Router.
@@ -89,6 +96,11 @@ func NewRouter(opts RouterOptions) (*Router, error) {
 	split, ok := opts.Decider.(splitDecider)
 	if !ok {
 		return nil, fmt.Errorf("connectors: the router's Decider (%T) must also Evaluate, Spend, Commit and Deny: a denial past its budget is decided but not recorded", opts.Decider)
+	}
+	if opts.Approvals != nil {
+		if _, ok := opts.Pairing.(Approver); !ok {
+			return nil, fmt.Errorf("connectors: approvals from chat need a pairing store that can ApproveBy and DenyBy; %T cannot", opts.Pairing)
+		}
 	}
 	r := &Router{
 		decider: split,
@@ -105,11 +117,12 @@ func NewRouter(opts RouterOptions) (*Router, error) {
 	if r.maxText <= 0 {
 		r.maxText = 16000
 	}
+	r.approvals = opts.Approvals
 	return r, nil
 }
 
 // Commands the router knows. Any other "/word" is ordinary text.
-var commands = map[string]bool{"start": true, "new": true, "whoami": true, "pair": true, "help": true}
+var commands = map[string]bool{"start": true, "new": true, "whoami": true, "pair": true, "help": true, "approve": true, "deny": true}
 
 // HelpText answers /help.
 const HelpText = `Commands:
@@ -117,6 +130,7 @@ const HelpText = `Commands:
 /new - start a fresh session
 /whoami - your identity, role, trust level and workspace
 /pair - ask the owner for access with a pairing code
+/approve CODE [role], /deny CODE - (owners, in a DM) answer a pairing request
 /help - this list
 Anything else goes to the agent. Without a model it runs file commands:
 /ls [PATH], /cat PATH, /write PATH TEXT, /find PATTERN`
@@ -295,6 +309,13 @@ func (r *Router) handle(ctx context.Context, m *Message, rep Replier) error {
 	// Rate limits first, so that an admitted sender flooding past theirs
 	// meets the denial budget too, not one record and reply per message.
 	r.decider.Spend(&d)
+	if (cmd == "approve" || cmd == "deny") && d.Allow {
+		// Owner-only, in a DM: anyone else's answer is a recorded denial.
+		if why, reply := approvalRefusal(m, d.MessageResult()); why != "" {
+			d = r.decider.Deny(in, why)
+			d.Reply = reply
+		}
+	}
 	var carried int64
 	if !d.Allow {
 		// A denial costs a record and maybe a reply; past the sender's or
@@ -347,6 +368,8 @@ func (r *Router) handle(ctx context.Context, m *Message, rep Replier) error {
 		return r.say(ctx, rep, m, Whoami(id, res))
 	case "pair":
 		return r.say(ctx, rep, m, "You already have access to this bot.")
+	case "approve", "deny":
+		return r.answerPairing(ctx, rep, m, cmd, arg)
 	case "start":
 		return r.say(ctx, rep, m, "Welcome. Send a message to talk to the agent, or /help for commands.")
 	case "new":
@@ -379,6 +402,10 @@ func (r *Router) pair(ctx context.Context, rep Replier, m *Message) error {
 	case err != nil:
 		_ = r.say(ctx, rep, m, "A pairing code could not be made right now. Please try again later.")
 		return fmt.Errorf("connectors: pairing code for %s: %w", m.Identity(), err)
+	}
+	if p.New && r.notifyOwners(ctx, rep, m, p) > 0 {
+		return r.say(ctx, rep, m, fmt.Sprintf("Your pairing code is %s (valid until %s UTC). The bot's owner was sent your request and will answer here; they can also approve it with: parachute pair approve %s",
+			p.Code, p.Expires.UTC().Format("15:04"), p.Code))
 	}
 	return r.say(ctx, rep, m, fmt.Sprintf("Your pairing code is %s (valid until %s UTC). Send it to the bot's owner, who approves it with: parachute pair approve %s",
 		p.Code, p.Expires.UTC().Format("15:04"), p.Code))
