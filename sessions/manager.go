@@ -282,7 +282,7 @@ func (m *Manager) Turn(ctx context.Context, req connectors.TurnRequest) (string,
 		SessionID: sess.ID, TurnID: turnID, Identity: req.Identity, Text: req.Message.Text,
 		History: history, Model: m.opts.Model, Workspace: live.ClientRoot,
 	}
-	reply, err := m.exec(ctx, live, in)
+	reply, err := m.exec(ctx, live, in, req.Progress)
 	if errors.Is(err, runtime.ErrUnavailable) || errors.Is(err, runtime.ErrStopped) {
 		// The sandbox went away under us (containerd restarted): start a
 		// new one once, and say so.
@@ -292,7 +292,7 @@ func (m *Manager) Turn(ctx context.Context, req connectors.TurnRequest) (string,
 		}
 		live.last.Store(&req)
 		note += "(Your sandbox was restarted; files in your workspace are kept.)\n"
-		reply, err = m.exec(ctx, live, in)
+		reply, err = m.exec(ctx, live, in, req.Progress)
 	}
 	if err != nil {
 		return "", err
@@ -505,8 +505,9 @@ func (b *limitedBuffer) Write(p []byte) (int, error) {
 	return b.Buffer.Write(p)
 }
 
-// exec runs one agent process for the turn.
-func (m *Manager) exec(ctx context.Context, l *Live, in turnInput) (string, error) {
+// exec runs one agent process for the turn. The agent's progress lines
+// (docs/agent.md) go to progress, if not nil, as the reply so far.
+func (m *Manager) exec(ctx context.Context, l *Live, in turnInput, progress func(string)) (string, error) {
 	body, err := json.Marshal(in)
 	if err != nil {
 		return "", err
@@ -519,12 +520,17 @@ func (m *Manager) exec(ctx context.Context, l *Live, in turnInput) (string, erro
 	}
 	args, extra := m.agentFor(l, args)
 	env = append(env, extra...)
+	if progress != nil {
+		env = append(env, ProgressEnv)
+	}
 	stdout := &limitedBuffer{max: 256 << 10}
 	stderr := &limitedBuffer{max: 4 << 10}
+	out := newProgressWriter(stdout, progress)
 	res, err := l.sandbox.Exec(ctx, runtime.Turn{
-		Args: args, Stdin: bytes.NewReader(body), Stdout: stdout, Stderr: stderr,
+		Args: args, Stdin: bytes.NewReader(body), Stdout: out, Stderr: stderr,
 		Timeout: l.Profile.TurnTimeout, Env: env,
 	})
+	out.Close()
 	l.lastUsed.Store(m.opts.Now().UnixNano())
 	if err != nil {
 		return "", fmt.Errorf("sessions: turn: %w", err)

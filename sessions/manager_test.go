@@ -30,6 +30,8 @@ type fakeRuntime struct {
 	started []runtime.Spec
 	live    map[string]*fakeSandbox
 	failOn  string // session ID whose next Exec fails as if containerd died
+	// script, if set, is what the agent writes on stdout instead.
+	script func(t runtime.Turn, in turnInput) string
 }
 
 type fakeSandbox struct {
@@ -85,6 +87,10 @@ func (s *fakeSandbox) Exec(ctx context.Context, t runtime.Turn) (runtime.Result,
 	}
 	var in turnInput
 	if err := json.NewDecoder(t.Stdin).Decode(&in); err != nil {
+		return runtime.Result{}, err
+	}
+	if s.rt.script != nil {
+		_, err := io.WriteString(t.Stdout, s.rt.script(t, in))
 		return runtime.Result{}, err
 	}
 	// Ask the socket, as a real agent would, over the socket file.
