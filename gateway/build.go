@@ -61,6 +61,7 @@ func (g *Gateway) runtimes(ctx context.Context) (map[string]sessions.Sandboxes, 
 			return nil, fmt.Errorf("runtime.warm_pool: %w", err)
 		}
 		g.closers = append(g.closers, pool.Close)
+		g.pool = pool
 		rts["containerd"] = pool
 	}
 	for _, k := range g.cfg.Connectors {

@@ -63,6 +63,9 @@ type Gateway struct {
 	// procs runs sandboxed MCP upstreams (nil when the runtimes were given
 	// by the caller: such a gateway refuses a sandboxed upstream).
 	procs sandboxed.Starter
+	// pool is the warm pool, when runtime.warm_pool is set (its readiness
+	// is a metric).
+	pool *runtime.Pool
 
 	limiter    *ratelimit.Limiter
 	limitsPath string
@@ -146,6 +149,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 				return 0
 			}
 			return float64(g.Router.PendingDenials())
+		},
+		poolReady: func() float64 {
+			if g.pool == nil {
+				return 0
+			}
+			return float64(g.pool.ReadyTotal())
 		},
 		unrecorded: func() float64 {
 			if mgr == nil {

@@ -30,6 +30,7 @@ type metricSources struct {
 	auditRefused   func() float64 // audit.Log.Refused
 	unrecorded     func() float64 // sessions.Manager.Unrecorded
 	pendingDenials func() float64 // connectors.Router.PendingDenials
+	poolReady      func() float64 // runtime.Pool.ReadyTotal (0 without a warm pool)
 }
 
 func newMetrics(src metricSources) *metrics {
@@ -72,6 +73,9 @@ func newMetrics(src metricSources) *metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "parachute_denials_pending", Help: "Denied messages past the denial budget, counted and not yet recorded in a summary.",
 		}, src.pendingDenials),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "parachute_pool_ready", Help: "Pre-started sandboxes waiting in the warm pool, all profiles.",
+		}, src.poolReady),
 		prometheus.NewGoCollector(),
 	)
 	return m

@@ -95,6 +95,17 @@ func (p *Pool) Ready(s Spec) int {
 	return len(p.ready[poolKey(s)])
 }
 
+// ReadyTotal is how many sandboxes are waiting, for every profile.
+func (p *Pool) ReadyTotal() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, list := range p.ready {
+		n += len(list)
+	}
+	return n
+}
+
 // Start gives the session a pooled sandbox if one matches, else starts
 // one cold; either way the pool is refilled for this profile.
 func (p *Pool) Start(ctx context.Context, s Spec) (Sandbox, error) {

@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,14 +33,9 @@ func TestWarmPoolSessionsStayIsolated(t *testing.T) {
 	if got := e.send("dev", "alice", "save"); !strings.Contains(got, "alice saved") {
 		t.Fatalf("alice: %q", got)
 	}
-	// Let the pool refill for the member profile.
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if entries, _ := os.ReadDir(filepath.Join(e.cfg.StateDir, "pool")); len(entries) > 0 {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	// Wait until the pool has refilled: a sandbox is ready (not only
+	// being started), as the gateway's metric says.
+	e.waitPoolReady(t, 60*time.Second)
 	if got := e.send("dev", "bob", "look around"); !strings.Contains(got, "bob done") {
 		t.Fatalf("bob: %q", got)
 	}
@@ -67,5 +64,28 @@ func TestWarmPoolSessionsStayIsolated(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(e.vault, "users", "local%3Abob", ".parachute", "hooks")); err == nil {
 		t.Fatal("a hooks folder appeared in bob's workspace")
+	}
+}
+
+// waitPoolReady waits until the gateway reports a pre-started sandbox ready
+// (parachute_pool_ready ≥ 1) and fails the test if none is within d.
+func (e *env) waitPoolReady(t *testing.T, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		resp, err := http.Get("http://" + e.g.AdminAddr().String() + "/metrics")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for _, line := range strings.Split(string(b), "\n") {
+				if v, ok := strings.CutPrefix(line, "parachute_pool_ready "); ok && v != "0" {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no pooled sandbox was ready within %v", d)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
