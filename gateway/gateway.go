@@ -243,6 +243,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 		Logger:  g.log.With().Str("component", "router").Logger(),
 		Denials: connectors.DenialBudget{Limiter: g.limiter},
 	}
+	ropts.Approvals = g.chatApprovals() // owners answer pairing requests in a DM: approvals.go
 	if cfg.Audit.RecordText {
 		ropts.RecordText = g.recordText
 	}
