@@ -47,6 +47,9 @@ type Options struct {
 	Logger     zerolog.Logger
 	// Backoff bounds reconnect waits (default 500ms…1m).
 	Backoff connectors.Backoff
+	// EditInterval is the least time between two edits of a streamed
+	// reply in one channel (default EditInterval; tests go lower).
+	EditInterval time.Duration
 }
 
 // Connector is a Discord bot.
@@ -75,6 +78,9 @@ func New(opts Options) (*Connector, error) {
 		if err := SetAPIBase(opts.APIBase); err != nil {
 			return nil, err
 		}
+	}
+	if opts.EditInterval <= 0 {
+		opts.EditInterval = EditInterval
 	}
 	c := &Connector{
 		opts: opts,
@@ -300,20 +306,56 @@ func (c *Connector) current() (*discordgo.Session, error) {
 // SendText implements connectors.Replier: no mentions parsed, no embeds.
 // discordgo waits out a 429's retry_after and retries.
 func (c *Connector) SendText(ctx context.Context, chatID, text string) error {
+	_, err := c.SendPlaceholder(ctx, chatID, text)
+	return err
+}
+
+// noMentions parses no mentions: a reply never pings anyone.
+func noMentions() *discordgo.MessageAllowedMentions {
+	return &discordgo.MessageAllowedMentions{Parse: []discordgo.AllowedMentionType{}}
+}
+
+// SendPlaceholder implements connectors.Streamer: SendText that returns
+// the message ID.
+func (c *Connector) SendPlaceholder(ctx context.Context, chatID, text string) (string, error) {
+	s, err := c.current()
+	if err != nil {
+		return "", err
+	}
+	m, err := s.ChannelMessageSendComplex(chatID, &discordgo.MessageSend{
+		Content:         text,
+		AllowedMentions: noMentions(),
+		Flags:           discordgo.MessageFlagsSuppressEmbeds,
+	}, discordgo.WithContext(ctx))
+	if err != nil {
+		return "", c.red.Error(fmt.Errorf("discord %s: send: %w", c.opts.Name, err))
+	}
+	return m.ID, nil
+}
+
+// EditText implements connectors.Streamer: a message edit, again parsing
+// no mentions (an edit that adds "@everyone" pings no one either).
+func (c *Connector) EditText(ctx context.Context, chatID, messageID, text string) error {
 	s, err := c.current()
 	if err != nil {
 		return err
 	}
-	_, err = s.ChannelMessageSendComplex(chatID, &discordgo.MessageSend{
-		Content:         text,
-		AllowedMentions: &discordgo.MessageAllowedMentions{Parse: []discordgo.AllowedMentionType{}},
-		Flags:           discordgo.MessageFlagsSuppressEmbeds,
+	_, err = s.ChannelMessageEditComplex(&discordgo.MessageEdit{
+		ID: messageID, Channel: chatID, Content: &text, AllowedMentions: noMentions(),
 	}, discordgo.WithContext(ctx))
 	if err != nil {
-		return c.red.Error(fmt.Errorf("discord %s: send: %w", c.opts.Name, err))
+		return c.red.Error(fmt.Errorf("discord %s: edit: %w", c.opts.Name, err))
 	}
 	return nil
 }
+
+// EditInterval implements connectors.Streamer: Discord allows 5 message
+// edits per 5 s in a channel.
+func (c *Connector) EditInterval() time.Duration { return c.opts.EditInterval }
+
+// EditInterval is the default least time between two edits of a
+// streamed reply: Discord's 5 per 5 s per channel, evenly spread.
+const EditInterval = time.Second
 
 // Typing implements connectors.Replier.
 func (c *Connector) Typing(ctx context.Context, chatID string) error {

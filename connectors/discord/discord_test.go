@@ -48,7 +48,7 @@ func start(t *testing.T, turns *testkit.Turns, prep ...func(*fake.Server)) *rig 
 	t.Cleanup(f.Close)
 	lg := &testkit.Log{}
 	c, err := discord.New(discord.Options{Name: "dc", Token: token, APIBase: f.Base(), Logger: lg.Logger(),
-		Backoff: connectors.Backoff{Min: 5 * time.Millisecond, Max: 50 * time.Millisecond}})
+		Backoff: connectors.Backoff{Min: 5 * time.Millisecond, Max: 50 * time.Millisecond}, EditInterval: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

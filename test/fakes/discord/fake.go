@@ -10,6 +10,9 @@
 //   - POST channels/{id}/messages: JSON {content, allowed_mentions, flags};
 //     content must be 1-2000 characters, else 400 code 50035 (too long) or
 //     50006 (empty);
+//   - PATCH channels/{id}/messages/{message id}: edit a message the bot sent
+//     in that channel (else 404 code 10008 "Unknown Message"), content as
+//     for POST; answered with the message;
 //   - POST channels/{id}/typing: 204;
 //   - rate limits: 429 {"message": "You are being rate limited.",
 //     "retry_after": <seconds, float>, "global": false} with Retry-After.
@@ -47,8 +50,9 @@ const (
 
 // Sent is one message the bot sent.
 type Sent struct {
+	ID              string
 	ChannelID       string
-	Content         string
+	Content         string // as sent; Current has the text after edits
 	AllowedMentions json.RawMessage // as sent; nil when absent
 	Flags           int
 }
@@ -70,6 +74,8 @@ type Server struct {
 	sess       *session
 	conn       *wsConn
 	sent       []Sent
+	current    map[string]string // message ID → content after edits
+	edits      []Edit
 	typing     int
 	limitNext  int
 	retryAfter float64
@@ -145,6 +151,9 @@ func (s *Server) rest(w http.ResponseWriter, r *http.Request) {
 		s.typing++
 		s.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
+	case r.Method == http.MethodPatch && strings.HasPrefix(path, "channels/") && strings.Count(path, "/") == 3 && strings.Split(path, "/")[2] == "messages":
+		parts := strings.Split(path, "/")
+		s.editMessage(w, r, parts[1], parts[3])
 	case r.Method == http.MethodPost && strings.HasPrefix(path, "channels/") && strings.HasSuffix(path, "/messages"):
 		s.createMessage(w, r, strings.TrimSuffix(strings.TrimPrefix(path, "channels/"), "/messages"))
 	default:
@@ -189,7 +198,11 @@ func (s *Server) createMessage(w http.ResponseWriter, r *http.Request, channel s
 	}
 	id := s.NewID()
 	s.mu.Lock()
-	s.sent = append(s.sent, Sent{ChannelID: channel, Content: body.Content, AllowedMentions: body.AllowedMentions, Flags: body.Flags})
+	s.sent = append(s.sent, Sent{ID: id, ChannelID: channel, Content: body.Content, AllowedMentions: body.AllowedMentions, Flags: body.Flags})
+	if s.current == nil {
+		s.current = map[string]string{}
+	}
+	s.current[id] = body.Content
 	s.mu.Unlock()
 	writeJSON(w, 200, map[string]any{"id": id, "channel_id": channel, "content": body.Content, "type": 0,
 		"author": map[string]any{"id": BotID, "username": BotUsername, "bot": true}, "timestamp": time.Now().UTC().Format(time.RFC3339)})
@@ -440,4 +453,60 @@ func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return Stats{s.identifies, s.resumes, s.heartbeats, s.typing}
+}
+
+// Edit is one message edit the bot made.
+type Edit struct {
+	ChannelID, MessageID, Content string
+	AllowedMentions               json.RawMessage
+	At                            time.Time // by the caller's clock
+}
+
+func (s *Server) editMessage(w http.ResponseWriter, r *http.Request, channel, id string) {
+	var body struct {
+		Content         string          `json:"content"`
+		AllowedMentions json.RawMessage `json:"allowed_mentions"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&body); err != nil {
+		apiError(w, 400, 50109, "The request body contains invalid JSON.")
+		return
+	}
+	switch n := utf8.RuneCountInString(body.Content); {
+	case strings.TrimSpace(body.Content) == "":
+		apiError(w, 400, 50006, "Cannot send an empty message")
+		return
+	case n > 2000:
+		apiError(w, 400, 50035, "Invalid Form Body")
+		return
+	}
+	s.mu.Lock()
+	known := false
+	for _, m := range s.sent {
+		known = known || (m.ID == id && m.ChannelID == channel)
+	}
+	if !known {
+		s.mu.Unlock()
+		apiError(w, 404, 10008, "Unknown Message")
+		return
+	}
+	s.current[id] = body.Content
+	s.edits = append(s.edits, Edit{ChannelID: channel, MessageID: id, Content: body.Content, AllowedMentions: body.AllowedMentions, At: time.Now()})
+	s.mu.Unlock()
+	writeJSON(w, 200, map[string]any{"id": id, "channel_id": channel, "content": body.Content, "type": 0,
+		"author": map[string]any{"id": BotID, "username": BotUsername, "bot": true}, "timestamp": time.Now().UTC().Format(time.RFC3339),
+		"edited_timestamp": time.Now().UTC().Format(time.RFC3339)})
+}
+
+// Edits returns the edits made so far, in order.
+func (s *Server) Edits() []Edit {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Edit(nil), s.edits...)
+}
+
+// Current is the content of message id after its edits ("" if unknown).
+func (s *Server) Current(id string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.current[id]
 }
