@@ -288,3 +288,32 @@ func TestUntrusted(t *testing.T) {
 type errTest string
 
 func (e errTest) Error() string { return string(e) }
+
+// Without Approvals an owner is pointed to the CLI, and nothing changes;
+// a non-owner is still refused and recorded.
+func TestApprovalsOff(t *testing.T) {
+	ctx := context.Background()
+	store := newStore(t, nil)
+	r, _ := newRouter(t, testData(), store)
+	c := &chat{}
+	_ = r.Handle(ctx, msg("erin", "/pair"), c)
+	l, _ := store.List(ctx)
+	if len(l) != 1 {
+		t.Fatalf("pending: %+v", l)
+	}
+	for _, tc := range []struct{ from, want string }{
+		{"owner", connectors.ChatApprovalOff},
+		{"alice", connectors.NotOwnerReply},
+	} {
+		before := len(c.all())
+		if err := r.Handle(ctx, msg(tc.from, "/approve "+l[0].Code), c); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(c.all()[before:], ""); got != tc.want {
+			t.Fatalf("%s: reply %q, want %q", tc.from, got, tc.want)
+		}
+	}
+	if l, _ := store.List(ctx); len(l) != 1 {
+		t.Fatalf("the request was answered: %+v", l)
+	}
+}
