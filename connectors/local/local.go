@@ -282,6 +282,10 @@ func (c *Connector) Handler(h connectors.Handler) http.Handler {
 		if m.MessageID == "" {
 			m.MessageID = "local-" + strconv.FormatUint(c.seq.Add(1), 10) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 		}
+		if wantsEvents(r) {
+			c.serveEvents(w, r, h, m)
+			return
+		}
 		rep := &collector{}
 		if err := h.Handle(r.Context(), m, rep); err != nil {
 			if errors.Is(err, connectors.ErrMalformed) {
