@@ -52,7 +52,7 @@ const (
 type Sent struct {
 	ID              string
 	ChannelID       string
-	Content         string // as sent; Current has the text after edits
+	Content         string          // as sent; Current has the text after edits
 	AllowedMentions json.RawMessage // as sent; nil when absent
 	Flags           int
 }
