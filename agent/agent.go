@@ -10,11 +10,15 @@
 // anything, and the gateway still decides.
 //
 // Contract (see docs/agent.md): one JSON Request on stdin; the reply text on
-// stdout and exit 0; or one line on stderr and exit 1.
+// stdout and exit 0; or one line on stderr and exit 1. When the gateway
+// sets PARACHUTE_PROGRESS=1, the agent may first write progress lines
+// ({"type":"progress","text":…}, one JSON object a line) on stdout, which
+// the chat shows while the turn runs; the reply follows them.
 package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -29,6 +33,22 @@ const MaxStepsLimit = 64
 type Config struct {
 	Socket   string
 	MaxSteps int
+	// Progress, if not nil, is given text of the reply as it is written
+	// (the model's words before its tool calls), each piece to be appended
+	// to the ones before.
+	Progress func(text string)
+}
+
+// ProgressEnv is set to "1" by the gateway when it shows progress lines.
+const ProgressEnv = "PARACHUTE_PROGRESS"
+
+// ProgressLine is one progress line of the agent contract.
+func ProgressLine(text string) []byte {
+	b, _ := json.Marshal(struct {
+		Type string `json:"type"`
+		Text string `json:"text"`
+	}{"progress", strings.ToValidUTF8(text, "\uFFFD")})
+	return append(b, '\n')
 }
 
 // ConfigFromEnv reads PARACHUTE_SOCKET and PARACHUTE_MAX_STEPS.
@@ -48,7 +68,11 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 // stdout and returns the process exit code (0 ok, 1 failed with one line on
 // stderr). getenv is os.Getenv in production.
 func Run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
-	reply, err := turn(ctx, stdin, getenv)
+	var progress func(string)
+	if getenv(ProgressEnv) == "1" {
+		progress = func(text string) { _, _ = stdout.Write(ProgressLine(text)) }
+	}
+	reply, err := turn(ctx, stdin, getenv, progress)
 	if err != nil {
 		fmt.Fprintln(stderr, "agent: "+oneLine(err.Error(), 1000))
 		return 1
@@ -60,11 +84,12 @@ func Run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, getenv 
 	return 0
 }
 
-func turn(ctx context.Context, stdin io.Reader, getenv func(string) string) (string, error) {
+func turn(ctx context.Context, stdin io.Reader, getenv func(string) string, progress func(string)) (string, error) {
 	cfg, err := ConfigFromEnv(getenv)
 	if err != nil {
 		return "", err
 	}
+	cfg.Progress = progress
 	req, err := DecodeRequest(stdin)
 	if err != nil {
 		return "", err
@@ -105,5 +130,5 @@ func Answer(ctx context.Context, cfg Config, req *Request) (string, error) {
 	default:
 		return "", fmt.Errorf("unknown model provider %q", req.Model.Provider)
 	}
-	return loop(ctx, conv, tools, cfg.MaxSteps)
+	return loop(ctx, conv, tools, cfg.MaxSteps, cfg.Progress)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 )
 
 // DefaultMaxSteps bounds the model calls in one turn when
@@ -36,8 +37,9 @@ func (e *ErrMaxSteps) Error() string {
 // loop runs the tool loop: ask the model; if it wants tools, call each
 // through the gateway and give it the results; repeat. At most maxSteps
 // model calls are made. Tools the model asks for in the last allowed call
-// are not run, since their results could never reach the model.
-func loop(ctx context.Context, conv conversation, tools *Toolbox, maxSteps int) (string, error) {
+// are not run, since their results could never reach the model. The
+// model's words before its tool calls go to progress, if not nil.
+func loop(ctx context.Context, conv conversation, tools *Toolbox, maxSteps int, progress func(string)) (string, error) {
 	for step := 1; ; step++ {
 		text, calls, err := conv.ask(ctx)
 		if err != nil {
@@ -48,6 +50,9 @@ func loop(ctx context.Context, conv conversation, tools *Toolbox, maxSteps int) 
 		}
 		if step >= maxSteps {
 			return "", &ErrMaxSteps{Steps: step}
+		}
+		if progress != nil && strings.TrimSpace(text) != "" {
+			progress(strings.TrimSpace(text) + "\n\n")
 		}
 		results := make([]ToolResult, len(calls))
 		for i, c := range calls {

@@ -27,7 +27,7 @@ func respond(provider string, n int, req Request, step Step) any {
 	if provider == "anthropic" {
 		content := []map[string]any{}
 		stop := "end_turn"
-		if len(step.ToolCalls) == 0 {
+		if len(step.ToolCalls) == 0 || step.Text != "" { // words before tool calls too
 			content = append(content, map[string]any{"type": "text", "text": step.Text})
 		}
 		for i, c := range step.ToolCalls {
@@ -69,9 +69,10 @@ func respond(provider string, n int, req Request, step Step) any {
 	}
 	msg := map[string]any{"role": "assistant", "content": nil}
 	finish := "stop"
-	if len(step.ToolCalls) == 0 {
+	if len(step.ToolCalls) == 0 || step.Text != "" { // words before tool calls too
 		msg["content"] = step.Text
-	} else {
+	}
+	if len(step.ToolCalls) > 0 {
 		finish = "tool_calls"
 		calls := []map[string]any{}
 		for i, c := range step.ToolCalls {
