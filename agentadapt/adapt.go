@@ -78,8 +78,19 @@ var sessionID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
 
 // Run answers one turn: the request on stdin, the reply on stdout, exit 0;
 // or one line on stderr and exit 1 (docs/agent.md).
+//
+// With PARACHUTE_PROGRESS=1, the agent's messages as they arrive are
+// written first as progress lines (agent.ProgressLine), then the reply.
 func Run(ctx context.Context, opts Options, stdin io.Reader, stdout, stderr io.Writer) int {
-	reply, err := run(ctx, opts, stdin)
+	getenv := opts.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	var progress func(string)
+	if getenv(agent.ProgressEnv) == "1" {
+		progress = func(text string) { _, _ = stdout.Write(agent.ProgressLine(text)) }
+	}
+	reply, err := run(ctx, opts, stdin, progress)
 	if err != nil {
 		fmt.Fprintln(stderr, "agent: "+oneLine(err.Error()))
 		return 1
@@ -88,7 +99,7 @@ func Run(ctx context.Context, opts Options, stdin io.Reader, stdout, stderr io.W
 	return 0
 }
 
-func run(ctx context.Context, opts Options, stdin io.Reader) (string, error) {
+func run(ctx context.Context, opts Options, stdin io.Reader, progress func(string)) (string, error) {
 	if opts.Getenv == nil {
 		opts.Getenv = os.Getenv
 	}
@@ -151,7 +162,7 @@ func run(ctx context.Context, opts Options, stdin io.Reader) (string, error) {
 	go func() { defer close(served); _ = br.Serve(bctx, ln) }()
 	defer func() { stop(); <-served }()
 	t := &turn{
-		req: req, opts: opts, state: state, socket: sock,
+		req: req, opts: opts, state: state, socket: sock, progress: progress,
 		baseURL: "http://" + ln.Addr().(*net.TCPAddr).String(),
 		tools:   splitList(opts.Getenv("PARACHUTE_AGENT_TOOLS")),
 	}
@@ -173,6 +184,16 @@ type turn struct {
 	socket  string
 	baseURL string   // the loopback bridge to the model proxy
 	tools   []string // built-in tools the operator enabled
+	// progress, if not nil, is given the agent's words as they arrive,
+	// each piece to be appended to the ones before.
+	progress func(text string)
+}
+
+// say passes one of the agent's messages on as progress.
+func (t *turn) say(text string) {
+	if t.progress != nil && strings.TrimSpace(text) != "" {
+		t.progress(strings.TrimSpace(text) + "\n\n")
+	}
 }
 
 // env is the agent's whole environment: nothing of the adapter's is

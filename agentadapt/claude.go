@@ -36,6 +36,14 @@ type claudeEvent struct {
 	Result    string `json:"result"`
 	IsError   bool   `json:"is_error"`
 	Errors    []any  `json:"errors"`
+	// Message is an assistant event's message: its text blocks are
+	// passed on as progress.
+	Message *struct {
+		Content []struct {
+			Type string `json:"type"`
+			Text string `json:"text"`
+		} `json:"content"`
+	} `json:"message"`
 }
 
 func (c claudeCode) run(ctx context.Context, t *turn) (string, error) {
@@ -114,6 +122,13 @@ func (claudeCode) once(ctx context.Context, t *turn, resume string) (reply, id s
 		}
 		if ev.Type == "result" {
 			result = &ev
+		}
+		if ev.Type == "assistant" && ev.Message != nil {
+			for _, b := range ev.Message.Content {
+				if b.Type == "text" {
+					t.say(b.Text)
+				}
+			}
 		}
 	})
 	switch {

@@ -130,6 +130,7 @@ func (codex) once(ctx context.Context, t *turn, resume string) (reply, id string
 			id = ev.ThreadID
 		case ev.Type == "item.completed" && ev.Item != nil && ev.Item.Type == "agent_message":
 			replies = append(replies, ev.Item.Text)
+			t.say(ev.Item.Text)
 		case ev.Type == "turn.failed" && ev.Error != nil:
 			failure = ev.Error.Message
 		case ev.Type == "error" && failure == "":
