@@ -189,29 +189,80 @@ func stripReplyFallback(body string) string {
 // (no HTML format, so nothing is interpreted) and empty m.mentions, so a
 // reply pings nobody.
 func (c *Connector) SendText(ctx context.Context, chatID, text string) error {
+	_, err := c.SendPlaceholder(ctx, chatID, text)
+	return err
+}
+
+// SendPlaceholder implements connectors.Streamer: SendText that returns
+// the event ID.
+func (c *Connector) SendPlaceholder(ctx context.Context, chatID, text string) (string, error) {
+	return c.send(ctx, chatID, notice(text))
+}
+
+// EditText implements connectors.Streamer: an m.replace edit of the bot's
+// own event (m.new_content is the full new notice; the body is the
+// "* "-prefixed fallback for clients without edits), encrypted like any
+// reply in an encrypted room.
+func (c *Connector) EditText(ctx context.Context, chatID, messageID, text string) error {
+	content := notice("* " + editFallback(text))
+	content.NewContent = notice(text)
+	content.RelatesTo = (&event.RelatesTo{}).SetReplace(id.EventID(messageID))
+	_, err := c.send(ctx, chatID, content)
+	return err
+}
+
+// editFallback is the start of an edit's text, for the fallback body:
+// the full text is in m.new_content, and the event stays within the
+// homeserver's size limit however long the reply.
+func editFallback(text string) string {
+	const max = 100 // runes
+	n := 0
+	for i := range text {
+		if n == max {
+			return text[:i] + "…"
+		}
+		n++
+	}
+	return text
+}
+
+// EditInterval implements connectors.Streamer.
+func (c *Connector) EditInterval() time.Duration { return c.opts.EditInterval }
+
+// EditInterval is the default least time between two edits of a streamed
+// reply in one room: a few per second, within homeservers' usual message
+// rate limits for a bot.
+const EditInterval = 500 * time.Millisecond
+
+func notice(text string) *event.MessageEventContent {
+	return &event.MessageEventContent{MsgType: event.MsgNotice, Body: text, Mentions: &event.Mentions{}}
+}
+
+// send sends one message event and returns its ID.
+func (c *Connector) send(ctx context.Context, chatID string, msg *event.MessageEventContent) (string, error) {
 	cli, _, err := c.current()
 	if err != nil {
-		return err
+		return "", err
 	}
 	room := id.RoomID(chatID)
-	var content any = &event.MessageEventContent{MsgType: event.MsgNotice, Body: text, Mentions: &event.Mentions{}}
+	var content any = msg
 	typ := event.EventMessage
 	if c.e2e != nil && c.e2e.isEncrypted(ctx, room) {
 		// Encrypted or not sent: never a plain reply in an encrypted room.
 		enc, err := c.e2e.encrypt(ctx, room, content)
 		if err != nil {
 			c.log.Warn().Str("chat_id", chatID).Str("reason", ReasonNotEncrypted).Str("error", c.red.String(err.Error())).Msg("matrix reply not sent")
-			return c.red.Error(fmt.Errorf("matrix %s: %s: %w", c.opts.Name, ReasonNotEncrypted, err))
+			return "", c.red.Error(fmt.Errorf("matrix %s: %s: %w", c.opts.Name, ReasonNotEncrypted, err))
 		}
 		content, typ = enc, event.EventEncrypted
 	}
 	// DontEncrypt: the encryption decision above is the only one.
 	resp, err := cli.SendMessageEvent(ctx, room, typ, content, mautrix.ReqSendEvent{DontEncrypt: true})
 	if err != nil {
-		return c.red.Error(fmt.Errorf("matrix %s: send: %w", c.opts.Name, err))
+		return "", c.red.Error(fmt.Errorf("matrix %s: send: %w", c.opts.Name, err))
 	}
 	c.ownEvents.First(resp.EventID.String())
-	return nil
+	return resp.EventID.String(), nil
 }
 
 // Typing implements connectors.Replier.

@@ -65,6 +65,9 @@ type Options struct {
 	// Recorder writes the connector's own records (messages refused or
 	// not decrypted). Required with Encryption.
 	Recorder Recorder
+	// EditInterval is the least time between two edits of a streamed
+	// reply in one room (default EditInterval).
+	EditInterval time.Duration
 }
 
 // Encryption configures the bot's E2EE device.
@@ -192,6 +195,9 @@ func New(opts Options) (*Connector, error) {
 	}
 	if _, _, err := id.UserID(opts.UserID).Parse(); err != nil {
 		return nil, fmt.Errorf("matrix: user_id %q: %w", opts.UserID, err)
+	}
+	if opts.EditInterval <= 0 {
+		opts.EditInterval = EditInterval
 	}
 	if opts.AccessToken == "" {
 		return nil, errors.New("matrix: no access token (set the variable named by access_token_env)")
