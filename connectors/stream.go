@@ -99,7 +99,7 @@ func (st *stream) run(ctx context.Context) {
 			if st.msgID == "" {
 				continue
 			}
-			if !st.waitTurn(ctx) {
+			if !st.waitTurn(ctx, typing.C) {
 				return
 			}
 			st.mu.Lock()
@@ -110,21 +110,26 @@ func (st *stream) run(ctx context.Context) {
 	}
 }
 
-// waitTurn waits until an edit is allowed; false if the stream ended.
-func (st *stream) waitTurn(ctx context.Context) bool {
+// waitTurn waits until an edit is allowed, keeping the typing indicator
+// up meanwhile; false if the stream ended.
+func (st *stream) waitTurn(ctx context.Context, typing <-chan time.Time) bool {
 	wait := time.Until(st.last.Add(st.s.EditInterval()))
 	if wait <= 0 {
 		return true
 	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	case <-st.stop:
-		return false
+	for {
+		select {
+		case <-t.C:
+			return true
+		case <-typing:
+			_ = st.s.Typing(ctx, st.chatID) // best effort
+		case <-ctx.Done():
+			return false
+		case <-st.stop:
+			return false
+		}
 	}
 }
 
