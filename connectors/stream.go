@@ -45,7 +45,6 @@ type stream struct {
 	msgID   string // "" when no placeholder was sent
 	last    time.Time
 	shown   string
-	edits   int
 	mu      sync.Mutex
 	pending string
 	wake    chan struct{}
@@ -141,7 +140,6 @@ func (st *stream) edit(ctx context.Context, text string) error {
 	st.last = time.Now()
 	if err == nil {
 		st.shown = text
-		st.edits++
 	}
 	return err
 }
