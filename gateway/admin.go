@@ -11,12 +11,12 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/parachute-gateway/parachute/audit"
 	"github.com/parachute-gateway/parachute/connectors"
 	"github.com/parachute-gateway/parachute/connectors/pairing"
+	"github.com/parachute-gateway/parachute/internal/unixsock"
 	"github.com/parachute-gateway/parachute/sessions"
 )
 
@@ -130,23 +130,8 @@ func (p adminPeer) actor() string {
 
 // adminConnContext reads the peer's credentials once, when it connects.
 func adminConnContext(ctx context.Context, conn net.Conn) context.Context {
-	p := adminPeer{UID: -1, PID: -1, err: errors.New("not a unix connection")}
-	if uc, ok := conn.(*net.UnixConn); ok {
-		raw, err := uc.SyscallConn()
-		if err == nil {
-			cerr := raw.Control(func(fd uintptr) {
-				var cred *syscall.Ucred
-				cred, err = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
-				if err == nil {
-					p.UID, p.PID = int(cred.Uid), int(cred.Pid)
-				}
-			})
-			if err == nil {
-				err = cerr
-			}
-		}
-		p.err = err
-	}
+	var p adminPeer
+	p.UID, p.PID, p.err = unixsock.PeerCred(conn)
 	return context.WithValue(ctx, adminPeerKey{}, p)
 }
 
@@ -154,7 +139,7 @@ func adminConnContext(ctx context.Context, conn net.Conn) context.Context {
 // until ctx ends.
 func (g *Gateway) startAdminSocket(ctx context.Context, wg *sync.WaitGroup, errc chan<- error) error {
 	path := AdminSocketPath(g.cfg.StateDir)
-	ln, err := listenAdminSocket(path)
+	ln, err := unixsock.Listen(path)
 	if err != nil {
 		return fmt.Errorf("admin socket %s: %w", path, err)
 	}
@@ -176,39 +161,6 @@ func (g *Gateway) startAdminSocket(ctx context.Context, wg *sync.WaitGroup, errc
 		_ = os.Remove(path)
 	}()
 	return nil
-}
-
-// listenAdminSocket listens on path with mode 0600 from the first instant
-// (bound in a fresh 0700 folder, chmodded, renamed into place). A stale
-// socket is replaced; anything else at path is refused, never followed.
-func listenAdminSocket(path string) (net.Listener, error) {
-	dir := filepath.Dir(path)
-	if st, err := os.Lstat(path); err == nil {
-		if st.Mode().Type() != os.ModeSocket {
-			return nil, fmt.Errorf("%s exists and is not a socket (%s); remove it", path, st.Mode().Type())
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
-	tmp, err := os.MkdirTemp(dir, ".admin-sock-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(tmp)
-	ul, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(tmp, "s"), Net: "unix"})
-	if err != nil {
-		return nil, err
-	}
-	ul.SetUnlinkOnClose(false)
-	if err := os.Chmod(filepath.Join(tmp, "s"), 0o600); err != nil {
-		ul.Close()
-		return nil, err
-	}
-	if err := os.Rename(filepath.Join(tmp, "s"), path); err != nil {
-		ul.Close()
-		return nil, err
-	}
-	return ul, nil
 }
 
 // AdminHandler is the operator API. Every request must come over the

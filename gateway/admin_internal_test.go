@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/parachute-gateway/parachute/internal/unixsock"
 )
 
 // The operator API answers only a peer whose uid it read and accepts.
@@ -56,7 +58,7 @@ func TestAdminSocketRefusesWhatIsThere(t *testing.T) {
 			if err := plant(p); err != nil {
 				t.Fatal(err)
 			}
-			if ln, err := listenAdminSocket(p); err == nil {
+			if ln, err := unixsock.Listen(p); err == nil {
 				ln.Close()
 				t.Fatal("listened over what was there")
 			}
@@ -67,12 +69,12 @@ func TestAdminSocketRefusesWhatIsThere(t *testing.T) {
 	}
 	// A stale socket is replaced.
 	p := filepath.Join(dir, AdminSocketName)
-	ln, err := listenAdminSocket(p)
+	ln, err := unixsock.Listen(p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ln.Close() // SetUnlinkOnClose(false): the socket file stays, stale
-	ln, err = listenAdminSocket(p)
+	ln, err = unixsock.Listen(p)
 	if err != nil {
 		t.Fatalf("stale socket not replaced: %v", err)
 	}

@@ -29,10 +29,10 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/parachute-gateway/parachute/connectors"
+	"github.com/parachute-gateway/parachute/internal/unixsock"
 )
 
 // Type is the connector type of local identities ("local:<user>").
@@ -148,7 +148,7 @@ func (c *Connector) Run(ctx context.Context, h connectors.Handler) error {
 		c.addr.Store(ln.Addr())
 	}
 	if c.opts.Socket != "" {
-		ln, err := listenUnix(c.opts.Socket)
+		ln, err := unixsock.Listen(c.opts.Socket)
 		if err != nil {
 			return fmt.Errorf("local: socket %s: %w", c.opts.Socket, err)
 		}
@@ -177,43 +177,6 @@ func (c *Connector) Run(ctx context.Context, h connectors.Handler) error {
 	return first
 }
 
-// listenUnix listens on path with mode 0600 from the first instant: the
-// socket is bound inside a fresh 0700 folder next to path, chmodded, then
-// renamed into place. A stale socket at path is replaced; anything else
-// there (a file, a symlink, a folder) is refused, never followed.
-func listenUnix(path string) (net.Listener, error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	if st, err := os.Lstat(path); err == nil {
-		if st.Mode().Type() != os.ModeSocket {
-			return nil, fmt.Errorf("%s exists and is not a socket (%s); remove it or choose another path", path, st.Mode().Type())
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
-	tmp, err := os.MkdirTemp(dir, ".local-sock-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(tmp)
-	ul, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(tmp, "s"), Net: "unix"})
-	if err != nil {
-		return nil, err
-	}
-	ul.SetUnlinkOnClose(false) // the socket moves; Run removes it at path
-	if err := os.Chmod(filepath.Join(tmp, "s"), 0o600); err != nil {
-		ul.Close()
-		return nil, err
-	}
-	if err := os.Rename(filepath.Join(tmp, "s"), path); err != nil {
-		ul.Close()
-		return nil, err
-	}
-	return ul, nil
-}
-
 type peerKey struct{}
 
 // Peer is who is on the other end of a unix-socket connection.
@@ -225,25 +188,11 @@ type Peer struct {
 // peerContext reads a unix connection's peer credentials once, when it
 // is accepted.
 func peerContext(ctx context.Context, conn net.Conn) context.Context {
-	uc, ok := conn.(*net.UnixConn)
-	if !ok {
+	if _, ok := conn.(*net.UnixConn); !ok {
 		return ctx
 	}
-	p := Peer{UID: -1}
-	raw, err := uc.SyscallConn()
-	if err == nil {
-		cerr := raw.Control(func(fd uintptr) {
-			var cred *syscall.Ucred
-			cred, err = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
-			if err == nil {
-				p.UID, p.PID = int(cred.Uid), int(cred.Pid)
-			}
-		})
-		if err == nil {
-			err = cerr
-		}
-	}
-	p.err = err
+	var p Peer
+	p.UID, p.PID, p.err = unixsock.PeerCred(conn)
 	return context.WithValue(ctx, peerKey{}, p)
 }
 
