@@ -134,7 +134,10 @@ type Live struct {
 	sandbox  runtime.Sandbox
 	server   *http.Server
 	sockDir  string
-	lastUsed atomic.Int64
+	lastUsed atomic.Int64 // when the last turn ended (or the sandbox started)
+	// turns is how many turns are running in the sandbox, guarded by
+	// Manager.mu: a sandbox with a turn in flight is never idle.
+	turns int
 }
 
 // Facts returns the session facts of the turn in progress: what every
@@ -526,12 +529,17 @@ func (m *Manager) exec(ctx context.Context, l *Live, in turnInput, progress func
 	stdout := &limitedBuffer{max: 256 << 10}
 	stderr := &limitedBuffer{max: 4 << 10}
 	out := newProgressWriter(stdout, progress)
+	if !m.beginTurn(l) {
+		// The reaper took the sandbox between ensure and here: the caller
+		// starts a new one, as for a sandbox containerd lost.
+		return "", fmt.Errorf("sessions: turn: sandbox reaped as idle: %w", runtime.ErrStopped)
+	}
 	res, err := l.sandbox.Exec(ctx, runtime.Turn{
 		Args: args, Stdin: bytes.NewReader(body), Stdout: out, Stderr: stderr,
 		Timeout: l.Profile.TurnTimeout, Env: env,
 	})
+	m.endTurn(l)
 	out.Close()
-	l.lastUsed.Store(m.opts.Now().UnixNano())
 	if err != nil {
 		return "", fmt.Errorf("sessions: turn: %w", err)
 	}
@@ -614,6 +622,26 @@ func (m *Manager) event(ctx context.Context, l *Live, kind string, detail map[st
 	return nil
 }
 
+// beginTurn marks a turn in flight in l's sandbox, so the reaper leaves
+// it alone; false if l is no longer running (reaped or stopped).
+func (m *Manager) beginTurn(l *Live) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.live[l.Session.ID] != l {
+		return false
+	}
+	l.turns++
+	return true
+}
+
+// endTurn ends a turn begun with beginTurn; the idle clock starts now.
+func (m *Manager) endTurn(l *Live) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l.turns--
+	l.lastUsed.Store(m.opts.Now().UnixNano())
+}
+
 // stopLive stops the sandbox and socket of session id, if running.
 func (m *Manager) stopLive(ctx context.Context, id, why string) {
 	m.mu.Lock()
@@ -623,8 +651,13 @@ func (m *Manager) stopLive(ctx context.Context, id, why string) {
 	if l == nil {
 		return
 	}
+	m.stopSandbox(ctx, l, why)
+}
+
+// stopSandbox stops l, already taken out of m.live.
+func (m *Manager) stopSandbox(ctx context.Context, l *Live, why string) {
 	if err := l.sandbox.Stop(ctx); err != nil {
-		m.opts.Logger.Error().Err(err).Str("session_id", id).Msg("sandbox stop failed")
+		m.opts.Logger.Error().Err(err).Str("session_id", l.Session.ID).Msg("sandbox stop failed")
 	}
 	l.closeSocket()
 	m.stopped(ctx, l, why)
@@ -645,19 +678,25 @@ func (m *Manager) Active() int {
 }
 
 // Reap stops sandboxes idle longer than IdleSandbox and ends sessions idle
-// longer than SessionTTL. The gateway calls it periodically.
+// longer than SessionTTL. The gateway calls it periodically. A sandbox
+// with a turn in flight is never idle, however long the turn runs; its
+// idle clock starts when the turn ends. The check and the removal from
+// the live set are one step under m.mu, so a turn that has not begun yet
+// finds the sandbox gone and starts a new one rather than running in one
+// being stopped.
 func (m *Manager) Reap(ctx context.Context) error {
 	now := m.opts.Now()
 	m.mu.Lock()
-	var idle []string
+	var idle []*Live
 	for id, l := range m.live {
-		if now.Sub(time.Unix(0, l.lastUsed.Load())) >= m.opts.IdleSandbox {
-			idle = append(idle, id)
+		if l.turns == 0 && now.Sub(time.Unix(0, l.lastUsed.Load())) >= m.opts.IdleSandbox {
+			idle = append(idle, l)
+			delete(m.live, id)
 		}
 	}
 	m.mu.Unlock()
-	for _, id := range idle {
-		m.stopLive(ctx, id, "idle")
+	for _, l := range idle {
+		m.stopSandbox(ctx, l, "idle")
 	}
 	_, err := m.opts.Store.Expire(ctx, m.opts.SessionTTL, 7*24*time.Hour, now)
 	return err
