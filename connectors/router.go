@@ -18,6 +18,7 @@ import (
 	"github.com/parachute-gateway/parachute/connectors/pairing"
 	"github.com/parachute-gateway/parachute/engine"
 	"github.com/parachute-gateway/parachute/engine/ratelimit"
+	"github.com/parachute-gateway/parachute/internal/keylock"
 )
 
 // Pairing is the part of the pairing store the router uses;
@@ -82,7 +83,7 @@ type Router struct {
 	maxText int
 	dedup   *Dedup
 	seen    *SeenStore
-	locks   *KeyLocks
+	locks   *keylock.Locks
 
 	// approvals is nil when owners cannot answer from chat.
 	approvals *Approvals
@@ -112,7 +113,7 @@ func NewRouter(opts RouterOptions) (*Router, error) {
 		maxText: opts.MaxText,
 		dedup:   NewDedup(opts.DedupMax, opts.DedupWindow),
 		seen:    opts.Seen,
-		locks:   NewKeyLocks(),
+		locks:   keylock.New(),
 	}
 	if r.maxText <= 0 {
 		r.maxText = 16000

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/parachute-gateway/parachute/internal/backoff"
 )
 
 // RunAll runs every connector until ctx ends, each on its own: one that
@@ -38,7 +40,7 @@ func RunAll(ctx context.Context, h Handler, log zerolog.Logger, conns ...Connect
 }
 
 func supervise(ctx context.Context, h Handler, log zerolog.Logger, c Connector) error {
-	b := Backoff{Min: time.Second, Max: 5 * time.Minute}
+	b := backoff.Backoff{Min: time.Second, Max: 5 * time.Minute}
 	for ctx.Err() == nil {
 		start := time.Now()
 		err := runOnce(ctx, h, c)
@@ -57,7 +59,7 @@ func supervise(ctx context.Context, h Handler, log zerolog.Logger, c Connector) 
 			err = errors.New("returned before shutdown")
 		}
 		log.Warn().Str("error", err.Error()).Dur("retry_in", wait).Msg("connector failed; restarting")
-		if !Sleep(ctx, wait) {
+		if !backoff.Sleep(ctx, wait) {
 			return nil
 		}
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/parachute-gateway/parachute/audit"
 	"github.com/parachute-gateway/parachute/connectors"
 	"github.com/parachute-gateway/parachute/engine"
+	"github.com/parachute-gateway/parachute/internal/keylock"
 	"github.com/parachute-gateway/parachute/runtime"
 )
 
@@ -97,7 +98,7 @@ type Options struct {
 // connectors.Turns.
 type Manager struct {
 	opts  Options
-	locks *connectors.KeyLocks // one turn at a time per session key
+	locks *keylock.Locks // one turn at a time per session key
 
 	mu   sync.Mutex
 	live map[string]*Live // session ID -> running sandbox
@@ -182,7 +183,7 @@ func NewManager(opts Options) (*Manager, error) {
 	if err := os.MkdirAll(opts.SocketRoot, 0o700); err != nil {
 		return nil, fmt.Errorf("sessions: socket root: %w", err)
 	}
-	return &Manager{opts: opts, locks: connectors.NewKeyLocks(), live: map[string]*Live{}}, nil
+	return &Manager{opts: opts, locks: keylock.New(), live: map[string]*Live{}}, nil
 }
 
 // turnInput is what the agent reads on stdin (docs/agent.md).
@@ -702,7 +703,8 @@ func (m *Manager) Reap(ctx context.Context) error {
 	return err
 }
 
-// Run reaps every interval until ctx ends, then stops every sandbox.
+// Run reaps idle and expired sessions every interval until ctx ends. It
+// stops nothing when ctx ends: the caller calls Close for that.
 func (m *Manager) Run(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()

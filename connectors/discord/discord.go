@@ -31,6 +31,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/parachute-gateway/parachute/connectors"
+	"github.com/parachute-gateway/parachute/internal/backoff"
+	"github.com/parachute-gateway/parachute/internal/dispatch"
 )
 
 // Type is the connector type and identity prefix.
@@ -46,7 +48,7 @@ type Options struct {
 	HTTPClient *http.Client
 	Logger     zerolog.Logger
 	// Backoff bounds reconnect waits (default 500ms…1m).
-	Backoff connectors.Backoff
+	Backoff backoff.Backoff
 	// EditInterval is the least time between two edits of a streamed
 	// reply in one channel (default EditInterval; tests go lower).
 	EditInterval time.Duration
@@ -57,7 +59,7 @@ type Connector struct {
 	opts  Options
 	red   *connectors.Redactor
 	log   zerolog.Logger
-	disp  *connectors.Dispatcher
+	disp  *dispatch.Dispatcher
 	mu    sync.Mutex
 	sess  *discordgo.Session
 	botID string
@@ -85,7 +87,7 @@ func New(opts Options) (*Connector, error) {
 	c := &Connector{
 		opts: opts,
 		red:  connectors.NewRedactor(opts.Token),
-		disp: connectors.NewDispatcher(0, 0),
+		disp: dispatch.New(0, 0),
 	}
 	c.log = opts.Logger.With().Str("connector", opts.Name).Str("connector_type", Type).Logger()
 	routeLibraryLogs(c.log, opts.Token)
@@ -136,7 +138,7 @@ func (c *Connector) Run(ctx context.Context, h connectors.Handler) error {
 		}
 		wait := c.opts.Backoff.Next()
 		c.log.Warn().Str("error", c.red.String(err.Error())).Dur("retry_in", wait).Msg("discord users/@me failed")
-		if !connectors.Sleep(ctx, wait) {
+		if !backoff.Sleep(ctx, wait) {
 			return nil
 		}
 	}
@@ -171,7 +173,7 @@ func (c *Connector) Run(ctx context.Context, h connectors.Handler) error {
 				// report the live connection (ErrWSAlreadyOpen).
 				wait := c.opts.Backoff.Next()
 				c.log.Info().Dur("retry_in", wait).Msg("discord gateway disconnected; reconnecting")
-				if !connectors.Sleep(ctx, wait) {
+				if !backoff.Sleep(ctx, wait) {
 					_ = s.Close()
 					return nil
 				}
@@ -184,7 +186,7 @@ func (c *Connector) Run(ctx context.Context, h connectors.Handler) error {
 		}
 		wait := c.opts.Backoff.Next()
 		c.log.Warn().Str("error", c.red.String(err.Error())).Dur("retry_in", wait).Msg("discord gateway connect failed")
-		if !connectors.Sleep(ctx, wait) {
+		if !backoff.Sleep(ctx, wait) {
 			return nil
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/parachute-gateway/parachute/connectors"
 	"github.com/parachute-gateway/parachute/connectors/discord"
 	"github.com/parachute-gateway/parachute/connectors/internal/testkit"
+	"github.com/parachute-gateway/parachute/internal/backoff"
 	fake "github.com/parachute-gateway/parachute/test/fakes/discord"
 )
 
@@ -48,7 +49,7 @@ func start(t *testing.T, turns *testkit.Turns, prep ...func(*fake.Server)) *rig 
 	t.Cleanup(f.Close)
 	lg := &testkit.Log{}
 	c, err := discord.New(discord.Options{Name: "dc", Token: token, APIBase: f.Base(), Logger: lg.Logger(),
-		Backoff: connectors.Backoff{Min: 5 * time.Millisecond, Max: 50 * time.Millisecond}, EditInterval: 20 * time.Millisecond})
+		Backoff: backoff.Backoff{Min: 5 * time.Millisecond, Max: 50 * time.Millisecond}, EditInterval: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,6 +45,8 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/parachute-gateway/parachute/connectors"
+	"github.com/parachute-gateway/parachute/internal/backoff"
+	"github.com/parachute-gateway/parachute/internal/dispatch"
 )
 
 // Type is the connector type and identity prefix.
@@ -59,7 +61,7 @@ type Options struct {
 	HTTPClient  *http.Client
 	Logger      zerolog.Logger
 	// Backoff bounds waits after failed syncs (default 500ms…1m).
-	Backoff connectors.Backoff
+	Backoff backoff.Backoff
 	// Encryption turns on end-to-end encryption; nil: off.
 	Encryption *Encryption
 	// Recorder writes the connector's own records (messages refused or
@@ -141,7 +143,7 @@ type Connector struct {
 	me   id.UserID
 	red  *connectors.Redactor
 	log  zerolog.Logger
-	disp *connectors.Dispatcher
+	disp *dispatch.Dispatcher
 	// ownEvents remembers the bot's own event IDs, so a reply to one of
 	// them counts as addressing the bot.
 	ownEvents *connectors.Dedup
@@ -220,7 +222,7 @@ func New(opts Options) (*Connector, error) {
 		opts:      opts,
 		me:        id.UserID(opts.UserID),
 		red:       connectors.NewRedactor(opts.AccessToken),
-		disp:      connectors.NewDispatcher(0, 0),
+		disp:      dispatch.New(0, 0),
 		ownEvents: connectors.NewDedup(10000, 7*24*time.Hour),
 		started:   time.Now().UnixMilli(),
 	}
@@ -300,7 +302,7 @@ func (c *Connector) Run(ctx context.Context, h connectors.Handler) error {
 		}
 		wait := c.opts.Backoff.Next()
 		c.log.Warn().Str("error", c.red.String(err.Error())).Dur("retry_in", wait).Msg("matrix whoami failed")
-		if !connectors.Sleep(ctx, wait) {
+		if !backoff.Sleep(ctx, wait) {
 			return nil
 		}
 	}
@@ -338,7 +340,7 @@ func (c *Connector) Run(ctx context.Context, h connectors.Handler) error {
 		}
 		wait := c.opts.Backoff.Next()
 		c.log.Warn().Str("error", c.red.String(fmt.Sprint(err))).Dur("retry_in", wait).Msg("matrix sync stopped; restarting")
-		if !connectors.Sleep(ctx, wait) {
+		if !backoff.Sleep(ctx, wait) {
 			return nil
 		}
 	}

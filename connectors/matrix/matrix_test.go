@@ -20,6 +20,7 @@ import (
 	"github.com/parachute-gateway/parachute/connectors/internal/testkit"
 	"github.com/parachute-gateway/parachute/connectors/matrix"
 	"github.com/parachute-gateway/parachute/engine"
+	"github.com/parachute-gateway/parachute/internal/backoff"
 	matrixtest "github.com/parachute-gateway/parachute/test/matrix"
 )
 
@@ -166,7 +167,7 @@ func newWorldWith(t testing.TB, mut func(*matrix.Options)) *world {
 func (w *world) start(t testing.TB) (stop func()) {
 	t.Helper()
 	opts := matrix.Options{Name: "mx", Homeserver: w.proxy.URL, UserID: w.bot.UserID, AccessToken: w.bot.AccessToken,
-		Logger: w.log.Logger(), Backoff: connectors.Backoff{Min: 10 * time.Millisecond, Max: 100 * time.Millisecond}, Recorder: w.records}
+		Logger: w.log.Logger(), Backoff: backoff.Backoff{Min: 10 * time.Millisecond, Max: 100 * time.Millisecond}, Recorder: w.records}
 	if w.mut != nil {
 		w.mut(&opts)
 	}

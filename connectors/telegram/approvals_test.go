@@ -16,6 +16,7 @@ import (
 	"github.com/parachute-gateway/parachute/connectors/pairing"
 	"github.com/parachute-gateway/parachute/connectors/telegram"
 	"github.com/parachute-gateway/parachute/engine"
+	"github.com/parachute-gateway/parachute/internal/backoff"
 	fake "github.com/parachute-gateway/parachute/test/fakes/telegram"
 )
 
@@ -79,7 +80,7 @@ func TestApprovalsFromChatOnTelegram(t *testing.T) {
 	f.RequireStart(true)
 	lg := &testkit.Log{}
 	c, err := telegram.New(telegram.Options{Name: "tg", Token: token, Endpoint: f.URL + "/", PollTimeout: time.Second,
-		Logger: lg.Logger(), Backoff: connectors.Backoff{Min: 5 * time.Millisecond, Max: 20 * time.Millisecond}})
+		Logger: lg.Logger(), Backoff: backoff.Backoff{Min: 5 * time.Millisecond, Max: 20 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/parachute-gateway/parachute/connectors"
 	"github.com/parachute-gateway/parachute/connectors/internal/testkit"
 	"github.com/parachute-gateway/parachute/connectors/telegram"
+	"github.com/parachute-gateway/parachute/internal/backoff"
 	fake "github.com/parachute-gateway/parachute/test/fakes/telegram"
 )
 
@@ -76,7 +77,7 @@ func TestDropPendingKeepsWhatArrivesAfterStart(t *testing.T) {
 	lg := &testkit.Log{}
 	c, err := telegram.New(telegram.Options{
 		Name: "tg", Token: token, Endpoint: f.URL + "/", PollTimeout: time.Second, DropPending: true,
-		Logger: lg.Logger(), Backoff: connectors.Backoff{Min: 5 * time.Millisecond, Max: 20 * time.Millisecond},
+		Logger: lg.Logger(), Backoff: backoff.Backoff{Min: 5 * time.Millisecond, Max: 20 * time.Millisecond},
 	})
 	if err != nil {
 		t.Fatal(err)

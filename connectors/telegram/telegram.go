@@ -30,6 +30,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/parachute-gateway/parachute/connectors"
+	"github.com/parachute-gateway/parachute/internal/backoff"
+	"github.com/parachute-gateway/parachute/internal/dispatch"
 )
 
 // Type is the connector type and identity prefix.
@@ -68,7 +70,7 @@ type Options struct {
 	HTTPClient      *http.Client
 	Logger          zerolog.Logger
 	// Backoff bounds reconnect waits (default 500ms…1m).
-	Backoff connectors.Backoff
+	Backoff backoff.Backoff
 	// EditInterval is the least time between two edits of a streamed
 	// reply in one chat (default and floor in production: EditInterval,
 	// Telegram's about one message per second per chat; tests go lower).
@@ -82,7 +84,7 @@ type Connector struct {
 	red     *connectors.Redactor
 	log     zerolog.Logger
 	seen    *connectors.Dedup // update IDs
-	disp    *connectors.Dispatcher
+	disp    *dispatch.Dispatcher
 	client  *http.Client
 	bot     *tgbotapi.BotAPI
 }
@@ -124,7 +126,7 @@ func New(opts Options) (*Connector, error) {
 		opts:    opts,
 		red:     connectors.NewRedactor(opts.Token, opts.WebhookSecret),
 		seen:    connectors.NewDedup(100000, 24*time.Hour),
-		disp:    connectors.NewDispatcher(0, 0),
+		disp:    dispatch.New(0, 0),
 		started: time.Now().Unix(),
 	}
 	c.log = opts.Logger.With().Str("connector", opts.Name).Str("connector_type", Type).Logger()
@@ -177,7 +179,7 @@ func (c *Connector) Run(ctx context.Context, h connectors.Handler) error {
 			}
 			wait := c.opts.Backoff.Next()
 			c.log.Warn().Err(err).Dur("retry_in", wait).Msg("telegram connect failed")
-			if !connectors.Sleep(ctx, wait) {
+			if !backoff.Sleep(ctx, wait) {
 				return nil
 			}
 		}
@@ -222,14 +224,14 @@ func (c *Connector) poll(ctx context.Context, h connectors.Handler) error {
 				wait = time.Duration(te.RetryAfter) * time.Second
 			}
 			c.log.Warn().Err(err).Dur("retry_in", wait).Msg("telegram getUpdates failed")
-			connectors.Sleep(ctx, wait)
+			backoff.Sleep(ctx, wait)
 			continue
 		}
 		c.opts.Backoff.Reset()
 		if len(ups) == 0 {
 			// An empty answer before MinPollInterval: the server did not
 			// hold the long poll. Wait out the rest of the interval.
-			if rest := c.opts.MinPollInterval - time.Since(began); rest > 0 && !connectors.Sleep(ctx, rest) {
+			if rest := c.opts.MinPollInterval - time.Since(began); rest > 0 && !backoff.Sleep(ctx, rest) {
 				break
 			}
 			continue
@@ -451,7 +453,7 @@ func (c *Connector) send(ctx context.Context, m tgbotapi.Chattable) (tgbotapi.Me
 		if err == nil || !errors.As(err, &te) || te.RetryAfter <= 0 || attempt == 3 {
 			return sent, c.red.Error(err)
 		}
-		if !connectors.Sleep(ctx, time.Duration(te.RetryAfter)*time.Second) {
+		if !backoff.Sleep(ctx, time.Duration(te.RetryAfter)*time.Second) {
 			return sent, ctx.Err()
 		}
 	}

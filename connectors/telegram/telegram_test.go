@@ -16,6 +16,7 @@ import (
 	"github.com/parachute-gateway/parachute/connectors"
 	"github.com/parachute-gateway/parachute/connectors/internal/testkit"
 	"github.com/parachute-gateway/parachute/connectors/telegram"
+	"github.com/parachute-gateway/parachute/internal/backoff"
 	fake "github.com/parachute-gateway/parachute/test/fakes/telegram"
 )
 
@@ -51,7 +52,7 @@ func start(t *testing.T, turns *testkit.Turns, mut ...func(map[string]any)) *rig
 	c, err := telegram.New(telegram.Options{
 		Name: "tg", Token: token, Endpoint: f.URL + "/", PollTimeout: time.Second, // a base URL, as in the config
 		EditInterval: 20 * time.Millisecond,
-		Logger:       lg.Logger(), Backoff: connectors.Backoff{Min: 5 * time.Millisecond, Max: 20 * time.Millisecond},
+		Logger:       lg.Logger(), Backoff: backoff.Backoff{Min: 5 * time.Millisecond, Max: 20 * time.Millisecond},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -457,7 +458,7 @@ func TestTelegramTokenNeverLeaks(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			lg := &testkit.Log{}
 			c, err := telegram.New(telegram.Options{Name: "tg", Token: token, Endpoint: tt.endpoint, Logger: lg.Logger(),
-				Backoff: connectors.Backoff{Min: time.Millisecond, Max: 2 * time.Millisecond}})
+				Backoff: backoff.Backoff{Min: time.Millisecond, Max: 2 * time.Millisecond}})
 			if err != nil {
 				t.Fatal(err)
 			}

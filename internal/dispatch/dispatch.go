@@ -1,4 +1,6 @@
-package connectors
+// Package dispatch runs work for many keys (chats) at once while keeping
+// each key's work in arrival order, with bounded memory.
+package dispatch
 
 import (
 	"context"
@@ -19,8 +21,8 @@ type Dispatcher struct {
 	wg       sync.WaitGroup
 }
 
-// NewDispatcher returns a Dispatcher (defaults: 256 chats, 64 per chat).
-func NewDispatcher(maxChats, maxQueue int) *Dispatcher {
+// New returns a Dispatcher (defaults: 256 chats, 64 per chat).
+func New(maxChats, maxQueue int) *Dispatcher {
 	if maxChats <= 0 {
 		maxChats = 256
 	}
@@ -92,41 +94,3 @@ func (d *Dispatcher) drain(key string, q chan func()) {
 
 // Wait waits until all dispatched work has run.
 func (d *Dispatcher) Wait() { d.wg.Wait() }
-
-// Backoff is exponential backoff with full jitter for reconnect loops.
-type Backoff struct {
-	Min, Max time.Duration
-	n        int
-}
-
-// Next returns how long to wait before the next attempt.
-func (b *Backoff) Next() time.Duration {
-	lo, hi := b.Min, b.Max
-	if lo <= 0 {
-		lo = 500 * time.Millisecond
-	}
-	if hi <= 0 {
-		hi = time.Minute
-	}
-	d := lo << min(b.n, 16)
-	if d > hi || d <= 0 {
-		d = hi
-	}
-	b.n++
-	return d/2 + time.Duration(jitter(int64(d/2)+1))
-}
-
-// Reset starts over after a success.
-func (b *Backoff) Reset() { b.n = 0 }
-
-// Sleep waits d or until ctx ends, reporting whether d passed.
-func Sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
