@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"path/filepath"
 
+	"github.com/rs/zerolog"
+
 	"github.com/parachute-gateway/parachute/egress"
 	"github.com/parachute-gateway/parachute/engine"
 	"github.com/parachute-gateway/parachute/mcpproxy"
@@ -130,7 +132,7 @@ func (g *Gateway) mcpFactory(ctx context.Context) (func(*sessions.Live) (http.Ha
 	p, err := mcpproxy.New(ctx, mcpproxy.Options{
 		Decider: g.Engine, Vault: vault, Builtin: true, Upstreams: ups, Launcher: launcher(nil),
 		StateDir: g.cfg.StateDir, // pins: <state_dir>/mcp-pins.json (parachute mcp approve --state)
-		Logger:   slog.New(slog.DiscardHandler),
+		Logger:   mcpLogger(g.log),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mcp: %w", err)
@@ -144,4 +146,13 @@ func (g *Gateway) mcpFactory(ctx context.Context) (func(*sessions.Live) (http.Ha
 		}
 		return s.Handler(), s, nil
 	}, nil
+}
+
+// mcpLogger routes the MCP proxy's slog output (upstream failures, catalog
+// changes) into the gateway's zerolog logger, tagged component=mcp, at warn
+// and above: an upstream that fails is visible in the gateway's own log. It
+// never logs below the gateway's own level.
+func mcpLogger(log zerolog.Logger) *slog.Logger {
+	l := log.With().Str("component", "mcp").Logger()
+	return slog.New(zerolog.NewSlogHandler(l.Level(max(log.GetLevel(), zerolog.WarnLevel))))
 }
