@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/parachute-gateway/parachute/engine"
 )
@@ -76,7 +77,7 @@ func newMetrics(src metricSources) *metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "parachute_pool_ready", Help: "Pre-started sandboxes waiting in the warm pool, all profiles.",
 		}, src.poolReady),
-		prometheus.NewGoCollector(),
+		collectors.NewGoCollector(),
 	)
 	return m
 }
