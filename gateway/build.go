@@ -60,7 +60,11 @@ func (g *Gateway) runtimes(ctx context.Context) (map[string]sessions.Sandboxes, 
 		if err != nil {
 			return nil, fmt.Errorf("runtime.warm_pool: %w", err)
 		}
-		g.closers = append(g.closers, pool.Close)
+		g.closers = append(g.closers, func(ctx context.Context) {
+			if err := pool.Close(ctx); err != nil {
+				g.log.Error().Err(err).Msg("warm pool not fully removed at shutdown (containerd slow or wedged); the next start removes what is left")
+			}
+		})
 		g.pool = pool
 		rts["containerd"] = pool
 	}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
@@ -43,6 +44,11 @@ type Pool struct {
 	fill  map[string]bool      // refill under way
 	wg    sync.WaitGroup
 	done  bool
+
+	// refills is the context of background refills, cancelled by Close
+	// so a start stuck in containerd gives up.
+	refills      context.Context
+	cancelRefill context.CancelFunc
 }
 
 // pooled is a started sandbox waiting for a session.
@@ -75,7 +81,9 @@ func (c *Containerd) NewPool(opts PoolOptions) (*Pool, error) {
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, err
 	}
-	return &Pool{c: c, dir: opts.Dir, size: opts.Size, ready: map[string][]*pooled{}, fill: map[string]bool{}}, nil
+	p := &Pool{c: c, dir: opts.Dir, size: opts.Size, ready: map[string][]*pooled{}, fill: map[string]bool{}}
+	p.refills, p.cancelRefill = context.WithCancel(context.Background())
+	return p, nil
 }
 
 // poolKey is what a pooled sandbox must match (so pools are per runtime
@@ -163,14 +171,16 @@ func (p *Pool) refill(key string, tmpl Spec) {
 			if enough {
 				return
 			}
-			w, err := p.start(context.Background(), tmpl)
+			w, err := p.start(p.refills, tmpl)
 			if err != nil {
 				return // cold starts still work; the next Start retries
 			}
 			p.mu.Lock()
 			if p.done {
 				p.mu.Unlock()
-				w.remove(context.Background())
+				ctx, cancel := context.WithTimeout(context.Background(), PoolCloseTimeout)
+				w.remove(ctx)
+				cancel()
 				return
 			}
 			p.ready[key] = append(p.ready[key], w)
@@ -179,20 +189,49 @@ func (p *Pool) refill(key string, tmpl Spec) {
 	}()
 }
 
-// Close removes every waiting sandbox and its staging folders.
-func (p *Pool) Close(ctx context.Context) {
+// PoolCloseTimeout bounds Close when the caller's context has no deadline.
+const PoolCloseTimeout = 30 * time.Second
+
+// Close removes every waiting sandbox and its staging folders. It cancels
+// refills under way and waits for them, then removes what is ready, all
+// within ctx's deadline (PoolCloseTimeout if ctx has none), so a wedged
+// containerd cannot hold the gateway's shutdown. What could not be
+// removed in time is returned, each sandbox by ID; such leftovers carry
+// the gateway's owner label, and the next start's RemoveOrphans removes
+// them.
+func (p *Pool) Close(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, PoolCloseTimeout)
+		defer cancel()
+	}
 	p.mu.Lock()
 	p.done = true
 	p.mu.Unlock()
-	p.wg.Wait()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for k, list := range p.ready {
-		for _, w := range list {
-			w.remove(ctx)
-		}
-		delete(p.ready, k)
+	if p.cancelRefill != nil {
+		p.cancelRefill()
 	}
+	var errs []error
+	refilled := make(chan struct{})
+	go func() { p.wg.Wait(); close(refilled) }()
+	select {
+	case <-refilled:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("runtime: pool close: a sandbox start still under way (%w); its sandbox may be left for the next start's orphan removal", context.Cause(ctx)))
+	}
+	p.mu.Lock()
+	ready := p.ready
+	p.ready = map[string][]*pooled{}
+	p.mu.Unlock()
+	for _, list := range ready {
+		for _, w := range list {
+			if err := w.sb.remove(w.sb.rt.ns(ctx)); err != nil {
+				errs = append(errs, fmt.Errorf("runtime: pool close: sandbox %s not removed: %w", w.sb.id, err))
+			}
+			cleanStage(w.stage)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func randomID() string {
