@@ -230,7 +230,18 @@ type Runtime struct {
 	// WarmPool keeps this many pre-started sandboxes per sandbox profile
 	// so a new session skips the container start (default 0: off).
 	WarmPool int `yaml:"warm_pool"`
+	// IdleTimeout stops a session's sandbox after no turn has run in it
+	// for this long (default 10m, at least 30s); the session and its
+	// history survive, and the next message starts a new sandbox. A
+	// sandbox with a turn in flight is never idle.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
 }
+
+// DefaultIdleTimeout and MinIdleTimeout bound runtime.idle_timeout.
+const (
+	DefaultIdleTimeout = 10 * time.Minute
+	MinIdleTimeout     = 30 * time.Second
+)
 
 // MCP lists upstream MCP servers besides the built-in vault server.
 type MCP struct {
@@ -333,6 +344,9 @@ func (c *Config) defaults() {
 	}
 	if c.Model.Provider == "" {
 		c.Model.Provider = "none"
+	}
+	if c.Runtime.IdleTimeout == 0 {
+		c.Runtime.IdleTimeout = DefaultIdleTimeout
 	}
 	if c.Runtime.Namespace == "" {
 		c.Runtime.Namespace = "parachute"
@@ -500,6 +514,9 @@ func (c *Config) Validate() error {
 	c.validateAgents(bad)
 	if c.Runtime.WarmPool < 0 || c.Runtime.WarmPool > 16 {
 		bad("runtime.warm_pool", "%d is not between 0 and 16", c.Runtime.WarmPool)
+	}
+	if c.Runtime.IdleTimeout < 0 || (c.Runtime.IdleTimeout > 0 && c.Runtime.IdleTimeout < MinIdleTimeout) {
+		bad("runtime.idle_timeout", "%s: give a duration of at least %s (default %s); each idle sandbox holds host memory until then", c.Runtime.IdleTimeout, MinIdleTimeout, DefaultIdleTimeout)
 	}
 	if c.Audit.CheckpointInterval < 0 || (c.Audit.CheckpointInterval > 0 && c.Audit.CheckpointInterval < time.Second) {
 		bad("audit.checkpoint_interval", "%s: give a duration of at least 1s (default 60s); the timer also retries a failed audit disk", c.Audit.CheckpointInterval)

@@ -217,9 +217,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 		Store: g.Store, Decider: g.Engine, Runtimes: runtimes, Audit: g.Audit,
 		Vault: cfg.Vault, SocketRoot: filepath.Join(cfg.StateDir, "s"), Socket: sock,
 		Image: cfg.Runtime.Image, Agent: cfg.Runtime.AgentCommand, Model: sessions.Model{Provider: providerName(cfg.Model.Provider), Name: cfg.Model.Model},
-		AgentFor: agentFor(cfg),
-		Hook:     runtime.RunPreSessionHook,
-		Logger:   g.log.With().Str("component", "sessions").Logger(),
+		AgentFor:    agentFor(cfg),
+		Hook:        runtime.RunPreSessionHook,
+		IdleSandbox: cfg.Runtime.IdleTimeout,
+		Logger:      g.log.With().Str("component", "sessions").Logger(),
 	})
 	if err != nil {
 		return nil, err
