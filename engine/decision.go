@@ -9,9 +9,15 @@ import (
 // policy's own kebab-case strings.
 const (
 	// ReasonPolicyError: the policy could not be evaluated (compile error,
-	// undefined decision, conflict, builtin error, timeout, panic). The
-	// decision is a deny and Decision.Err says why.
+	// undefined decision, conflict, builtin error, panic, the caller's
+	// context cancelled). The decision is a deny and Decision.Err says why.
 	ReasonPolicyError = "policy-error"
+	// ReasonOverloaded: the evaluation was cut by the engine's decision
+	// deadline (Options.Timeout). The policy is not at fault: the gateway
+	// is too busy to decide in time. Still a deny, still recorded;
+	// Decision.RetryAfter says when to try again and Decision.Err names the
+	// deadline.
+	ReasonOverloaded = "overloaded"
 	// ReasonRateLimited: a rate-limit bucket named by the policy is empty.
 	ReasonRateLimited = "rate-limited"
 	// ReasonAuditUnavailable: the decision could not be recorded, so it is
@@ -31,9 +37,10 @@ type Decision struct {
 	Reply    string        // text for the user, for denials that tell them what to do
 	Revision string        // hash of the policy files and data that decided
 	Latency  time.Duration // time spent deciding, rate limits included
-	// RetryAfter is set on a rate-limited deny: when a token will be back.
+	// RetryAfter is set on a rate-limited deny (when a token will be back)
+	// and on an overloaded one (OverloadRetryAfter).
 	RetryAfter time.Duration
-	// Err is the failure behind a policy-error deny.
+	// Err is the failure behind a policy-error or overloaded deny.
 	Err error
 	// Detail holds facts the caller adds for the record (the egress proxy:
 	// the addresses a host resolved to, a count of suppressed attempts).

@@ -39,6 +39,14 @@ import (
 // DefaultTimeout is the per-decision deadline when Options leaves it 0.
 const DefaultTimeout = 250 * time.Millisecond
 
+// OverloadRetryAfter is the RetryAfter of an overloaded deny: how long a
+// user is asked to wait before trying again when a decision missed its
+// deadline.
+const OverloadRetryAfter = 5 * time.Second
+
+// errDeadline is the failure of an evaluation the engine's own deadline cut.
+var errDeadline = errors.New("decision deadline passed")
+
 // Options configure an Engine.
 type Options struct {
 	// PolicyDir is the folder of .rego files (subfolders included;
@@ -351,6 +359,10 @@ func (e *Engine) evaluate(ctx context.Context, set *policySet, in Input, d *Deci
 		value = in.Value()
 	}
 	res, err := e.run(ctx, q, d.Entry, value)
+	if errors.Is(err, errDeadline) {
+		overloaded(d, err)
+		return
+	}
 	if err != nil {
 		policyError(d, err)
 		return
@@ -368,10 +380,16 @@ func asTerm(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }
 // run evaluates the prepared query with the engine's deadline and reads the
 // decision object. One timer cancels the evaluation at the deadline (OPA
 // would otherwise start a goroutine per evaluation to watch the context);
-// the caller's context still cancels it.
+// the caller's context still cancels it. An evaluation the timer cut fails
+// with errDeadline (the caller reports it as overloaded); one the caller's
+// context cut, or that failed otherwise, with OPA's error.
 func (e *Engine) run(ctx context.Context, q *rego.PreparedEvalQuery, entry Entry, input ast.Value) (*result, error) {
 	cancel := topdown.NewCancel()
-	timer := time.AfterFunc(e.timeout, cancel.Cancel)
+	var late atomic.Bool
+	timer := time.AfterFunc(e.timeout, func() {
+		late.Store(true)
+		cancel.Cancel()
+	})
 	defer timer.Stop()
 	if ctx.Done() != nil {
 		stop := context.AfterFunc(ctx, cancel.Cancel)
@@ -379,6 +397,8 @@ func (e *Engine) run(ctx context.Context, q *rego.PreparedEvalQuery, entry Entry
 	}
 	rs, err := q.Eval(ctx, rego.EvalParsedInput(input), rego.EvalExternalCancel(cancel), rego.EvalGenerateJSON(asTerm))
 	switch {
+	case err != nil && late.Load() && ctx.Err() == nil:
+		return nil, fmt.Errorf("%w: the decision deadline of %s passed before the policy answered (%w)", errDeadline, e.timeout, err)
 	case err != nil:
 		return nil, err
 	case len(rs) == 0 || len(rs[0].Expressions) == 0:
@@ -462,6 +482,13 @@ func (r *result) apply(d *Decision) {
 	d.Reply = r.reply
 	d.Fields = r.fields
 	d.limits = r.limits
+}
+
+// overloaded makes d the deny of an evaluation the deadline cut.
+func overloaded(d *Decision, err error) {
+	policyError(d, err)
+	d.Reasons = []string{ReasonOverloaded}
+	d.RetryAfter = OverloadRetryAfter
 }
 
 func policyError(d *Decision, err error) {

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -77,7 +79,7 @@ func TestDecide(t *testing.T) {
 		{command: "allow-string", wantReasons: []string{ReasonPolicyError}, wantErr: "not a boolean"},
 		{command: "reason-number", wantReasons: []string{ReasonPolicyError}, wantErr: "reasons holds"},
 		{command: "bad-bucket", wantReasons: []string{ReasonPolicyError}, wantErr: "rate_limits[0]"},
-		{command: "slow", wantReasons: []string{ReasonPolicyError}, wantErr: "cancel"},
+		{command: "slow", wantReasons: []string{ReasonOverloaded}, wantErr: "deadline"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.command, func(t *testing.T) {
@@ -103,6 +105,54 @@ func TestDecide(t *testing.T) {
 		})
 	}
 }
+
+// An evaluation cut by the engine's deadline is an overloaded deny with a
+// retry delay, not a policy-error: the policy is not at fault, the gateway
+// is busy. One cut by the caller's own context is still a policy-error.
+func TestDeadlineIsOverloaded(t *testing.T) {
+	e := newEngine(t, Options{Timeout: time.Millisecond})
+	rec := &countingRecorder{}
+	e.recorder = rec
+	for _, tt := range []struct {
+		name        string
+		ctx         func() context.Context
+		wantReason  string
+		wantRetry   bool
+		wantErrText string
+	}{
+		{"engine deadline", context.Background, ReasonOverloaded, true, "decision deadline of 1ms passed"},
+		{"caller cancelled", func() context.Context {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			return ctx
+		}, ReasonPolicyError, false, "cancel"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			before := rec.n.Load()
+			d := e.Decide(tt.ctx(), msg("slow", "mallory"))
+			if d.Allow || !slices.Equal(d.Reasons, []string{tt.wantReason}) {
+				t.Fatalf("decision = allow %v reasons %v (err %v), want a deny for %s", d.Allow, d.Reasons, d.Err, tt.wantReason)
+			}
+			if d.Err == nil || !strings.Contains(d.Err.Error(), tt.wantErrText) {
+				t.Errorf("Err = %v, want it to say %q", d.Err, tt.wantErrText)
+			}
+			if got := d.RetryAfter > 0; got != tt.wantRetry {
+				t.Errorf("RetryAfter = %s, want set: %v", d.RetryAfter, tt.wantRetry)
+			}
+			if rec.n.Load() != before+1 {
+				t.Errorf("recorded %d decisions, want 1", rec.n.Load()-before)
+			}
+		})
+	}
+	// A fast decision within its deadline is decided as before.
+	if d := newEngine(t, Options{Timeout: time.Second}).Decide(context.Background(), msg("allow", "alice")); !d.Allow {
+		t.Fatalf("allow denied: %v %v", d.Reasons, d.Err)
+	}
+}
+
+type countingRecorder struct{ n atomic.Int64 }
+
+func (r *countingRecorder) Record(context.Context, Input, *Decision) error { r.n.Add(1); return nil }
 
 func TestDecisionFieldsAndData(t *testing.T) {
 	e := newEngine(t, Options{Data: map[string]any{"greeting": "hello"}})
