@@ -26,18 +26,22 @@ var ErrInvalid = errors.New("invalid config")
 
 // Config is the whole file.
 type Config struct {
-	Vault      string                `yaml:"vault"`     // host folder holding every workspace
-	StateDir   string                `yaml:"state_dir"` // store and, by default, the audit log
-	Policies   string                `yaml:"policies"`  // policy folder
-	Connectors map[string]*Connector `yaml:"connectors"`
-	Users      map[string]User       `yaml:"users"`
-	Roles      map[string]Role       `yaml:"roles"`
-	Workspaces map[string]Workspace  `yaml:"workspaces"`
-	Audit      Audit                 `yaml:"audit"`
-	Admin      Admin                 `yaml:"admin"`
-	Model      Model                 `yaml:"model"`
-	Runtime    Runtime               `yaml:"runtime"`
-	MCP        MCP                   `yaml:"mcp"`
+	Vault    string `yaml:"vault"`     // host folder holding every workspace
+	StateDir string `yaml:"state_dir"` // store and, by default, the audit log
+	Policies string `yaml:"policies"`  // policy folder
+	// PolicyTimeout is the deadline of one policy decision (default
+	// DefaultPolicyTimeout). A decision past it is denied as overloaded
+	// and the user is asked to try again.
+	PolicyTimeout time.Duration         `yaml:"policy_timeout"`
+	Connectors    map[string]*Connector `yaml:"connectors"`
+	Users         map[string]User       `yaml:"users"`
+	Roles         map[string]Role       `yaml:"roles"`
+	Workspaces    map[string]Workspace  `yaml:"workspaces"`
+	Audit         Audit                 `yaml:"audit"`
+	Admin         Admin                 `yaml:"admin"`
+	Model         Model                 `yaml:"model"`
+	Runtime       Runtime               `yaml:"runtime"`
+	MCP           MCP                   `yaml:"mcp"`
 }
 
 // Connector is one chat bot. The policy-relevant fields mirror the guide's
@@ -237,6 +241,14 @@ type Runtime struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 }
 
+// DefaultPolicyTimeout, MinPolicyTimeout and MaxPolicyTimeout bound
+// policy_timeout (the default is the engine's own, engine.DefaultTimeout).
+const (
+	DefaultPolicyTimeout = 250 * time.Millisecond
+	MinPolicyTimeout     = 10 * time.Millisecond
+	MaxPolicyTimeout     = 10 * time.Second
+)
+
 // DefaultIdleTimeout and MinIdleTimeout bound runtime.idle_timeout.
 const (
 	DefaultIdleTimeout = 10 * time.Minute
@@ -347,6 +359,9 @@ func (c *Config) defaults() {
 	}
 	if c.Runtime.IdleTimeout == 0 {
 		c.Runtime.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.PolicyTimeout == 0 {
+		c.PolicyTimeout = DefaultPolicyTimeout
 	}
 	if c.Runtime.Namespace == "" {
 		c.Runtime.Namespace = "parachute"
@@ -514,6 +529,9 @@ func (c *Config) Validate() error {
 	c.validateAgents(bad)
 	if c.Runtime.WarmPool < 0 || c.Runtime.WarmPool > 16 {
 		bad("runtime.warm_pool", "%d is not between 0 and 16", c.Runtime.WarmPool)
+	}
+	if c.PolicyTimeout < 0 || (c.PolicyTimeout > 0 && (c.PolicyTimeout < MinPolicyTimeout || c.PolicyTimeout > MaxPolicyTimeout)) {
+		bad("policy_timeout", "%s: give a duration between %s and %s (default %s); a decision past it is denied as overloaded", c.PolicyTimeout, MinPolicyTimeout, MaxPolicyTimeout, DefaultPolicyTimeout)
 	}
 	if c.Runtime.IdleTimeout < 0 || (c.Runtime.IdleTimeout > 0 && c.Runtime.IdleTimeout < MinIdleTimeout) {
 		bad("runtime.idle_timeout", "%s: give a duration of at least %s (default %s); each idle sandbox holds host memory until then", c.Runtime.IdleTimeout, MinIdleTimeout, DefaultIdleTimeout)

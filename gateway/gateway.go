@@ -181,6 +181,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 		// the last good revision stays (and /readyz says so).
 		TestOnReload: true,
 		Limiter:      g.limiter,
+		Timeout:      cfg.PolicyTimeout,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("policies: %w", err)
