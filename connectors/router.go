@@ -144,6 +144,20 @@ const NotRecordedReply = "The bot cannot write its audit log right now, so nothi
 // recorded (it was then refused, whatever policy said).
 const AuditUnavailableReply = "The bot cannot write its audit log right now, so your message was not handled. Please try again later."
 
+// BusyReply answers a message whose decision missed the engine's deadline
+// (reason overloaded): the gateway is saturated, the message was refused
+// and recorded, and the sender may try again after retryAfter.
+func BusyReply(retryAfter time.Duration) string {
+	return fmt.Sprintf("The gateway is busy; try again in %s.", roundUp(retryAfter))
+}
+
+// BusyReplier is a Replier that can mark its reply as a busy one. The
+// router calls Busy before it sends BusyReply; the local connector answers
+// such a request with HTTP 503 and Retry-After instead of 200.
+type BusyReplier interface {
+	Busy(retryAfter time.Duration)
+}
+
 // ParseCommand splits "/cmd[@bot] args" into a known command and its
 // argument. Text that is not a known command returns "", "".
 func ParseCommand(text string) (cmd, arg string) {
@@ -351,6 +365,13 @@ func (r *Router) handle(ctx context.Context, m *Message, rep Replier) error {
 		if slices.Contains(d.Reasons, engine.ReasonAuditUnavailable) {
 			// Nothing happens without its record, and the user is told.
 			return r.say(ctx, rep, m, AuditUnavailableReply)
+		}
+		if slices.Contains(d.Reasons, engine.ReasonOverloaded) {
+			// Load shed, said: not the policy's reply, not silence.
+			if b, ok := rep.(BusyReplier); ok {
+				b.Busy(d.RetryAfter)
+			}
+			return r.say(ctx, rep, m, BusyReply(d.RetryAfter))
 		}
 		if cmd == "pair" && d.Bool("may_pair") && r.pairing != nil {
 			return r.pair(ctx, rep, m)
