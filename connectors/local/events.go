@@ -80,6 +80,15 @@ type eventReplier struct {
 	started bool
 	order   []string          // message IDs in the order sent
 	texts   map[string]string // message ID → current text
+	busy    time.Duration     // set by Busy before the first event: status 503
+}
+
+// Busy marks the reply as a busy one (connectors.BusyReplier): if no event
+// has been sent yet, the stream's status is 503 with Retry-After.
+func (e *eventReplier) Busy(retryAfter time.Duration) {
+	e.mu.Lock()
+	e.busy = max(retryAfter, time.Nanosecond)
+	e.mu.Unlock()
 }
 
 // event writes one event; the caller holds mu.
@@ -92,7 +101,12 @@ func (e *eventReplier) event(name string, data any) error {
 		e.started = true
 		e.w.Header().Set("Content-Type", "text/event-stream")
 		e.w.Header().Set("Cache-Control", "no-store")
-		e.w.WriteHeader(http.StatusOK)
+		if e.busy > 0 {
+			e.w.Header().Set("Retry-After", retryAfter(e.busy))
+			e.w.WriteHeader(http.StatusServiceUnavailable)
+		} else {
+			e.w.WriteHeader(http.StatusOK)
+		}
 	}
 	// JSON has no raw newline, so one data line carries it whole.
 	if _, err := fmt.Fprintf(e.w, "event: %s\ndata: %s\n\n", name, b); err != nil {

@@ -257,6 +257,12 @@ func (c *Connector) Handler(h connectors.Handler) http.Handler {
 			resp.Reply += ch
 		}
 		w.Header().Set("Content-Type", "application/json")
+		if rep.busy > 0 {
+			// Load shed: the gateway refused the message for want of
+			// time, and says so in the status a client can act on.
+			w.Header().Set("Retry-After", retryAfter(rep.busy))
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
 		_ = json.NewEncoder(w).Encode(resp)
 	})
 	return mux
@@ -299,10 +305,24 @@ func httpError(w http.ResponseWriter, code int, msg string) {
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
 }
 
+// retryAfter is a Retry-After header value: whole seconds, rounded up,
+// at least 1.
+func retryAfter(d time.Duration) string {
+	return strconv.FormatInt(max(1, int64((d+time.Second-1)/time.Second)), 10)
+}
+
 // collector is the Replier of one HTTP request.
 type collector struct {
 	mu     sync.Mutex
 	chunks []string
+	busy   time.Duration // set by Busy: answer 503 with Retry-After
+}
+
+// Busy marks the reply as a busy one (connectors.BusyReplier).
+func (c *collector) Busy(retryAfter time.Duration) {
+	c.mu.Lock()
+	c.busy = max(retryAfter, time.Nanosecond)
+	c.mu.Unlock()
 }
 
 func (c *collector) SendText(_ context.Context, _ string, text string) error {
