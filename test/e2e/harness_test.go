@@ -181,8 +181,16 @@ model:
   api_key_env: E2E_MODEL_KEY
   model: gpt-test
 %s`, vault, dir, repoRoot(), addr, imageRef, n, upstream.URL, extraYAML)
-	// Every local connector authenticates its callers with a bearer token
-	// (a connector with owners must); send carries it.
+	return startGateway(t, addr, yaml, fake, vault)
+}
+
+// startGateway parses yaml (every local connector given the e2e bearer
+// token: a connector with owners must have one, and send carries it),
+// runs a gateway on it until the test ends and waits until it and every
+// local connector are ready. At cleanup it checks that no sandbox is left
+// and no secret leaked, and prints the gateway's log if the test failed.
+func startGateway(t *testing.T, addr, yaml string, fake *model.Fake, vault string) *env {
+	t.Helper()
 	yaml = localType.ReplaceAllString(yaml, "${1}type: local\n${1}token_env: E2E_LOCAL_TOKEN")
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
@@ -192,15 +200,7 @@ model:
 	g, err := gateway.New(context.Background(), cfg, gateway.Options{
 		Logger: zerolog.New(logs),
 		Getenv: func(k string) string {
-			switch k {
-			case "E2E_MODEL_KEY":
-				return apiKey
-			case "E2E_TG_TOKEN":
-				return tgToken
-			case "E2E_LOCAL_TOKEN":
-				return localToken
-			}
-			return ""
+			return map[string]string{"E2E_MODEL_KEY": apiKey, "E2E_TG_TOKEN": tgToken, "E2E_LOCAL_TOKEN": localToken}[k]
 		},
 	})
 	if err != nil {
@@ -223,11 +223,19 @@ model:
 			t.Errorf("gateway Run: %v", err)
 		}
 		e.assertNoSecretsLeaked()
+		if t.Failed() {
+			t.Logf("gateway log:\n%s", logs.String())
+		}
 	})
 	<-g.Ready()
-	for _, c := range conns {
-		for i := 0; c.Addr() == nil && i < 400; i++ {
-			time.Sleep(5 * time.Millisecond)
+	for name, c := range conns {
+		select {
+		case <-c.Listening():
+		case err := <-done:
+			done <- err // for the cleanup, which waits for Run's end
+			t.Fatalf("gateway stopped before connector %s listened: %v", name, err)
+		case <-time.After(30 * time.Second):
+			t.Fatalf("connector %s never listened", name)
 		}
 	}
 	return e

@@ -16,12 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/parachute-gateway/parachute/agentadapt"
-	"github.com/parachute-gateway/parachute/config"
-	"github.com/parachute-gateway/parachute/connectors/local"
-	"github.com/parachute-gateway/parachute/gateway"
 	"github.com/parachute-gateway/parachute/runtime"
 	"github.com/parachute-gateway/parachute/sessions"
 	"github.com/parachute-gateway/parachute/test/ctrd"
@@ -161,49 +156,7 @@ model:
   api_key_env: E2E_MODEL_KEY
   model: %s
 %s`, vault, dir, repoRoot(), addr, ref, kind, runtimeYAML, provider, upstream.URL, modelName, extraYAML)
-	yaml = localType.ReplaceAllString(yaml, "${1}type: local\n${1}token_env: E2E_LOCAL_TOKEN")
-	cfg, err := config.Parse([]byte(yaml))
-	if err != nil {
-		t.Fatalf("config: %v\n%s", err, yaml)
-	}
-	logs := &syncBuffer{}
-	g, err := gateway.New(context.Background(), cfg, gateway.Options{
-		Logger: zerolog.New(logs),
-		Getenv: func(k string) string {
-			return map[string]string{"E2E_MODEL_KEY": apiKey, "E2E_TG_TOKEN": tgToken, "E2E_LOCAL_TOKEN": localToken}[k]
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	conns := map[string]*local.Connector{}
-	for _, c := range g.Connectors() {
-		if lc, ok := c.(*local.Connector); ok {
-			conns[c.Name()] = lc
-		}
-	}
-	e := &env{t: t, g: g, cfg: cfg, conns: conns, model: fake, vault: vault, logBuf: logs}
-	t.Cleanup(func() {
-		e.assertSandboxesClean(addr)
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("gateway Run: %v", err)
-		}
-		e.assertNoSecretsLeaked()
-		if t.Failed() {
-			t.Logf("gateway log:\n%s", logs.String())
-		}
-	})
-	<-g.Ready()
-	for _, c := range conns {
-		for i := 0; c.Addr() == nil && i < 400; i++ {
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
-	return e
+	return startGateway(t, addr, yaml, fake, vault)
 }
 
 // realRoles: members' workspaces without a disk image (disk_mb 0), so the
