@@ -28,12 +28,7 @@ func TestSandboxCommands(t *testing.T) {
 	if _, err := os.Stat("/bin/busybox"); err != nil {
 		ctrd.Unavailable(t, "busybox-static not installed")
 	}
-	bin := filepath.Join(t.TempDir(), "probe")
-	build := exec.Command(filepath.Join(goruntime.GOROOT(), "bin", "go"), "build", "-o", bin, "../../test/probe")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build probe: %v\n%s", err, out)
-	}
+	bin := probeBinary(t)
 	ref := "parachute.local/cli-test:1"
 	common := []string{"--address", addr, "--namespace", "parachute-cli-test"}
 
@@ -145,6 +140,33 @@ func TestImageBuildAddFlags(t *testing.T) {
 // that a test can kill -9.
 const envCLIArgs = "PARACHUTE_TEST_CLI_ARGS"
 
+// probeBinary builds test/probe, which stands in for the static parachute
+// binary in test images, into t's temporary folder.
+func probeBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "probe")
+	build := exec.Command(filepath.Join(goruntime.GOROOT(), "bin", "go"), "build", "-o", bin, "../../test/probe")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build probe: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// probeImage builds and imports, with the CLI, the probe image
+// parachute.local/NAME:1 in namespace parachute-NAME of the containerd at
+// addr, and returns its ref and the flags naming that containerd.
+func probeImage(t *testing.T, addr, name string) (ref string, common []string) {
+	t.Helper()
+	bin := probeBinary(t)
+	ref = "parachute.local/" + name + ":1"
+	common = []string{"--address", addr, "--namespace", "parachute-" + name}
+	if code, out, errOut := runCLI(t, append([]string{"image", "build", "--binary", bin, "--ref", ref}, common...)...); code != 0 {
+		t.Fatalf("image build: code %d\n%s%s", code, out, errOut)
+	}
+	return ref, common
+}
+
 func TestMain(m *testing.M) {
 	if a := os.Getenv(envCLIArgs); a != "" {
 		var args []string
@@ -164,17 +186,7 @@ func TestSandboxRunKilledNoOrphan(t *testing.T) {
 	if _, err := os.Stat("/bin/busybox"); err != nil {
 		ctrd.Unavailable(t, "busybox-static not installed")
 	}
-	bin := filepath.Join(t.TempDir(), "probe")
-	build := exec.Command(filepath.Join(goruntime.GOROOT(), "bin", "go"), "build", "-o", bin, "../../test/probe")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build probe: %v\n%s", err, out)
-	}
-	ref := "parachute.local/cli-orphan:1"
-	common := []string{"--address", addr, "--namespace", "parachute-cli-orphan"}
-	if code, out, errOut := runCLI(t, append([]string{"image", "build", "--binary", bin, "--ref", ref}, common...)...); code != 0 {
-		t.Fatalf("image build: code %d\n%s%s", code, out, errOut)
-	}
+	ref, common := probeImage(t, addr, "cli-orphan")
 	ws := t.TempDir()
 	runArgs := append([]string{"sandbox", "run", "--image", ref, "--seccomp-dir", testSeccompDir, "--workspace", ws}, common...)
 	killedRun := func() {
@@ -220,17 +232,7 @@ func TestSandboxRunClassDiskTrust(t *testing.T) {
 	if _, err := os.Stat("/bin/busybox"); err != nil {
 		ctrd.Unavailable(t, "busybox-static not installed")
 	}
-	bin := filepath.Join(t.TempDir(), "probe")
-	build := exec.Command(filepath.Join(goruntime.GOROOT(), "bin", "go"), "build", "-o", bin, "../../test/probe")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build probe: %v\n%s", err, out)
-	}
-	ref := "parachute.local/cli-class:1"
-	common := []string{"--address", addr, "--namespace", "parachute-cli-class"}
-	if code, out, errOut := runCLI(t, append([]string{"image", "build", "--binary", bin, "--ref", ref}, common...)...); code != 0 {
-		t.Fatalf("image build: code %d\n%s%s", code, out, errOut)
-	}
+	ref, common := probeImage(t, addr, "cli-class")
 	diskDir := filepath.Join(t.TempDir(), "disks")
 	sandbox := func(args ...string) (int, string, string) {
 		a := append([]string{"sandbox", "run", "--image", ref, "--seccomp-dir", testSeccompDir, "--disk-dir", diskDir}, common...)
