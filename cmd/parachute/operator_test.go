@@ -22,30 +22,9 @@ import (
 	"github.com/parachute-gateway/parachute/connectors"
 	"github.com/parachute-gateway/parachute/connectors/local"
 	"github.com/parachute-gateway/parachute/gateway"
-	"github.com/parachute-gateway/parachute/runtime"
 	"github.com/parachute-gateway/parachute/sessions"
+	"github.com/parachute-gateway/parachute/test/fakes/sandbox"
 )
-
-// echoRuntime stands in for containerd: each turn echoes its text.
-type echoRuntime struct{}
-
-type echoSandbox struct{ id string }
-
-func (echoRuntime) Start(_ context.Context, s runtime.Spec) (runtime.Sandbox, error) {
-	return echoSandbox{s.SessionID}, nil
-}
-func (s echoSandbox) ID() string                 { return s.id }
-func (s echoSandbox) Stop(context.Context) error { return nil }
-func (s echoSandbox) Exec(_ context.Context, t runtime.Turn) (runtime.Result, error) {
-	var in struct {
-		Text string `json:"text"`
-	}
-	if err := json.NewDecoder(t.Stdin).Decode(&in); err != nil {
-		return runtime.Result{}, err
-	}
-	fmt.Fprintf(t.Stdout, "echo: %s", in.Text)
-	return runtime.Result{}, nil
-}
 
 // operatorConfig writes a gateway config into a fresh folder (0600, as
 // a config naming a secret's variable must be) and points
@@ -107,7 +86,7 @@ func runGateway(t *testing.T, path string) (*gateway.Gateway, *local.Connector, 
 	}
 	g, err := gateway.New(context.Background(), cfg, gateway.Options{
 		Logger:     zerolog.Nop(),
-		Runtimes:   map[string]sessions.Sandboxes{"containerd": echoRuntime{}},
+		Runtimes:   map[string]sessions.Sandboxes{"containerd": sandbox.Echo()},
 		Connectors: []connectors.Connector{conn},
 	})
 	if err != nil {

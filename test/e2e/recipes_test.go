@@ -19,26 +19,9 @@ import (
 	"github.com/parachute-gateway/parachute/connectors"
 	"github.com/parachute-gateway/parachute/connectors/local"
 	"github.com/parachute-gateway/parachute/gateway"
-	"github.com/parachute-gateway/parachute/runtime"
 	"github.com/parachute-gateway/parachute/sessions"
+	"github.com/parachute-gateway/parachute/test/fakes/sandbox"
 )
-
-// replyRuntime stands in for both runtimes (containerd and direct): the
-// recipes are about what the operator's commands read from the audit log,
-// which the gateway writes the same whichever runs the turn.
-type replyRuntime struct{}
-
-type replySandbox struct{ id string }
-
-func (replyRuntime) Start(_ context.Context, s runtime.Spec) (runtime.Sandbox, error) {
-	return replySandbox{s.SessionID}, nil
-}
-func (s replySandbox) ID() string                 { return s.id }
-func (s replySandbox) Stop(context.Context) error { return nil }
-func (s replySandbox) Exec(_ context.Context, t runtime.Turn) (runtime.Result, error) {
-	fmt.Fprint(t.Stdout, "ok")
-	return runtime.Result{}, nil
-}
 
 // buildCLI builds the parachute binary into dir/bin, to be put on PATH.
 func buildCLI(t *testing.T, dir string) string {
@@ -95,9 +78,13 @@ connectors:
 	if err != nil {
 		t.Fatal(err)
 	}
+	okRuntime := sandbox.Runtime{Answer: func(string) string { return "ok" }}
 	g, err := gateway.New(context.Background(), cfg, gateway.Options{
-		Logger:     zerolog.Nop(),
-		Runtimes:   map[string]sessions.Sandboxes{"containerd": replyRuntime{}, "direct": replyRuntime{}},
+		Logger: zerolog.Nop(),
+		// The recipes are about what the operator's commands read from the
+		// audit log, which the gateway writes the same whichever runtime
+		// runs the turn: a stand-in answers for both.
+		Runtimes:   map[string]sessions.Sandboxes{"containerd": okRuntime, "direct": okRuntime},
 		Connectors: []connectors.Connector{conn},
 	})
 	if err != nil {
