@@ -52,13 +52,14 @@ func (p *Proxy) buildCatalog(ctx context.Context) (*catalog, error) {
 		}
 		e := &entry{def: def, server: server, remote: r, access: classify(def.Name, overrides),
 			key: server + "/" + def.Name, hash: toolHash(def, origin)}
-		e.pathArgList = pathArgs(def.InputSchema, extra)
+		props := schemaProperties(def.InputSchema)
+		e.pathArgList = pathArgs(props, extra)
 		e.pathArgs = make(map[string]bool, len(e.pathArgList))
 		for _, n := range e.pathArgList {
 			e.pathArgs[n] = true
 		}
 		e.declared = map[string]bool{}
-		for name := range schemaProperties(def.InputSchema) {
+		for name := range props {
 			e.declared[name] = true
 		}
 		c.byName[def.Name] = e

@@ -55,7 +55,7 @@ func classify(name string, overrides map[string]string) string {
 // pathArgs lists the arguments of a tool that hold paths: the default names,
 // the extra names given, and every property of the input schema whose name
 // looks like a path and whose type is a string or an array of strings.
-func pathArgs(schema any, extra []string) []string {
+func pathArgs(props map[string]propSchema, extra []string) []string {
 	set := map[string]bool{}
 	for _, n := range DefaultPathArgs {
 		set[n] = true
@@ -63,7 +63,7 @@ func pathArgs(schema any, extra []string) []string {
 	for _, n := range extra {
 		set[n] = true
 	}
-	for name, prop := range schemaProperties(schema) {
+	for name, prop := range props {
 		if pathLike.MatchString(name) && stringish(prop) {
 			set[name] = true
 		}
