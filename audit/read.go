@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -219,35 +220,63 @@ func Follow(ctx context.Context, dir string, opts ReadOptions, poll time.Duratio
 		}
 	}()
 	// catchUp reads every file and keeps the current one open at its end.
+	// The files are all opened before any is read, and the listing is
+	// taken again after: a rotation in between (the current file renamed,
+	// a new one begun) would otherwise leave the renamed file unread and
+	// its records skipped, as records are delivered in order.
 	catchUp := func() error {
 		if f != nil {
 			f.Close()
 			f = nil
 		}
-		files, err := Files(dir)
-		if err != nil {
-			return err
-		}
-		for _, path := range files {
-			file, err := os.Open(path)
+		for {
+			files, err := Files(dir)
 			if err != nil {
 				return err
 			}
-			n, err := scan(file, path, once)
+			opened := make([]*os.File, 0, len(files))
+			closeAll := func() {
+				for _, o := range opened {
+					o.Close()
+				}
+			}
+			for _, path := range files {
+				file, err := os.Open(path)
+				if err != nil {
+					closeAll()
+					return err
+				}
+				opened = append(opened, file)
+			}
+			again, err := Files(dir)
 			if err != nil {
-				file.Close()
+				closeAll()
 				return err
 			}
-			if path == cur {
-				f, offset = file, n
-			} else {
-				file.Close()
+			if !slices.Equal(files, again) {
+				closeAll() // rotated while opening: list again
+				continue
 			}
+			for i, path := range files {
+				n, err := scan(opened[i], path, once)
+				if err != nil {
+					opened[i].Close()
+					for _, o := range opened[i+1:] {
+						o.Close()
+					}
+					return err
+				}
+				if path == cur {
+					f, offset = opened[i], n
+				} else {
+					opened[i].Close()
+				}
+			}
+			if f == nil {
+				return fmt.Errorf("no audit log in %s", dir)
+			}
+			return nil
 		}
-		if f == nil {
-			return fmt.Errorf("no audit log in %s", dir)
-		}
-		return nil
 	}
 	if err := catchUp(); err != nil {
 		return err
