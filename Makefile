@@ -8,7 +8,7 @@ COVERAGE := 90
 # without cgo (a build without it refuses encryption: true).
 TAGS     := goolm
 
-.PHONY: all build deps lint test test-go test-policies bench run stop clean
+.PHONY: all build deps lint test test-go test-policies bench bench-load run stop clean
 
 all: build
 
@@ -38,6 +38,16 @@ test: deps lint test-policies test-go
 
 bench:
 	$(GO) test -tags $(TAGS) -run '^$$' -bench . -benchmem ./...
+
+# bench-load: the load ladder (test/load): a real gateway on a private
+# containerd, N users at once on the local connector, each one /write and
+# five /cat, for each N of LADDER. Minutes per rung; needs root.
+LADDER        ?= 50,100,200
+WARM_POOL     ?= 1
+WARM_POOL_MAX ?= 0
+bench-load:
+	$(GO) test -tags $(TAGS) -run '^$$' -bench LoadLadder -benchtime 1x -timeout 60m ./test/load \
+	  -ladder $(LADDER) -warm-pool $(WARM_POOL) -warm-pool-max $(WARM_POOL_MAX)
 
 # run: build and serve examples/local.yaml, saying what it is doing (the
 # first run fetches and compiles a few minutes); stop: stop that gateway
