@@ -1,0 +1,484 @@
+// Package browser drives Debian's Chromium headless for tests, through
+// chromedp: one browser per New, a fresh profile in the test's temporary
+// folder, and three promises a security reviewer can rely on:
+//
+//   - every wait has a deadline and fails the test loudly when it passes,
+//     naming the selector, the page and what the page showed (with a
+//     screenshot); nothing sleeps;
+//   - every error the page writes to its console, every uncaught exception
+//     and every Content-Security-Policy violation fails the test, unless
+//     the test said beforehand that it expects that one (Expect);
+//   - screenshots are full-page PNGs under $PARACHUTE_ARTIFACTS (default
+//     test/.state/artifacts/console/, never committed).
+//
+// Without /usr/bin/chromium (test/deps/50-chromium.sh installs it) New
+// skips the test, except under CI=true, where it fails it: CI must never
+// pass by skipping the browser tests.
+package browser
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	goruntime "runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+)
+
+// ExecPath is the Chromium the tests drive: Debian's package.
+const ExecPath = "/usr/bin/chromium"
+
+// EnvArtifacts names the folder screenshots go to.
+const EnvArtifacts = "PARACHUTE_ARTIFACTS"
+
+// StepTimeout bounds every step that has no deadline of its own: a
+// navigation, a click, an evaluation.
+const StepTimeout = 10 * time.Second
+
+// flushTimeout bounds the wait for the console's messages to catch up.
+const flushTimeout = 5 * time.Second
+
+// flushPrefix marks the console message Problems writes to know it has
+// seen everything the page wrote before.
+const flushPrefix = "parachute-browser-flush-"
+
+// cspProbe runs in every document before the page's own scripts. DevTools
+// injects it, so the page's CSP does not apply to it. It writes each
+// violation to the console as an error: a violation fails the test even
+// where Chromium's own report of it changes wording or level.
+const cspProbe = `addEventListener('securitypolicyviolation', function (e) {
+  console.error('CSP violation: ' + e.violatedDirective + ' blocked ' + (e.blockedURI || 'inline') +
+    ' at ' + (e.sourceFile || document.URL) + ':' + e.lineNumber);
+}, true);`
+
+// Width and Height are the window's size: the console's desktop layout.
+const (
+	Width  = 1280
+	Height = 900
+)
+
+// Browser is one headless Chromium with one tab, for one test.
+type Browser struct {
+	// Artifacts is the folder Screenshot writes to.
+	Artifacts string
+	// Started is how long Chromium took to start and open its tab.
+	Started time.Duration
+
+	ctx    context.Context // the tab's; no deadline (chromedp's rule)
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	msgs      []chromedp.ConsoleMessage
+	seen      chan struct{} // closed and replaced at each message
+	expected  []*regexp.Regexp
+	flushes   int
+	streamErr error
+}
+
+// New starts Chromium for t and stops it when t ends. At t's end it fails t
+// with every console error, exception and CSP violation not expected.
+func New(t testing.TB) *Browser {
+	t.Helper()
+	if why := Missing(); why != "" {
+		Unavailable(t, why)
+	}
+	dir := t.TempDir()
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(ExecPath),
+		chromedp.UserDataDir(filepath.Join(dir, "profile")),
+		chromedp.WindowSize(Width, Height),
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Headless,
+		chromedp.NoSandbox, // the tests run as root, where Chromium's sandbox cannot start
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("disable-extensions", true),
+		chromedp.Flag("disable-default-apps", true),
+		chromedp.Flag("disable-breakpad", true),
+		chromedp.Flag("metrics-recording-only", true),
+		chromedp.Flag("password-store", "basic"),
+	}
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelTab := chromedp.NewContext(allocCtx)
+	b := &Browser{Artifacts: ArtifactsDir(), ctx: ctx, seen: make(chan struct{})}
+	b.cancel = func() { cancelTab(); cancelAlloc() }
+
+	start := time.Now()
+	// The first Run starts the browser; it must not carry a deadline, or
+	// the deadline would stop the browser. A start that hangs is bounded
+	// by the allocator's own read timeout of the DevTools address.
+	messages := chromedp.Console(ctx)
+	if err := chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, tgt *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tgt, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: cspProbe})
+		return err
+	})); err != nil {
+		b.cancel()
+		t.Fatalf("browser: starting %s: %v", ExecPath, err)
+	}
+	b.Started = time.Since(start)
+	go b.collect(messages)
+	t.Cleanup(func() {
+		if problems, err := b.problems(); err != nil {
+			t.Errorf("browser: reading the console: %v", err)
+		} else if len(problems) > 0 {
+			t.Errorf("browser: the page reported %d problem(s):\n  %s", len(problems), strings.Join(problems, "\n  "))
+		}
+		b.cancel()
+	})
+	t.Logf("browser: chromium started in %v", b.Started.Round(time.Millisecond))
+	return b
+}
+
+// Missing says why there can be no browser, or "" when there can.
+func Missing() string {
+	if _, err := os.Stat(ExecPath); err != nil {
+		return ExecPath + " not found (test/deps/50-chromium.sh installs Debian's chromium; `make deps` runs it)"
+	}
+	if _, err := exec.LookPath(ExecPath); err != nil {
+		return ExecPath + " is not executable"
+	}
+	return ""
+}
+
+// Unavailable skips t, or fails it under CI=true.
+func Unavailable(t testing.TB, why string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("browser prerequisite missing under CI=true: %s", why)
+	}
+	t.Skipf("skipping: %s (set CI=true to make this a failure)", why)
+}
+
+// ArtifactsDir is $PARACHUTE_ARTIFACTS, or test/.state/artifacts/console
+// in the repository (ignored by git).
+func ArtifactsDir() string {
+	if d := os.Getenv(EnvArtifacts); d != "" {
+		return d
+	}
+	_, file, _, _ := goruntime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", ".state", "artifacts", "console")
+}
+
+// collect keeps every console message until the browser stops.
+func (b *Browser) collect(messages func(func(chromedp.ConsoleMessage, error) bool)) {
+	for m, err := range messages {
+		b.mu.Lock()
+		if err != nil {
+			if !errors.Is(err, context.Canceled) {
+				b.streamErr = err
+			}
+			close(b.seen)
+			b.seen = make(chan struct{})
+			b.mu.Unlock()
+			return
+		}
+		b.msgs = append(b.msgs, m)
+		close(b.seen)
+		b.seen = make(chan struct{})
+		b.mu.Unlock()
+	}
+}
+
+// Expect lets console errors matching pattern pass: a test that provokes
+// one (a refused request shows as "Failed to load resource: ... 401")
+// says so before.
+func (b *Browser) Expect(pattern string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.expected = append(b.expected, regexp.MustCompile(pattern))
+}
+
+// Problems returns the console errors, exceptions and CSP violations not
+// expected since the last call, and forgets them. It first makes sure
+// every message the page wrote before the call has arrived.
+func (b *Browser) Problems(t testing.TB) []string {
+	t.Helper()
+	p, err := b.problems()
+	if err != nil {
+		t.Fatalf("browser: reading the console: %v", err)
+	}
+	return p
+}
+
+func (b *Browser) problems() ([]string, error) {
+	b.mu.Lock()
+	b.flushes++
+	marker := fmt.Sprintf("%s%d", flushPrefix, b.flushes)
+	b.mu.Unlock()
+	ctx, cancel := context.WithTimeout(b.ctx, flushTimeout)
+	defer cancel()
+	// The marker goes through the same stream as the page's messages, after
+	// them: once it is read, so is everything before it.
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[chromedp.Void]("console.debug("+jsString(marker)+")", chromedp.EvalIgnoreExceptions)); err != nil && !errors.Is(err, chromedp.ErrJSUndefined) {
+		return nil, fmt.Errorf("writing the flush marker: %w", err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for {
+		for i, m := range b.msgs {
+			if m.Text == marker {
+				out := b.classify(b.msgs[:i])
+				b.msgs = append([]chromedp.ConsoleMessage(nil), b.msgs[i+1:]...)
+				return out, nil
+			}
+		}
+		if b.streamErr != nil {
+			return nil, b.streamErr
+		}
+		seen := b.seen
+		b.mu.Unlock()
+		select {
+		case <-seen:
+		case <-ctx.Done():
+			b.mu.Lock()
+			return nil, fmt.Errorf("the console stream did not deliver the flush marker within %v", flushTimeout)
+		}
+		b.mu.Lock()
+	}
+}
+
+// classify keeps the messages that are problems: errors, exceptions and
+// anything about a Content-Security-Policy, at any level.
+func (b *Browser) classify(msgs []chromedp.ConsoleMessage) []string {
+	var out []string
+next:
+	for _, m := range msgs {
+		if strings.HasPrefix(m.Text, flushPrefix) {
+			continue
+		}
+		csp := m.Source == "security" || strings.Contains(m.Text, "Content Security Policy") || strings.HasPrefix(m.Text, "CSP violation")
+		if !csp && m.Type != chromedp.ConsoleError && m.Type != chromedp.ConsoleException {
+			continue
+		}
+		for _, re := range b.expected {
+			if re.MatchString(m.Text) {
+				continue next
+			}
+		}
+		where := m.URL
+		if where != "" && m.Line > 0 {
+			where = fmt.Sprintf("%s:%d", where, m.Line+1)
+		}
+		out = append(out, fmt.Sprintf("%s (source %q) at %s", m.String(), m.Source, where))
+	}
+	return out
+}
+
+// step runs a with StepTimeout.
+func (b *Browser) step(a chromedp.Action[chromedp.Void]) error {
+	ctx, cancel := context.WithTimeout(b.ctx, StepTimeout)
+	defer cancel()
+	return chromedp.Do(ctx, a)
+}
+
+// Go navigates to url, waits for its load and returns the document's
+// response. It fails t when the page does not load within StepTimeout.
+func (b *Browser) Go(t testing.TB, url string) *network.Response {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, StepTimeout)
+	defer cancel()
+	resp, err := chromedp.Run(ctx, chromedp.NavigateResponse(url))
+	if err != nil {
+		b.fail(t, "go-failure", "navigating to %s: %v", url, err)
+	}
+	return resp
+}
+
+// Submit clicks sel, which must start a navigation (a form's button, a
+// link), waits for the new page's load and returns its document's
+// response (after redirects).
+func (b *Browser) Submit(t testing.TB, sel string) *network.Response {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, StepTimeout)
+	defer cancel()
+	resp, err := chromedp.RunResponse(ctx, chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible))
+	if err != nil {
+		b.fail(t, "submit-failure", "clicking %s and waiting for the page it opens: %v", sel, err)
+	}
+	return resp
+}
+
+// Wait waits until an element matching the CSS selector sel is visible,
+// failing t if none is within d.
+func (b *Browser) Wait(t testing.TB, sel string, d time.Duration) {
+	t.Helper()
+	if err := b.WaitErr(sel, d); err != nil {
+		b.fail(t, "wait-failure", "%v", err)
+	}
+}
+
+// WaitErr is Wait returning the failure instead of failing the test.
+func (b *Browser) WaitErr(sel string, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(b.ctx, d)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(sel))); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("no element %s visible within %v on %s", sel, d, b.location())
+		}
+		return fmt.Errorf("waiting for %s on %s: %w", sel, b.location(), err)
+	}
+	return nil
+}
+
+// Click clicks the first visible element matching sel.
+func (b *Browser) Click(t testing.TB, sel string) {
+	t.Helper()
+	if err := b.step(chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible)); err != nil {
+		b.fail(t, "click-failure", "clicking %s on %s: %v", sel, b.location(), err)
+	}
+}
+
+// SetValue sets the value of the form field sel (an input, a select, a
+// textarea) and fires its input and change events, as typing would.
+func (b *Browser) SetValue(t testing.TB, sel, value string) {
+	t.Helper()
+	js := fmt.Sprintf(`(() => {
+  const el = document.querySelector(%s);
+  if (!el) return false;
+  el.value = %s;
+  el.dispatchEvent(new Event('input', {bubbles: true}));
+  el.dispatchEvent(new Event('change', {bubbles: true}));
+  return el.value === %[2]s;
+})()`, jsString(sel), jsString(value))
+	var ok bool
+	if err := b.step(chromedp.Func(func(ctx context.Context, tgt *chromedp.Target) error {
+		v, err := chromedp.Evaluate[bool](js)(ctx, tgt)
+		ok = v
+		return err
+	})); err != nil || !ok {
+		b.fail(t, "setvalue-failure", "setting %s to %q on %s: found=%v err=%v", sel, value, b.location(), ok, err)
+	}
+}
+
+// Text returns the visible text of the first element matching sel.
+func (b *Browser) Text(t testing.TB, sel string) string {
+	t.Helper()
+	return Eval[string](t, b, fmt.Sprintf(`(() => { const el = document.querySelector(%s); return el ? el.innerText : null; })()`, jsString(sel)))
+}
+
+// Attr returns the attribute name of the first element matching sel, or
+// "" when it has none; it fails t when there is no such element.
+func (b *Browser) Attr(t testing.TB, sel, name string) string {
+	t.Helper()
+	v := Eval[*string](t, b, fmt.Sprintf(`(() => { const el = document.querySelector(%s); return el ? (el.getAttribute(%s) ?? '') : null; })()`, jsString(sel), jsString(name)))
+	if v == nil {
+		b.fail(t, "attr-failure", "no element %s on %s", sel, b.location())
+	}
+	return *v
+}
+
+// Count returns how many elements match sel.
+func (b *Browser) Count(t testing.TB, sel string) int {
+	t.Helper()
+	return Eval[int](t, b, fmt.Sprintf(`document.querySelectorAll(%s).length`, jsString(sel)))
+}
+
+// URL returns the tab's current address.
+func (b *Browser) URL(t testing.TB) string {
+	t.Helper()
+	return Eval[string](t, b, `document.URL`)
+}
+
+// Eval evaluates the JavaScript expression js in the page (awaiting a
+// promise) and decodes its JSON value into T.
+func Eval[T any](t testing.TB, b *Browser, js string) T {
+	t.Helper()
+	var out T
+	err := b.step(chromedp.Func(func(ctx context.Context, tgt *chromedp.Target) error {
+		v, err := chromedp.Evaluate[T](js, chromedp.EvalAwaitPromise)(ctx, tgt)
+		out = v
+		return err
+	}))
+	if err != nil {
+		b.fail(t, "eval-failure", "evaluating %.80q on %s: %v", js, b.location(), err)
+	}
+	return out
+}
+
+// Screenshot saves a full-page PNG of the tab as Artifacts/name.png and
+// returns its path.
+func (b *Browser) Screenshot(t testing.TB, name string) string {
+	t.Helper()
+	path, err := b.screenshot(name)
+	if err != nil {
+		t.Fatalf("browser: screenshot %s: %v", name, err)
+	}
+	t.Logf("browser: screenshot %s", path)
+	return path
+}
+
+var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+func (b *Browser) screenshot(name string) (string, error) {
+	ctx, cancel := context.WithTimeout(b.ctx, StepTimeout)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(b.Artifacts, 0o755); err != nil {
+		return "", err
+	}
+	path := filepath.Join(b.Artifacts, unsafeName.ReplaceAllString(name, "_")+".png")
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+// location names the page for a failure message: its address and the
+// start of its text.
+func (b *Browser) location() string {
+	ctx, cancel := context.WithTimeout(b.ctx, 2*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.URL + ' (' + JSON.stringify((document.body ? document.body.innerText : '').slice(0, 300)) + ')'`))
+	if err != nil {
+		return fmt.Sprintf("an unknown page (%v)", err)
+	}
+	return v
+}
+
+// fail saves a screenshot named after t and what failed, and fails t.
+func (b *Browser) fail(t testing.TB, what, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if path, err := b.screenshot(t.Name() + "-" + what); err == nil {
+		msg += "\n(screenshot " + path + ")"
+	}
+	t.Fatalf("browser: %s", msg)
+}
+
+// jsString quotes s as a JavaScript string literal.
+func jsString(s string) string {
+	var sb strings.Builder
+	sb.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			sb.WriteByte('\\')
+			sb.WriteRune(r)
+		case r < 0x20 || r == 0x2028 || r == 0x2029 || r == '<':
+			fmt.Fprintf(&sb, `\u%04x`, r)
+		default:
+			sb.WriteRune(r)
+		}
+	}
+	sb.WriteByte('"')
+	return sb.String()
+}

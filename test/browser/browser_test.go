@@ -1,0 +1,169 @@
+package browser
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// strictCSP is what the console sends: nothing from elsewhere, no inline
+// script or style.
+const strictCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+
+// site serves the pages of the smoke test, each under the strict CSP.
+func site(t *testing.T) *httptest.Server {
+	t.Helper()
+	pages := map[string]string{
+		"/": `<!doctype html><html><head><title>ok</title>
+<link rel="stylesheet" href="/app.css"><script src="/app.js" defer></script></head>
+<body><h1 id="title">Hello</h1><button id="more">more</button><ul id="list"></ul>
+<form method="post" action="/submit"><input id="name" name="name"><button id="go">go</button></form></body></html>`,
+		"/done": `<!doctype html><html><head></head><body><p id="done" data-name="">done</p></body></html>`,
+		// Each hostile page does one thing the console must never do.
+		"/inline-script": `<!doctype html><html><head></head><body><script>document.title='x'</script><p id="p">p</p></body></html>`,
+		"/inline-style":  `<!doctype html><html><head></head><body><p id="p" style="color:red">p</p></body></html>`,
+		"/foreign-img":   `<!doctype html><html><head></head><body><img src="http://127.0.0.1:1/x.png"><p id="p">p</p></body></html>`,
+		"/console-error": `<!doctype html><html><head><script src="/error.js"></script></head><body><p id="p">p</p></body></html>`,
+		"/exception":     `<!doctype html><html><head><script src="/throw.js"></script></head><body><p id="p">p</p></body></html>`,
+		"/missing-asset": `<!doctype html><html><head><link rel="stylesheet" href="/nope.css"></head><body><p id="p">p</p></body></html>`,
+	}
+	assets := map[string]string{
+		"/app.css":  `h1 { color: #123; }`,
+		"/app.js":   `document.getElementById('more').addEventListener('click', () => { const li = document.createElement('li'); li.id = 'item'; li.textContent = 'item'; document.getElementById('list').append(li); });`,
+		"/error.js": `console.error('something broke');`,
+		"/throw.js": `throw new Error('boom');`,
+	}
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Security-Policy", strictCSP)
+		switch {
+		case r.URL.Path == "/favicon.ico": // Chromium asks for it; a 404 would be a console error
+			w.WriteHeader(http.StatusNoContent)
+		case r.URL.Path == "/submit" && r.Method == http.MethodPost:
+			http.Redirect(w, r, "/done?name="+r.FormValue("name"), http.StatusSeeOther)
+		case pages[r.URL.Path] != "":
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			fmt.Fprint(w, pages[r.URL.Path])
+		case assets[r.URL.Path] != "":
+			if strings.HasSuffix(r.URL.Path, ".css") {
+				w.Header().Set("Content-Type", "text/css")
+			} else {
+				w.Header().Set("Content-Type", "text/javascript")
+			}
+			fmt.Fprint(w, assets[r.URL.Path])
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+}
+
+// TestSmoke drives a clean page the way the console tests drive the
+// console: load, wait, click, fill a form, follow its redirect, measure,
+// screenshot; nothing may reach the console.
+func TestSmoke(t *testing.T) {
+	srv := site(t)
+	defer srv.Close()
+	b := New(t)
+	b.Artifacts = t.TempDir()
+
+	if resp := b.Go(t, srv.URL+"/"); resp.Status != http.StatusOK {
+		t.Fatalf("GET / = %d", resp.Status)
+	}
+	b.Wait(t, "#title", time.Second)
+	if got := b.Text(t, "#title"); got != "Hello" {
+		t.Errorf("#title = %q", got)
+	}
+	b.Click(t, "#more")
+	b.Wait(t, "#item", time.Second)
+	if n := b.Count(t, "#list li"); n != 1 {
+		t.Errorf("%d items after one click", n)
+	}
+	timing := b.Measure(t, "index")
+	if timing.FCP <= 0 || timing.Load <= 0 || timing.Requests < 3 || timing.Weight <= 0 || timing.Transfer <= 0 {
+		t.Errorf("timing of / = %+v: want a paint, a load, at least 3 requests and bytes", timing)
+	}
+	t.Logf("\n%s", Table([]Timing{timing}))
+	png := b.Screenshot(t, "smoke/index")
+	if data, err := os.ReadFile(png); err != nil || !bytes.HasPrefix(data, []byte("\x89PNG\r\n\x1a\n")) {
+		t.Errorf("screenshot %s is not a PNG (%v)", png, err)
+	}
+
+	b.SetValue(t, "#name", `o'brien "<x>"`)
+	resp := b.Submit(t, "#go")
+	if resp.Status != http.StatusOK || !strings.Contains(resp.URL, "/done?name=o%27brien") {
+		t.Errorf("after submit: %d %s", resp.Status, resp.URL)
+	}
+	b.Wait(t, "#done", time.Second)
+	if got := b.Attr(t, "#done", "data-name"); got != "" {
+		t.Errorf("data-name = %q", got)
+	}
+	if p := b.Problems(t); len(p) != 0 {
+		t.Errorf("a clean page reported problems: %v", p)
+	}
+}
+
+// TestReportsWhatThePageMustNotDo: each hostile page makes a problem the
+// test would fail on, named so a reader sees what went wrong.
+func TestReportsWhatThePageMustNotDo(t *testing.T) {
+	srv := site(t)
+	defer srv.Close()
+	b := New(t)
+	b.Artifacts = t.TempDir()
+	for _, tc := range []struct {
+		path string
+		want string // in the one problem reported
+	}{
+		{"/inline-script", "script-src"},
+		{"/inline-style", "style-src"},
+		{"/foreign-img", "img-src"},
+		{"/console-error", "something broke"},
+		{"/exception", "boom"},
+		{"/missing-asset", "nope.css"},
+	} {
+		t.Run(strings.TrimPrefix(tc.path, "/"), func(t *testing.T) {
+			b.Go(t, srv.URL+tc.path)
+			b.Wait(t, "#p", time.Second)
+			problems := b.Problems(t)
+			if len(problems) == 0 {
+				t.Fatalf("%s reported no problem", tc.path)
+			}
+			if !strings.Contains(strings.Join(problems, "\n"), tc.want) {
+				t.Errorf("%s: problems lack %q:\n%s", tc.path, tc.want, strings.Join(problems, "\n"))
+			}
+		})
+	}
+	t.Run("expected", func(t *testing.T) {
+		b.Expect(`something broke`)
+		b.Go(t, srv.URL+"/console-error")
+		b.Wait(t, "#p", time.Second)
+		if p := b.Problems(t); len(p) != 0 {
+			t.Errorf("an expected error was reported: %v", p)
+		}
+	})
+}
+
+// TestWaitFailsAtItsDeadline: a selector that never appears fails the
+// wait at its deadline, not later, naming the selector and the page.
+func TestWaitFailsAtItsDeadline(t *testing.T) {
+	srv := site(t)
+	defer srv.Close()
+	b := New(t)
+	b.Go(t, srv.URL+"/done")
+	const budget = 300 * time.Millisecond
+	start := time.Now()
+	err := b.WaitErr("#never", budget)
+	took := time.Since(start)
+	if err == nil {
+		t.Fatal("waiting for #never succeeded")
+	}
+	if !strings.Contains(err.Error(), "#never") || !strings.Contains(err.Error(), "/done") {
+		t.Errorf("error does not name the selector and page: %v", err)
+	}
+	if took < budget || took > budget+2*time.Second {
+		t.Errorf("the wait took %v with a %v budget", took, budget)
+	}
+}
