@@ -336,6 +336,54 @@ func (b *Browser) WaitErr(sel string, d time.Duration) error {
 	return nil
 }
 
+// WaitTrue waits until the JavaScript expression js is truthy in the page,
+// failing t if it is not within d; what names the condition in the
+// failure. It re-checks on every change of the DOM, in the page, so it
+// sees a row the moment it is added; it evaluates no string (the page's
+// CSP forbids eval).
+func (b *Browser) WaitTrue(t testing.TB, what, js string, d time.Duration) {
+	t.Helper()
+	if err := b.WaitTrueErr(what, js, d); err != nil {
+		b.fail(t, "waittrue-failure", "%v", err)
+	}
+}
+
+// WaitTrueErr is WaitTrue returning the failure instead of failing the test.
+func (b *Browser) WaitTrueErr(what, js string, d time.Duration) error {
+	expr := fmt.Sprintf(`new Promise((resolve) => {
+  const check = () => { try { return !!(%s); } catch (e) { return false; } };
+  if (check()) { resolve(true); return; }
+  const obs = new MutationObserver(() => { if (check()) { obs.disconnect(); clearTimeout(timer); resolve(true); } });
+  obs.observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
+  const timer = setTimeout(() => { obs.disconnect(); resolve(check()); }, %d);
+})`, js, d.Milliseconds())
+	ctx, cancel := context.WithTimeout(b.ctx, d+StepTimeout)
+	defer cancel()
+	ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr, chromedp.EvalAwaitPromise))
+	switch {
+	case err != nil:
+		return fmt.Errorf("waiting for %s on %s: %w", what, b.location(), err)
+	case !ok:
+		return fmt.Errorf("%s did not happen within %v on %s", what, d, b.location())
+	}
+	return nil
+}
+
+// Cookies returns the browser's cookies for url, HttpOnly ones included.
+func (b *Browser) Cookies(t testing.TB, url string) []*network.Cookie {
+	t.Helper()
+	var out []*network.Cookie
+	err := b.step(chromedp.Func(func(ctx context.Context, tgt *chromedp.Target) error {
+		r, err := cdp.Call(ctx, tgt, network.GetCookies, network.GetCookiesParams{URLs: []string{url}})
+		out = r.Cookies
+		return err
+	}))
+	if err != nil {
+		t.Fatalf("browser: reading the cookies of %s: %v", url, err)
+	}
+	return out
+}
+
 // Click clicks the first visible element matching sel.
 func (b *Browser) Click(t testing.TB, sel string) {
 	t.Helper()

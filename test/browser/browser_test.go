@@ -23,7 +23,8 @@ func site(t *testing.T) *httptest.Server {
 <link rel="stylesheet" href="/app.css"><script src="/app.js" defer></script></head>
 <body><h1 id="title">Hello</h1><button id="more">more</button><ul id="list"></ul>
 <form method="post" action="/submit"><input id="name" name="name"><button id="go">go</button></form></body></html>`,
-		"/done": `<!doctype html><html><head></head><body><p id="done" data-name="">done</p></body></html>`,
+		"/later": `<!doctype html><html><head><script src="/later.js" defer></script></head><body><ul id="list"></ul></body></html>`,
+		"/done":  `<!doctype html><html><head></head><body><p id="done" data-name="">done</p></body></html>`,
 		// Each hostile page does one thing the console must never do.
 		"/inline-script": `<!doctype html><html><head></head><body><script>document.title='x'</script><p id="p">p</p></body></html>`,
 		"/inline-style":  `<!doctype html><html><head></head><body><p id="p" style="color:red">p</p></body></html>`,
@@ -35,6 +36,7 @@ func site(t *testing.T) *httptest.Server {
 	assets := map[string]string{
 		"/app.css":  `h1 { color: #123; }`,
 		"/app.js":   `document.getElementById('more').addEventListener('click', () => { const li = document.createElement('li'); li.id = 'item'; li.textContent = 'item'; document.getElementById('list').append(li); });`,
+		"/later.js": `setTimeout(() => { const li = document.createElement('li'); li.dataset.n = '2'; document.getElementById('list').append(li); }, 150);`,
 		"/error.js": `console.error('something broke');`,
 		"/throw.js": `throw new Error('boom');`,
 	}
@@ -101,6 +103,14 @@ func TestSmoke(t *testing.T) {
 	if got := b.Attr(t, "#done", "data-name"); got != "" {
 		t.Errorf("data-name = %q", got)
 	}
+
+	// A condition that becomes true later, under the strict CSP.
+	b.Go(t, srv.URL+"/later")
+	start := time.Now()
+	b.WaitTrue(t, "the late item", `document.querySelector('li[data-n="2"]') !== null`, 2*time.Second)
+	if took := time.Since(start); took < 100*time.Millisecond {
+		t.Errorf("WaitTrue returned after %v, before the item was added", took)
+	}
 	if p := b.Problems(t); len(p) != 0 {
 		t.Errorf("a clean page reported problems: %v", p)
 	}
@@ -165,5 +175,14 @@ func TestWaitFailsAtItsDeadline(t *testing.T) {
 	}
 	if took < budget || took > budget+2*time.Second {
 		t.Errorf("the wait took %v with a %v budget", took, budget)
+	}
+	start = time.Now()
+	err = b.WaitTrueErr("a miracle", `document.title === 'never'`, budget)
+	took = time.Since(start)
+	if err == nil || !strings.Contains(err.Error(), "a miracle") {
+		t.Fatalf("WaitTrueErr on a false condition = %v", err)
+	}
+	if took < budget || took > budget+2*time.Second {
+		t.Errorf("WaitTrueErr took %v with a %v budget", took, budget)
 	}
 }
