@@ -74,7 +74,7 @@ connectors:
 }
 
 // waitAddr waits for the local connector's listener (it binds in Run).
-func waitAddr(t *testing.T, conn *local.Connector) {
+func waitAddr(t testing.TB, conn *local.Connector) {
 	t.Helper()
 	select {
 	case <-conn.Listening():

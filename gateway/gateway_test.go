@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/rs/zerolog"
 
@@ -118,9 +117,7 @@ roles:
 		}
 	})
 	<-g.Ready()
-	for i := 0; conn.Addr() == nil && i < 200; i++ {
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitAddr(t, conn)
 	return g, conn, cfg
 }
 

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/rs/zerolog"
 
@@ -87,9 +86,7 @@ func startWith(t *testing.T, cfg *config.Config, rts map[string]sessions.Sandbox
 		}
 	})
 	<-g.Ready()
-	for i := 0; conn.Addr() == nil && i < 200; i++ {
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitAddr(t, conn)
 	return g, conn, logs
 }
 
