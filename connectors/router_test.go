@@ -195,6 +195,8 @@ func (s *serialTurns) Turn(_ context.Context, req connectors.TurnRequest) (strin
 	if atomic.AddInt32(p, 1) > 1 {
 		s.bad.Add(1)
 	}
+	// Part of what is tested: the turn holds its chat for a while, so a
+	// second turn of the same chat let in early would overlap and be caught.
 	time.Sleep(time.Millisecond)
 	atomic.AddInt32(p, -1)
 	s.n.Add(1)

@@ -81,7 +81,7 @@ func TestStreamEditsRespectTheRateLimit(t *testing.T) {
 				for i := range 100 {
 					text += fmt.Sprintf("word%d ", i)
 					st.Progress(text)
-					time.Sleep(50 * time.Millisecond) // the agent writing
+					time.Sleep(50 * time.Millisecond) // fake time: the agent writing
 				}
 				if err := st.finish(t.Context(), text+"done."); err != nil {
 					t.Fatal(err)
@@ -134,7 +134,7 @@ func TestStreamFinalEditRefusedSendsTheReply(t *testing.T) {
 		f := &fakeStreamer{interval: time.Second, failEdits: true}
 		st := startStream(t.Context(), f, "chat", DiscordLimit, Runes)
 		st.Progress("partial")
-		time.Sleep(3 * time.Second)
+		time.Sleep(3 * time.Second) // fake time: the placeholder is sent and its edits refused
 		if err := st.finish(t.Context(), "the full reply"); err != nil {
 			t.Fatal(err)
 		}

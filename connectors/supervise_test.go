@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -35,27 +36,42 @@ func TestRunAllIsolatesFailures(t *testing.T) {
 		<-ctx.Done()
 		return nil
 	}}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- connectors.RunAll(ctx, nil, zerolog.Nop(), healthy, refused, panicky) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for panicky.starts.Load() < 2 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if healthy.starts.Load() != 1 {
-		t.Errorf("healthy connector started %d times, want 1", healthy.starts.Load())
-	}
-	if panicky.starts.Load() != 2 {
-		t.Errorf("panicking connector started %d times, want a restart", panicky.starts.Load())
-	}
-	cancel()
-	err := <-done
-	if !errors.Is(err, connectors.ErrUnauthorized) || !strings.Contains(err.Error(), "refused") {
-		t.Errorf("RunAll = %v, want the refused connector's error", err)
-	}
-	if refused.starts.Load() != 1 {
-		t.Errorf("refused connector started %d times, want 1 (never retried)", refused.starts.Load())
-	}
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- connectors.RunAll(ctx, nil, zerolog.Nop(), healthy, refused, panicky) }()
+		synctest.Wait() // every connector started; the panicking one waits out its backoff
+		if n := panicky.starts.Load(); n != 1 {
+			t.Fatalf("panicking connector started %d times before any time passed, want 1 (a restart waits its backoff)", n)
+		}
+		// Fake time: the first backoff is drawn from [Min/2, Min] = [0.5 s, 1 s].
+		time.Sleep(500*time.Millisecond - time.Nanosecond)
+		synctest.Wait()
+		if n := panicky.starts.Load(); n != 1 {
+			t.Fatalf("panicking connector restarted %d times within half the first backoff, want 0", n-1)
+		}
+		time.Sleep(500 * time.Millisecond)
+		synctest.Wait()
+		if n := panicky.starts.Load(); n != 2 {
+			t.Fatalf("panicking connector started %d times one full backoff later, want 2 (one restart)", n)
+		}
+		time.Sleep(time.Hour) // the refused connector is never retried, however long
+		synctest.Wait()
+		if healthy.starts.Load() != 1 {
+			t.Errorf("healthy connector started %d times, want 1", healthy.starts.Load())
+		}
+		if panicky.starts.Load() != 2 {
+			t.Errorf("panicking connector started %d times, want one restart", panicky.starts.Load())
+		}
+		cancel()
+		err := <-done
+		if !errors.Is(err, connectors.ErrUnauthorized) || !strings.Contains(err.Error(), "refused") {
+			t.Errorf("RunAll = %v, want the refused connector's error", err)
+		}
+		if refused.starts.Load() != 1 {
+			t.Errorf("refused connector started %d times, want 1 (never retried)", refused.starts.Load())
+		}
+	})
 }
 
 func wrap(err error) error { return &wrapped{err} }

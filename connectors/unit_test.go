@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 	"unicode/utf8"
 
@@ -81,14 +82,28 @@ func TestDedupIsBounded(t *testing.T) {
 	}
 }
 
+// TestDedupExpires: a key is remembered for exactly its TTL (fake time in
+// a synctest bubble), and a repeat inside the window does not extend it.
 func TestDedupExpires(t *testing.T) {
-	d := connectors.NewDedup(10, time.Nanosecond)
-	d.First("a")
-	time.Sleep(time.Millisecond)
-	d.First("b")
-	if d.Len() != 1 {
-		t.Fatalf("Len = %d after expiry, want 1", d.Len())
-	}
+	synctest.Test(t, func(t *testing.T) {
+		d := connectors.NewDedup(10, time.Minute)
+		d.First("a")
+		time.Sleep(time.Minute - time.Second)
+		if d.First("a") {
+			t.Fatal("a redelivery inside the TTL was reported as a first sighting")
+		}
+		d.First("b")
+		time.Sleep(time.Second)
+		if !d.Seen("b") {
+			t.Fatal("b forgotten before its TTL")
+		}
+		if n := d.Len(); n != 1 {
+			t.Fatalf("Len = %d one TTL after a, want 1 (b only)", n)
+		}
+		if !d.First("a") {
+			t.Fatal("a still remembered after its TTL")
+		}
+	})
 }
 
 func TestRedactor(t *testing.T) {
