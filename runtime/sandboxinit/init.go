@@ -14,7 +14,14 @@
 // so a timed-out turn's processes would live on into later turns. The
 // kernel refuses to attach to a non-dumpable process unless the tracer
 // holds CAP_SYS_PTRACE, which no sandbox process has. It also makes
-// /proc/1/* root-owned, so turns cannot read PID 1's environment or maps.
+// /proc/1/* root-owned, so turns cannot read PID 1's environment or maps,
+// nor reach its descriptors through /proc/1/fd.
+//
+// When the runtime made a control socket (runc sandboxes; see proto.go),
+// PID 1 connects to it once, right after becoming non-dumpable, and from
+// then on starts each turn itself on the host's request: a fork and exec
+// of its own, which inherits its seccomp filter, cgroup, namespaces,
+// identity and rlimits, instead of a runc exec (tens of milliseconds).
 package sandboxinit
 
 import (
@@ -39,6 +46,15 @@ func Run() error {
 	}
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, syscall.SIGCHLD, syscall.SIGUSR1, syscall.SIGTERM, syscall.SIGINT)
+	// After Notify, so no turn's SIGCHLD can be missed.
+	srv, err := connect()
+	if err != nil {
+		// The runtime sees no connection and runc execs the turns.
+		fmt.Fprintln(os.Stderr, err)
+	}
+	if srv != nil {
+		go srv.serve()
+	}
 	// SIGCHLDs coalesce; a slow sweep catches any zombie a lost signal left.
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
@@ -50,12 +66,12 @@ func Run() error {
 				syscall.Kill(-1, syscall.SIGKILL)
 			case syscall.SIGTERM, syscall.SIGINT:
 				syscall.Kill(-1, syscall.SIGKILL)
-				reap()
+				srv.reap()
 				return nil
 			}
 		case <-tick.C:
 		}
-		reap()
+		srv.reap()
 	}
 }
 
