@@ -80,7 +80,7 @@ func TestParseReplyStrict(t *testing.T) {
 // host is the test's end of a control channel served by a real server in
 // this process (it forks real children; the reaper runs on SIGCHLD).
 type host struct {
-	t  *testing.T
+	t     *testing.T
 	fd    int
 	s     *server
 	swept chan struct{}
