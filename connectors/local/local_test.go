@@ -201,7 +201,7 @@ func TestLocalSocket(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx, h) }()
-	<-c.Listening()
+	waitListening(t, c, done)
 	st, err := os.Lstat(path)
 	if err != nil || st.Mode().Type() != os.ModeSocket || st.Mode().Perm() != 0o600 {
 		t.Fatalf("socket %s: %v %v, want a socket with mode 0600", path, st.Mode(), err)
@@ -277,6 +277,20 @@ func TestLocalSocket(t *testing.T) {
 	}
 }
 
+// waitListening waits until Run has opened its listeners, failing the test
+// if Run returns first (the error is put back on done) or 10 s pass.
+func waitListening(t *testing.T, c *local.Connector, done chan error) {
+	t.Helper()
+	select {
+	case <-c.Listening():
+	case err := <-done:
+		done <- err
+		t.Fatalf("Run returned before listening: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the local connector did not listen within 10 s")
+	}
+}
+
 func TestLocalIdempotentRetry(t *testing.T) {
 	srv, rec := server(t, "", 1)
 	for range 3 {
@@ -313,9 +327,7 @@ func TestLocalRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx, r) }()
-	for c.Addr() == nil {
-		time.Sleep(time.Millisecond)
-	}
+	waitListening(t, c, done)
 	code, out := post(t, "http://"+c.Addr().String(), "", `{"user":"u0","text":"hi"}`)
 	if code != 200 || out["reply"] != "hi" {
 		t.Fatalf("%d %v", code, out)
