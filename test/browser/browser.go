@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
@@ -63,9 +64,12 @@ const cspProbe = `addEventListener('securitypolicyviolation', function (e) {
 }, true);`
 
 // Width and Height are the window's size: the console's desktop layout.
+// PhoneWidth and PhoneHeight are a phone's viewport in CSS pixels.
 const (
-	Width  = 1280
-	Height = 900
+	Width       = 1280
+	Height      = 900
+	PhoneWidth  = 390
+	PhoneHeight = 844
 )
 
 // Browser is one headless Chromium with one tab, for one test.
@@ -382,6 +386,36 @@ func (b *Browser) Cookies(t testing.TB, url string) []*network.Cookie {
 		t.Fatalf("browser: reading the cookies of %s: %v", url, err)
 	}
 	return out
+}
+
+// Phone sizes the tab as a phone held upright (a mobile viewport, touch
+// on) until Desktop; the pages that follow lay out as on a phone.
+func (b *Browser) Phone(t testing.TB) {
+	t.Helper()
+	if err := b.step(chromedp.EmulateViewport(PhoneWidth, PhoneHeight, chromedp.EmulateMobile, chromedp.EmulateTouch, chromedp.EmulatePortrait, chromedp.EmulateScale(2))); err != nil {
+		t.Fatalf("browser: phone viewport: %v", err)
+	}
+}
+
+// Desktop undoes Phone: the window's own Width x Height again.
+func (b *Browser) Desktop(t testing.TB) {
+	t.Helper()
+	if err := b.step(chromedp.Func(func(ctx context.Context, tgt *chromedp.Target) error {
+		if _, err := cdp.Call(ctx, tgt, emulation.ClearDeviceMetricsOverride, cdp.Empty{}); err != nil {
+			return err
+		}
+		_, err := cdp.Call(ctx, tgt, emulation.SetTouchEmulationEnabled, emulation.SetTouchEmulationEnabledParams{})
+		return err
+	})); err != nil {
+		t.Fatalf("browser: desktop viewport: %v", err)
+	}
+}
+
+// Overflow is how many CSS pixels the page is wider than its viewport (0
+// when it fits: nothing to scroll sideways).
+func (b *Browser) Overflow(t testing.TB) int {
+	t.Helper()
+	return Eval[int](t, b, `Math.max(0, document.documentElement.scrollWidth - document.documentElement.clientWidth)`)
 }
 
 // Click clicks the first visible element matching sel.

@@ -24,7 +24,8 @@ func site(t *testing.T) *httptest.Server {
 <body><h1 id="title">Hello</h1><button id="more">more</button><ul id="list"></ul>
 <form method="post" action="/submit"><input id="name" name="name"><button id="go">go</button></form></body></html>`,
 		"/later": `<!doctype html><html><head><script src="/later.js" defer></script></head><body><ul id="list"></ul></body></html>`,
-		"/done":  `<!doctype html><html><head></head><body><p id="done" data-name="">done</p></body></html>`,
+		"/wide":  `<!doctype html><html><head><meta name="viewport" content="width=device-width"><link rel="stylesheet" href="/wide.css"></head><body><div id="wide">wide</div></body></html>`,
+		"/done":  `<!doctype html><html><head><meta name="viewport" content="width=device-width"></head><body><p id="done" data-name="">done</p></body></html>`,
 		// Each hostile page does one thing the console must never do.
 		"/inline-script": `<!doctype html><html><head></head><body><script>document.title='x'</script><p id="p">p</p></body></html>`,
 		"/inline-style":  `<!doctype html><html><head></head><body><p id="p" style="color:red">p</p></body></html>`,
@@ -35,6 +36,7 @@ func site(t *testing.T) *httptest.Server {
 	}
 	assets := map[string]string{
 		"/app.css":  `h1 { color: #123; }`,
+		"/wide.css": `#wide { width: 1000px; }`,
 		"/app.js":   `document.getElementById('more').addEventListener('click', () => { const li = document.createElement('li'); li.id = 'item'; li.textContent = 'item'; document.getElementById('list').append(li); });`,
 		"/later.js": `setTimeout(() => { const li = document.createElement('li'); li.dataset.n = '2'; document.getElementById('list').append(li); }, 150);`,
 		"/error.js": `console.error('something broke');`,
@@ -102,6 +104,24 @@ func TestSmoke(t *testing.T) {
 	b.Wait(t, "#done", time.Second)
 	if got := b.Attr(t, "#done", "data-name"); got != "" {
 		t.Errorf("data-name = %q", got)
+	}
+
+	// On a phone, the page fits the narrower viewport; a wide one does not.
+	b.Phone(t)
+	b.Go(t, srv.URL+"/done")
+	if w := Eval[int](t, b, `innerWidth`); w != PhoneWidth {
+		t.Errorf("phone viewport is %d px wide, want %d", w, PhoneWidth)
+	}
+	if o := b.Overflow(t); o != 0 {
+		t.Errorf("a plain page overflows a phone by %d px", o)
+	}
+	b.Go(t, srv.URL+"/wide")
+	if o := b.Overflow(t); o < 500 {
+		t.Errorf("a 1000 px page overflows a phone by %d px, want at least 500", o)
+	}
+	b.Desktop(t)
+	if w := Eval[int](t, b, `innerWidth`); w != Width {
+		t.Errorf("desktop viewport is %d px wide, want %d", w, Width)
 	}
 
 	// A condition that becomes true later, under the strict CSP.
