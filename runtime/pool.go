@@ -34,21 +34,53 @@ import (
 // A pooled sandbox serves one session and is then removed, like any
 // other. Profiles the pool has not seen start cold and teach the pool
 // their key; after that, each claim is followed by a refill.
+//
+// Sizing: each profile keeps Size sandboxes ready. Under a burst it grows:
+// its target is Size plus the claims (pooled or cold) of the last
+// PoolRateWindow, never more than Max, and starts run concurrently, at
+// most Parallel at once for all profiles. A window without a claim
+// shrinks it back to Size. Ready plus starting never exceeds Max: a start
+// is a reservation made before it runs. A claim never waits for a
+// refill: with nothing ready it starts cold at once.
 type Pool struct {
-	c    *Containerd
-	dir  string
-	size int
+	c        *Containerd
+	be       poolBackend
+	dir      string
+	size     int
+	max      int
+	parallel int
 
-	mu    sync.Mutex
-	ready map[string][]*pooled // by poolKey
-	fill  map[string]bool      // refill under way
-	wg    sync.WaitGroup
-	done  bool
+	mu       sync.Mutex
+	keys     map[string]*poolKeyState
+	starting int // starts under way, all profiles
+	wg       sync.WaitGroup
+	done     bool
 
 	// refills is the context of background refills, cancelled by Close
 	// so a start stuck in containerd gives up.
 	refills      context.Context
 	cancelRefill context.CancelFunc
+}
+
+// poolKeyState is one profile's pool.
+type poolKeyState struct {
+	tmpl     Spec // the profile's last spec: what refills start
+	ready    []*pooled
+	starting int         // starts under way for this profile
+	claims   []time.Time // claim times within PoolRateWindow, oldest first
+	failed   bool        // the last start failed: no more until the next claim
+	trim     *time.Timer // shrinks the pool back to Size after a quiet window
+}
+
+// poolBackend makes, hands out and removes the pool's sandboxes:
+// containerd (ctrPool), or a fake in the tests of the pool's logic.
+type poolBackend interface {
+	// startPooled starts a sandbox for tmpl's profile. On failure it may
+	// return a half-made sandbox with the error, for the pool to remove.
+	startPooled(ctx context.Context, tmpl Spec) (*pooled, error)
+	claimPooled(ctx context.Context, w *pooled, s Spec) (Sandbox, error)
+	removePooled(ctx context.Context, w *pooled) error
+	startCold(ctx context.Context, s Spec) (Sandbox, error)
 }
 
 // pooled is a started sandbox waiting for a session.
@@ -63,7 +95,29 @@ type PoolOptions struct {
 	Dir string
 	// Size is how many sandboxes are kept ready per profile (default 1).
 	Size int
+	// Max is the most a profile's pool grows to under a burst of claims
+	// (ready and starting together); at most Size (the default) keeps the
+	// pool fixed at Size.
+	Max int
+	// Parallel bounds the refill starts under way at once, all profiles
+	// together (default PoolRefillParallel).
+	Parallel int
 }
+
+const (
+	// PoolRateWindow is how far back claims count toward a profile's
+	// target, and how long without a claim shrinks it back to Size.
+	PoolRateWindow = 10 * time.Second
+	// PoolRefillParallel is the default bound on concurrent refill
+	// starts: on a 2-core host more only slows each start down.
+	PoolRefillParallel = 4
+	// PoolCleanupTimeout bounds the removal of a sandbox whose pooled
+	// start or claim failed, and of one trimmed or finished after Close.
+	PoolCleanupTimeout = 30 * time.Second
+	// PoolCloseTimeout bounds Close when the caller's context has no
+	// deadline.
+	PoolCloseTimeout = 30 * time.Second
+)
 
 // NewPool returns a pool over c. Staging mounts left by an earlier run
 // under Dir are detached and removed first (their containers are removed
@@ -72,18 +126,30 @@ func (c *Containerd) NewPool(opts PoolOptions) (*Pool, error) {
 	if !filepath.IsAbs(opts.Dir) {
 		return nil, fmt.Errorf("%w: pool dir %q is not absolute", ErrInvalidSpec, opts.Dir)
 	}
-	if opts.Size <= 0 {
-		opts.Size = 1
-	}
 	if err := cleanStages(opts.Dir); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, err
 	}
-	p := &Pool{c: c, dir: opts.Dir, size: opts.Size, ready: map[string][]*pooled{}, fill: map[string]bool{}}
-	p.refills, p.cancelRefill = context.WithCancel(context.Background())
+	p := newPool(ctrPool{c: c, dir: opts.Dir}, opts)
+	p.c, p.dir = c, opts.Dir
 	return p, nil
+}
+
+func newPool(be poolBackend, opts PoolOptions) *Pool {
+	if opts.Size <= 0 {
+		opts.Size = 1
+	}
+	if opts.Max < opts.Size {
+		opts.Max = opts.Size
+	}
+	if opts.Parallel <= 0 {
+		opts.Parallel = PoolRefillParallel
+	}
+	p := &Pool{be: be, size: opts.Size, max: opts.Max, parallel: opts.Parallel, keys: map[string]*poolKeyState{}}
+	p.refills, p.cancelRefill = context.WithCancel(context.Background())
+	return p
 }
 
 // poolKey is what a pooled sandbox must match (so pools are per runtime
@@ -100,7 +166,10 @@ func poolKey(s Spec) string {
 func (p *Pool) Ready(s Spec) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.ready[poolKey(s)])
+	if k := p.keys[poolKey(s)]; k != nil {
+		return len(k.ready)
+	}
+	return 0
 }
 
 // ReadyTotal is how many sandboxes are waiting, for every profile.
@@ -108,40 +177,54 @@ func (p *Pool) ReadyTotal() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := 0
-	for _, list := range p.ready {
-		n += len(list)
+	for _, k := range p.keys {
+		n += len(k.ready)
 	}
 	return n
 }
 
 // Start gives the session a pooled sandbox if one matches, else starts
-// one cold; either way the pool is refilled for this profile.
+// one cold. Either way the claim counts toward the profile's target and
+// the refill starts before the claim is served, so it runs alongside a
+// cold start rather than after it.
 func (p *Pool) Start(ctx context.Context, s Spec) (Sandbox, error) {
 	if err := validateSessionID(s.SessionID); err != nil {
 		return nil, err
 	}
 	if !poolable(s.Profile.RuntimeClass) {
-		return p.c.Start(ctx, s)
+		return p.be.startCold(ctx, s)
 	}
 	key := poolKey(s)
+	now := time.Now()
 	p.mu.Lock()
 	var w *pooled
-	if list := p.ready[key]; len(list) > 0 {
-		w, p.ready[key] = list[0], list[1:]
+	if !p.done {
+		k := p.keys[key]
+		if k == nil {
+			k = &poolKeyState{}
+			p.keys[key] = k
+		}
+		k.tmpl = s
+		k.failed = false
+		k.claims = append(k.claims, now)
+		if len(k.ready) > 0 {
+			w, k.ready = k.ready[0], k.ready[1:]
+		}
+		p.armTrimLocked(key, k)
+		p.scheduleLocked(now)
 	}
 	p.mu.Unlock()
-	defer p.refill(key, s)
 	if w != nil {
-		sb, err := p.claim(ctx, w, s)
+		sb, err := p.be.claimPooled(ctx, w, s)
 		if err == nil {
 			return sb, nil
 		}
-		w.remove(context.WithoutCancel(ctx))
+		p.discard(w) // in the background: the session starts cold meanwhile
 		if errors.Is(err, ErrInvalidSpec) {
 			return nil, err
 		}
 	}
-	return p.c.Start(ctx, s)
+	return p.be.startCold(ctx, s)
 }
 
 // poolable says whether sandboxes of a class can be started before their
@@ -151,46 +234,111 @@ func (p *Pool) Start(ctx context.Context, s Spec) (Sandbox, error) {
 // /workspace). gvisor sessions always start cold.
 func poolable(class string) bool { return class != ClassGVisor }
 
-// refill starts sandboxes for key in the background until Size are ready.
-func (p *Pool) refill(key string, tmpl Spec) {
+// targetLocked is how many sandboxes key should hold (ready and
+// starting): Size plus the claims of the last PoolRateWindow, at most Max.
+func (p *Pool) targetLocked(k *poolKeyState, now time.Time) int {
+	cut := 0
+	for cut < len(k.claims) && now.Sub(k.claims[cut]) >= PoolRateWindow {
+		cut++
+	}
+	k.claims = k.claims[cut:]
+	return min(p.size+len(k.claims), p.max)
+}
+
+// scheduleLocked starts refills, up to Parallel at once, for every
+// profile below its target. Each start is counted before it runs, so
+// ready plus starting never passes Max.
+func (p *Pool) scheduleLocked(now time.Time) {
+	for _, k := range p.keys {
+		if k.failed {
+			continue
+		}
+		target := p.targetLocked(k, now)
+		for !p.done && p.starting < p.parallel && len(k.ready)+k.starting < target {
+			k.starting++
+			p.starting++
+			p.wg.Add(1)
+			go p.startOne(k, k.tmpl)
+		}
+	}
+}
+
+// startOne runs one refill start for k and files its sandbox.
+func (p *Pool) startOne(k *poolKeyState, tmpl Spec) {
+	defer p.wg.Done()
+	w, err := p.be.startPooled(p.refills, tmpl)
+	if err != nil && w != nil {
+		p.removeBounded(w) // a half-made sandbox
+	}
 	p.mu.Lock()
-	if p.done || p.fill[key] || len(p.ready[key]) >= p.size {
+	k.starting--
+	p.starting--
+	switch {
+	case err != nil:
+		k.failed = true // cold starts still work; the next claim retries
+		w = nil
+	case p.done:
+	default:
+		k.ready = append(k.ready, w)
+		w = nil
+	}
+	if !p.done {
+		p.scheduleLocked(time.Now())
+	}
+	p.mu.Unlock()
+	if w != nil { // finished after Close
+		p.removeBounded(w)
+	}
+}
+
+// armTrimLocked (re)sets key's trim to one PoolRateWindow after its last
+// claim, when the pool can grow past Size at all.
+func (p *Pool) armTrimLocked(key string, k *poolKeyState) {
+	if p.max <= p.size {
+		return
+	}
+	if k.trim == nil {
+		k.trim = time.AfterFunc(PoolRateWindow, func() { p.shrink(key) })
+		return
+	}
+	k.trim.Reset(PoolRateWindow)
+}
+
+// shrink removes what key holds ready beyond its target (Size after a
+// quiet window), the oldest first.
+func (p *Pool) shrink(key string) {
+	p.mu.Lock()
+	k := p.keys[key]
+	if p.done || k == nil {
 		p.mu.Unlock()
 		return
 	}
-	p.fill[key] = true
-	p.wg.Add(1)
+	extra := len(k.ready) + k.starting - p.targetLocked(k, time.Now())
+	extra = min(max(extra, 0), len(k.ready))
+	gone := slices.Clone(k.ready[:extra])
+	k.ready = k.ready[extra:]
+	p.wg.Add(len(gone))
 	p.mu.Unlock()
-	go func() {
-		defer p.wg.Done()
-		defer func() { p.mu.Lock(); p.fill[key] = false; p.mu.Unlock() }()
-		for {
-			p.mu.Lock()
-			enough := p.done || len(p.ready[key]) >= p.size
-			p.mu.Unlock()
-			if enough {
-				return
-			}
-			w, err := p.start(p.refills, tmpl)
-			if err != nil {
-				return // cold starts still work; the next Start retries
-			}
-			p.mu.Lock()
-			if p.done {
-				p.mu.Unlock()
-				ctx, cancel := context.WithTimeout(context.Background(), PoolCloseTimeout)
-				w.remove(ctx)
-				cancel()
-				return
-			}
-			p.ready[key] = append(p.ready[key], w)
-			p.mu.Unlock()
-		}
-	}()
+	for _, w := range gone {
+		go func() { defer p.wg.Done(); p.removeBounded(w) }()
+	}
 }
 
-// PoolCloseTimeout bounds Close when the caller's context has no deadline.
-const PoolCloseTimeout = 30 * time.Second
+// discard removes a sandbox whose claim failed, in the background.
+func (p *Pool) discard(w *pooled) {
+	p.wg.Add(1)
+	go func() { defer p.wg.Done(); p.removeBounded(w) }()
+}
+
+// removeBounded removes w within PoolCleanupTimeout, whatever context
+// led here: a cancelled refill (Close) must still clean up, and a wedged
+// containerd must not hold the cleanup forever. What is left carries the
+// owner label, for the next start's RemoveOrphans.
+func (p *Pool) removeBounded(w *pooled) {
+	ctx, cancel := context.WithTimeout(context.Background(), PoolCleanupTimeout)
+	defer cancel()
+	_ = p.be.removePooled(ctx, w)
+}
 
 // Close removes every waiting sandbox and its staging folders. It cancels
 // refills under way and waits for them, then removes what is ready, all
@@ -207,6 +355,11 @@ func (p *Pool) Close(ctx context.Context) error {
 	}
 	p.mu.Lock()
 	p.done = true
+	for _, k := range p.keys {
+		if k.trim != nil {
+			k.trim.Stop()
+		}
+	}
 	p.mu.Unlock()
 	if p.cancelRefill != nil {
 		p.cancelRefill()
@@ -220,15 +373,15 @@ func (p *Pool) Close(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("runtime: pool close: a sandbox start still under way (%w); its sandbox may be left for the next start's orphan removal", context.Cause(ctx)))
 	}
 	p.mu.Lock()
-	ready := p.ready
-	p.ready = map[string][]*pooled{}
+	var ready []*pooled
+	for _, k := range p.keys {
+		ready = append(ready, k.ready...)
+		k.ready = nil
+	}
 	p.mu.Unlock()
-	for _, list := range ready {
-		for _, w := range list {
-			if err := w.sb.remove(w.sb.rt.ns(ctx)); err != nil {
-				errs = append(errs, fmt.Errorf("runtime: pool close: sandbox %s not removed: %w", w.sb.id, err))
-			}
-			cleanStage(w.stage)
+	for _, w := range ready {
+		if err := p.be.removePooled(ctx, w); err != nil {
+			errs = append(errs, fmt.Errorf("runtime: pool close: %w", err))
 		}
 	}
 	return errors.Join(errs...)
@@ -240,8 +393,26 @@ func randomID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// start creates a pooled sandbox for tmpl's profile.
-func (p *Pool) start(ctx context.Context, tmpl Spec) (*pooled, error) {
+// ctrPool is the pool's containerd backend.
+type ctrPool struct {
+	c   *Containerd
+	dir string
+}
+
+func (p ctrPool) startCold(ctx context.Context, s Spec) (Sandbox, error) { return p.c.Start(ctx, s) }
+
+// removePooled removes a waiting sandbox and its staging folders.
+func (p ctrPool) removePooled(ctx context.Context, w *pooled) error {
+	err := w.sb.remove(w.sb.rt.ns(ctx))
+	cleanStage(w.stage)
+	if err != nil {
+		return fmt.Errorf("sandbox %s not removed: %w", w.sb.id, err)
+	}
+	return nil
+}
+
+// startPooled creates a pooled sandbox for tmpl's profile.
+func (p ctrPool) startPooled(ctx context.Context, tmpl Spec) (*pooled, error) {
 	ctx = p.c.ns(ctx)
 	if err := checkLimits(tmpl.Profile); err != nil {
 		return nil, err
@@ -316,14 +487,16 @@ func (p *Pool) start(ctx context.Context, tmpl Spec) (*pooled, error) {
 		}
 	}
 	if err != nil {
-		w.remove(context.WithoutCancel(ctx))
-		return nil, p.c.wrap("start task", err)
+		// The pool removes it, under PoolCleanupTimeout: ctx may be the
+		// refill's, cancelled by Close.
+		return w, p.c.wrap("start task", err)
 	}
 	return w, nil
 }
 
-// claim attaches the session's folders to a pooled sandbox and labels it.
-func (p *Pool) claim(ctx context.Context, w *pooled, s Spec) (Sandbox, error) {
+// claimPooled attaches the session's folders to a pooled sandbox and
+// labels it.
+func (p ctrPool) claimPooled(ctx context.Context, w *pooled, s Spec) (Sandbox, error) {
 	ws, err := prepareWorkspace(ctx, s.Workspace, s.Profile.ReadOnly, p.c.opts.DiskDir, s.Profile.DiskMB)
 	if err != nil {
 		return nil, err
@@ -363,11 +536,6 @@ func (b *poolSandbox) Stop(ctx context.Context) error {
 	err := b.ctrSandbox.Stop(ctx)
 	cleanStage(b.stage)
 	return err
-}
-
-func (w *pooled) remove(ctx context.Context) {
-	_ = w.sb.remove(w.sb.rt.ns(ctx))
-	cleanStage(w.stage)
 }
 
 // sharedMountPoint makes dir a mount point of its own with shared

@@ -3,18 +3,235 @@ package runtime
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 )
 
+// The pool's logic (refill, sizing, Close, cleanup) against a fake
+// backend: no containerd, and fake time (synctest), so a start that takes
+// 300 ms or never ends costs the test nothing.
+
+// fakePool is a poolBackend whose sandboxes are counters. A start takes
+// startFor (fake time) or, when wedged, until its context ends; a remove
+// blocks until its context ends when removeWedged.
+type fakePool struct {
+	startFor     time.Duration
+	wedged       bool
+	failStart    bool // a start fails half-way: a sandbox to clean up and an error
+	removeWedged bool
+
+	mu           sync.Mutex
+	starting     int // starts under way
+	maxStarting  int
+	waiting      int // started, not claimed or removed: what the pool holds
+	maxWaiting   int
+	started      int
+	removed      int
+	cold         int
+	removeHadDDL []bool // for each remove, whether its context had a deadline
+}
+
+type fakeSandbox struct {
+	Sandbox
+	pooled bool
+}
+
+func (f *fakePool) startPooled(ctx context.Context, _ Spec) (*pooled, error) {
+	f.mu.Lock()
+	f.starting++
+	f.maxStarting = max(f.maxStarting, f.starting)
+	f.mu.Unlock()
+	defer func() { f.mu.Lock(); f.starting--; f.mu.Unlock() }()
+	var wait <-chan time.Time
+	if !f.wedged {
+		wait = time.After(f.startFor)
+	}
+	select {
+	case <-wait:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.started++
+	f.waiting++
+	f.maxWaiting = max(f.maxWaiting, f.waiting)
+	w := &pooled{stage: fmt.Sprintf("fake-%d", f.started)}
+	if f.failStart {
+		return w, errors.New("start task: the shim died")
+	}
+	return w, nil
+}
+
+func (f *fakePool) claimPooled(context.Context, *pooled, Spec) (Sandbox, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.waiting--
+	return fakeSandbox{pooled: true}, nil
+}
+
+func (f *fakePool) removePooled(ctx context.Context, w *pooled) error {
+	_, ddl := ctx.Deadline()
+	f.mu.Lock()
+	f.removeHadDDL = append(f.removeHadDDL, ddl)
+	f.mu.Unlock()
+	if f.removeWedged {
+		<-ctx.Done()
+		return fmt.Errorf("sandbox %s not removed: %w", w.stage, ctx.Err())
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.waiting--
+	f.removed++
+	return nil
+}
+
+func (f *fakePool) startCold(ctx context.Context, _ Spec) (Sandbox, error) {
+	select {
+	case <-time.After(f.startFor):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cold++
+	return fakeSandbox{}, nil
+}
+
+func (f *fakePool) snapshot() fakePool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return fakePool{maxStarting: f.maxStarting, waiting: f.waiting, maxWaiting: f.maxWaiting,
+		started: f.started, removed: f.removed, cold: f.cold, removeHadDDL: append([]bool(nil), f.removeHadDDL...)}
+}
+
+func fakeSpec(i int) Spec { return Spec{SessionID: fmt.Sprintf("s%d", i), Image: "img"} }
+
+// A burst of claims: refill runs several starts at once (never more than
+// the bound), the pool grows toward its maximum while claims keep coming
+// and never past it, no claim waits for a refill, and once the claims
+// stop for a rate window the pool shrinks back to its size.
+func TestPoolRefillKeepsUpWithBurst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakePool{startFor: 300 * time.Millisecond}
+		p := newPool(f, PoolOptions{Size: 1, Max: 8, Parallel: 4})
+		ctx := context.Background()
+		if _, err := p.Start(ctx, fakeSpec(0)); err != nil { // teaches the profile
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+		if n := p.Ready(fakeSpec(0)); n < 1 {
+			t.Fatalf("after the first session the pool holds %d, want at least its size 1", n)
+		}
+		var wg sync.WaitGroup
+		took := make([]time.Duration, 20)
+		pooled := make([]bool, 20)
+		for i := range 20 {
+			wg.Go(func() {
+				t0 := time.Now()
+				sb, err := p.Start(ctx, fakeSpec(i+1))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				took[i] = time.Since(t0)
+				pooled[i] = sb.(fakeSandbox).pooled
+			})
+		}
+		wg.Wait()
+		for i := range took {
+			if pooled[i] && took[i] != 0 {
+				t.Errorf("claim %d of a ready sandbox took %s: it waited for something", i, took[i])
+			}
+			if !pooled[i] && took[i] != f.startFor {
+				t.Errorf("cold start %d took %s, want the start's own %s (it waited for a refill)", i, took[i], f.startFor)
+			}
+		}
+		time.Sleep(5 * time.Second) // refills finish
+		s := f.snapshot()
+		if s.maxStarting > 4 {
+			t.Errorf("%d starts ran at once, more than the bound of 4", s.maxStarting)
+		}
+		if s.maxStarting < 2 {
+			t.Errorf("refill ran %d start at a time during a burst of 20 claims; want concurrent starts", s.maxStarting)
+		}
+		if s.maxWaiting > 8 {
+			t.Errorf("the pool held %d sandboxes at once, more than its maximum of 8", s.maxWaiting)
+		}
+		if n := p.Ready(fakeSpec(0)); n != 8 {
+			t.Errorf("after a burst of 20 claims the pool holds %d, want its maximum 8", n)
+		}
+		time.Sleep(PoolRateWindow + time.Second) // no claims for a window
+		if n := p.Ready(fakeSpec(0)); n != 1 {
+			t.Errorf("a rate window after the burst the pool holds %d, want its size 1", n)
+		}
+		if err := p.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if s := f.snapshot(); s.waiting != 0 {
+			t.Errorf("%d sandboxes left after Close", s.waiting)
+		}
+	})
+}
+
+// Without a maximum the pool is fixed at its size: claims never grow it.
+func TestPoolFixedSizeWithoutMax(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakePool{startFor: 300 * time.Millisecond}
+		p := newPool(f, PoolOptions{Size: 2})
+		ctx := context.Background()
+		for i := range 10 {
+			if _, err := p.Start(ctx, fakeSpec(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(5 * time.Second)
+		if s := f.snapshot(); s.maxWaiting > 2 || p.Ready(fakeSpec(0)) != 2 {
+			t.Errorf("pool of size 2 without a maximum held up to %d and now %d", s.maxWaiting, p.Ready(fakeSpec(0)))
+		}
+		if err := p.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// A pooled start that fails half-way leaves a sandbox to remove; that
+// cleanup is bounded by PoolCleanupTimeout even when containerd is wedged
+// (the refill's own context may be cancelled or have no deadline), so the
+// refill ends and Close is not held by it.
+func TestPoolFailedStartCleanupBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakePool{startFor: 300 * time.Millisecond, failStart: true, removeWedged: true}
+		p := newPool(f, PoolOptions{Size: 1})
+		ctx := context.Background()
+		t0 := time.Now()
+		if _, err := p.Start(ctx, fakeSpec(0)); err != nil { // the refill starts alongside
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { p.wg.Wait(); close(done) }()
+		<-done // a wedged cleanup without a deadline deadlocks here (synctest says so)
+		if took := time.Since(t0); took != f.startFor+PoolCleanupTimeout {
+			t.Errorf("the refill with a wedged cleanup ended after %s, want the start %s + PoolCleanupTimeout %s", took, f.startFor, PoolCleanupTimeout)
+		}
+		if s := f.snapshot(); len(s.removeHadDDL) != 1 || !s.removeHadDDL[0] {
+			t.Errorf("cleanup removes %v: want one, under a deadline", s.removeHadDDL)
+		}
+		if err := p.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
 // Close is bounded however containerd behaves: a refill's sandbox start
 // stuck in a wedged containerd (one that ignores even the cancellation)
 // holds Close only until the deadline, from the caller's context or
 // PoolCloseTimeout; a start that honours cancellation lets Close return
-// at once. No containerd here: the refill is a goroutine the pool waits
-// for, as refill starts one.
+// at once.
 func TestPoolCloseBounded(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -29,12 +246,11 @@ func TestPoolCloseBounded(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				p := &Pool{ready: map[string][]*pooled{}, fill: map[string]bool{}}
-				p.refills, p.cancelRefill = context.WithCancel(context.Background())
+				p := newPool(&fakePool{}, PoolOptions{})
 				wedge := make(chan struct{})
 				defer close(wedge)
 				p.wg.Add(1)
-				go func() { // a refill inside p.start
+				go func() { // a refill inside a start
 					defer p.wg.Done()
 					if tc.honours {
 						<-p.refills.Done()
@@ -62,4 +278,31 @@ func TestPoolCloseBounded(t *testing.T) {
 			})
 		})
 	}
+}
+
+// A refill that finishes after Close removes its sandbox instead of
+// leaving it ready in a closed pool; Close removes what was waiting.
+func TestPoolCloseRemovesEverything(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakePool{startFor: time.Second}
+		p := newPool(f, PoolOptions{Size: 3, Max: 3})
+		ctx := context.Background()
+		if _, err := p.Start(ctx, fakeSpec(0)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1500 * time.Millisecond) // some ready, some under way
+		if err := p.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if s := f.snapshot(); s.waiting != 0 {
+			t.Errorf("%d sandboxes left after Close (started %d, removed %d)", s.waiting, s.started, s.removed)
+		}
+		if _, err := p.Start(ctx, fakeSpec(1)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Second)
+		if s := f.snapshot(); s.waiting != 0 {
+			t.Errorf("a closed pool refilled: %d waiting", s.waiting)
+		}
+	})
 }
