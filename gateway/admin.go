@@ -16,6 +16,7 @@ import (
 	"github.com/parachute-gateway/parachute/audit"
 	"github.com/parachute-gateway/parachute/connectors"
 	"github.com/parachute-gateway/parachute/connectors/pairing"
+	"github.com/parachute-gateway/parachute/console"
 	"github.com/parachute-gateway/parachute/internal/unixsock"
 	"github.com/parachute-gateway/parachute/sessions"
 )
@@ -72,6 +73,15 @@ type AdminSession struct {
 	Runtime    string `json:"runtime,omitempty"`
 	ReadOnly   bool   `json:"read_only,omitempty"`
 	Network    bool   `json:"network,omitempty"`
+	// TokensToday is the owner's model tokens this UTC day (all sessions).
+	TokensToday int64 `json:"tokens_today"`
+}
+
+// AdminConsoleToken is the answer of POST /v1/console/token: a one-time
+// console login URL (docs/console.md).
+type AdminConsoleToken struct {
+	URL     string    `json:"url"`
+	Expires time.Time `json:"expires"`
 }
 
 // AdminApprove is the body of POST /v1/pairings/{code}/approve.
@@ -118,13 +128,18 @@ type AdminRevoke struct {
 
 type adminPeerKey struct{}
 
-// adminPeer is who is on the other end of an admin connection.
+// adminPeer is who is on the other end of an admin connection: a socket
+// peer by uid and pid, or, in process, a console session by name.
 type adminPeer struct {
 	UID, PID int
 	err      error
+	console  string // the console session's actor (AdminHandlerAs)
 }
 
 func (p adminPeer) actor() string {
+	if p.console != "" {
+		return p.console
+	}
 	return fmt.Sprintf("operator uid:%d pid:%d (admin socket)", p.UID, p.PID)
 }
 
@@ -169,6 +184,33 @@ func (g *Gateway) startAdminSocket(ctx context.Context, wg *sync.WaitGroup, errc
 // effect (pairing actions through the pairing store's recorder, session
 // stops here).
 func (g *Gateway) AdminHandler() http.Handler {
+	mux := g.adminMux()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, ok := r.Context().Value(adminPeerKey{}).(adminPeer)
+		switch {
+		case !ok || p.err != nil || p.console != "":
+			adminFail(w, http.StatusForbidden, AdminReasonPeerUnknown, "the peer's uid could not be read; the operator API answers only on its unix socket")
+			return
+		case p.UID != 0 && p.UID != os.Getuid():
+			adminFail(w, http.StatusForbidden, AdminReasonPeerForbidden, fmt.Sprintf("uid %d is neither root nor the gateway's uid %d", p.UID, os.Getuid()))
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// AdminHandlerAs is the operator API for the console, in process: the
+// same handlers, checks and records as the socket's, with actor (the
+// console session, which the console authenticated) as the actor of
+// everything it does. It never mints console tokens.
+func (g *Gateway) AdminHandlerAs(actor string) http.Handler {
+	mux := g.adminMux()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), adminPeerKey{}, adminPeer{console: actor})))
+	})
+}
+
+func (g *Gateway) adminMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/policy", g.adminPolicy)
 	mux.HandleFunc("GET /v1/pairings", g.adminPairings)
@@ -181,18 +223,8 @@ func (g *Gateway) AdminHandler() http.Handler {
 	mux.HandleFunc("POST /v1/bindings/revoke", g.adminRevoke)
 	mux.HandleFunc("GET /v1/sessions", g.adminSessions)
 	mux.HandleFunc("POST /v1/sessions/{id}/stop", g.adminStop)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, ok := r.Context().Value(adminPeerKey{}).(adminPeer)
-		switch {
-		case !ok || p.err != nil:
-			adminFail(w, http.StatusForbidden, AdminReasonPeerUnknown, "the peer's uid could not be read; the operator API answers only on its unix socket")
-			return
-		case p.UID != 0 && p.UID != os.Getuid():
-			adminFail(w, http.StatusForbidden, AdminReasonPeerForbidden, fmt.Sprintf("uid %d is neither root nor the gateway's uid %d", p.UID, os.Getuid()))
-			return
-		}
-		mux.ServeHTTP(w, r)
-	})
+	mux.HandleFunc("POST /v1/console/token", g.adminConsoleToken)
+	return mux
 }
 
 func adminActor(r *http.Request) string {
@@ -428,12 +460,16 @@ func (g *Gateway) adminSessions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	all := r.URL.Query().Get("all") == "1"
+	usage := sessions.Usage{Store: g.Store}
 	out := make([]AdminSession, 0, len(list))
 	for _, s := range list {
 		if !all && !s.Ended.IsZero() {
 			continue
 		}
 		a := AdminSession{Session: s}
+		if n, err := usage.TokensToday(r.Context(), s.Owner); err == nil {
+			a.TokensToday = n
+		}
 		if l := g.Manager.Live(s.ID); l != nil {
 			f := l.Facts()
 			a.Live, a.TrustLevel = true, f.TrustLevel
@@ -475,4 +511,30 @@ func (g *Gateway) adminStop(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	adminJSON(w, AdminSession{Session: *sess})
+}
+
+// adminConsoleToken mints a one-time console login URL for the socket's
+// operator (`parachute console url`). The token is recorded with the
+// operator as actor before it exists; no record, no token. Only a socket
+// peer may ask: a console session cannot mint itself more sessions.
+func (g *Gateway) adminConsoleToken(w http.ResponseWriter, r *http.Request) {
+	if p, _ := r.Context().Value(adminPeerKey{}).(adminPeer); p.console != "" {
+		adminFail(w, http.StatusForbidden, AdminReasonPeerForbidden, "console tokens are minted only for the admin socket's operator (parachute console url)")
+		return
+	}
+	c := g.consoleNow()
+	if c == nil {
+		adminFail(w, http.StatusServiceUnavailable, AdminReasonNotFound, "the console is not running yet (the admin listener starts it)")
+		return
+	}
+	u, err := c.MintURL(r.Context(), adminActor(r))
+	switch {
+	case errors.Is(err, console.ErrNotRecorded):
+		adminFail(w, http.StatusServiceUnavailable, AdminReasonNotRecorded, err.Error()+": no token was made")
+		return
+	case err != nil:
+		adminFail(w, http.StatusServiceUnavailable, AdminReasonStore, err.Error())
+		return
+	}
+	adminJSON(w, AdminConsoleToken{URL: u, Expires: time.Now().Add(console.TokenTTL).UTC()})
 }

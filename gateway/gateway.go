@@ -28,6 +28,7 @@ import (
 	"github.com/parachute-gateway/parachute/config"
 	"github.com/parachute-gateway/parachute/connectors"
 	"github.com/parachute-gateway/parachute/connectors/pairing"
+	"github.com/parachute-gateway/parachute/console"
 	"github.com/parachute-gateway/parachute/engine"
 	"github.com/parachute-gateway/parachute/engine/ratelimit"
 	"github.com/parachute-gateway/parachute/mcpproxy/sandboxed"
@@ -79,7 +80,11 @@ type Gateway struct {
 
 	ready   chan struct{}
 	admin   net.Listener
+	console *console.Console // on the admin listener: console.go
 	adminMu sync.Mutex
+
+	connMu    sync.Mutex
+	connState map[string]console.ConnectorHealth // by connector name, for the console
 }
 
 // New builds the gateway from a validated config: it opens the audit log,
@@ -301,7 +306,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		// Each connector on its own: one that fails or panics is restarted
 		// with backoff, one whose credentials are refused stops, and
 		// neither stops the others.
-		_ = connectors.RunAll(ctx, g.handler(), g.log, g.conns...)
+		_ = connectors.RunAll(ctx, g.handler(), g.log, g.tracked()...)
 	}()
 	close(g.ready)
 	g.log.Info().Int("connectors", len(g.conns)).Str("policy_revision", g.Engine.Revision()).Msg("gateway running")
@@ -370,6 +375,10 @@ func (g *Gateway) startAdmin(ctx context.Context, wg *sync.WaitGroup, errc chan<
 		}
 		_, _ = w.Write([]byte("ready policy_revision=" + g.Engine.Revision() + "\n"))
 	})
+	if err := g.startConsole(ctx, wg, mux, ln.Addr().String()); err != nil { // operator console: console.go
+		ln.Close()
+		return err
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	wg.Add(2)
 	go func() {

@@ -18,6 +18,7 @@ type metrics struct {
 	decisions       *prometheus.CounterVec
 	decisionLatency *prometheus.HistogramVec
 	rateLimited     *prometheus.CounterVec
+	denials         *prometheus.CounterVec
 	auditLatency    prometheus.Histogram
 	auditFailures   prometheus.Counter
 	sandboxStarts   *prometheus.CounterVec
@@ -47,6 +48,9 @@ func newMetrics(src metricSources) *metrics {
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parachute_rate_limited_total", Help: "Decisions denied by a rate limit, by entry point.",
 		}, []string{"entry"}),
+		denials: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parachute_denials_total", Help: "Denied decisions by entry point and reason (one count per reason; the console charts it).",
+		}, []string{"entry", "reason"}),
 		auditLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "parachute_audit_append_seconds", Help: "Durable audit append latency.",
 			Buckets: []float64{50e-6, 100e-6, 200e-6, 500e-6, 1e-3, 5e-3, 25e-3, 0.1},
@@ -58,7 +62,7 @@ func newMetrics(src metricSources) *metrics {
 			Name: "parachute_sandbox_starts_total", Help: "Sandbox starts by runtime and result.",
 		}, []string{"runtime", "result"}),
 	}
-	m.reg.MustRegister(m.decisions, m.decisionLatency, m.rateLimited, m.auditLatency, m.auditFailures, m.sandboxStarts,
+	m.reg.MustRegister(m.decisions, m.decisionLatency, m.rateLimited, m.denials, m.auditLatency, m.auditFailures, m.sandboxStarts,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "parachute_sessions_active", Help: "Sessions with a running sandbox.",
 		}, src.active),
@@ -98,6 +102,11 @@ func (r recorder) Record(ctx context.Context, in engine.Input, d *engine.Decisio
 	r.m.decisionLatency.WithLabelValues(entry).Observe(d.Latency.Seconds())
 	if slices.Contains(d.Reasons, engine.ReasonRateLimited) {
 		r.m.rateLimited.WithLabelValues(entry).Inc()
+	}
+	if !d.Allow {
+		for _, reason := range d.Reasons {
+			r.m.denials.WithLabelValues(entry, reason).Inc()
+		}
 	}
 	start := time.Now()
 	err := r.next.Record(ctx, in, d)

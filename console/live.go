@@ -1,0 +1,389 @@
+package console
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/parachute-gateway/parachute/audit"
+	"github.com/parachute-gateway/parachute/engine"
+)
+
+// row is one audit record as the live and audit pages show it.
+type row struct {
+	Seq        uint64    `json:"seq"`
+	Time       time.Time `json:"time"`
+	Kind       string    `json:"kind"`
+	Allow      string    `json:"allow"` // "true", "false", or "" for a record that is no decision
+	Reasons    []string  `json:"reasons"`
+	Connector  string    `json:"connector"`
+	User       string    `json:"user"`
+	Turn       string    `json:"turn"`
+	DecisionID string    `json:"decision_id"`
+	What       string    `json:"what"`
+	// Playground: the record is a policy decision with a stored input;
+	// From names it for /console/policy?from= (decision_id, else seq).
+	Playground bool   `json:"playground"`
+	From       string `json:"from,omitempty"`
+}
+
+func isEntry(kind string) bool {
+	return slices.Contains(engine.Entries, engine.Entry(kind))
+}
+
+func toRow(r audit.Record) row {
+	out := row{Seq: r.Seq, Time: r.Time, Kind: string(r.Kind), Reasons: r.Reasons, Connector: r.Connector,
+		User: r.User, Turn: r.TurnID, DecisionID: r.DecisionID}
+	switch r.Decision {
+	case "allow":
+		out.Allow = "true"
+	case "deny":
+		out.Allow = "false"
+	}
+	if out.Reasons == nil {
+		out.Reasons = []string{}
+	}
+	// A message decision's ID is the ID of the turn it starts.
+	if out.Turn == "" && out.Kind == string(engine.Message) && r.Decision == "allow" {
+		out.Turn = r.DecisionID
+	}
+	var what []string
+	for _, f := range []struct{ k, v string }{{"tool", r.Tool}, {"path", r.Path}, {"model", r.Model}, {"host", r.Host},
+		{"event", r.Detail["event"]}, {"actor", r.Detail["actor"]}, {"error", r.Error}} {
+		if f.v != "" {
+			what = append(what, f.k+"="+f.v)
+		}
+	}
+	out.What = audit.Escape(strings.Join(what, " "))
+	out.Playground = isEntry(out.Kind) && len(r.Input) > 0
+	if out.Playground {
+		out.From = r.DecisionID
+		if out.From == "" {
+			out.From = strconv.FormatUint(r.Seq, 10)
+		}
+	}
+	return out
+}
+
+// hidden are kinds the live stream leaves out: checkpoints sign the chain
+// (the audit page shows them), message text is content, not a decision.
+func hidden(kind string) bool { return kind == audit.KindCheckpoint || kind == "message-text" }
+
+// liveFilter reads the stream's filters from the query string: connector,
+// identity, kind, allow (true|false), reason.
+func liveFilter(q url.Values) (audit.Filter, error) {
+	f := audit.Filter{}
+	for param, key := range map[string]string{"connector": "connector", "identity": "user", "kind": "kind", "reason": "reasons"} {
+		if v := strings.TrimSpace(q.Get(param)); v != "" {
+			f[key] = v
+		}
+	}
+	switch a := q.Get("allow"); a {
+	case "":
+	case "true":
+		f["decision"] = "allow"
+	case "false":
+		f["decision"] = "deny"
+	default:
+		return nil, fmt.Errorf("allow=%q: use true, false or leave it out", a)
+	}
+	return f, nil
+}
+
+func (c *Console) livePage(w http.ResponseWriter, r *http.Request, s *session) {
+	q := r.URL.Query()
+	c.render(w, r, http.StatusOK, "live", s, map[string]any{
+		"Q":       map[string]string{"connector": q.Get("connector"), "identity": q.Get("identity"), "kind": q.Get("kind"), "allow": q.Get("allow"), "reason": q.Get("reason")},
+		"Kinds":   kindsOffered(),
+		"Backlog": LiveBacklog.String(),
+	})
+}
+
+func kindsOffered() []string {
+	out := make([]string, 0, len(engine.Entries)+4)
+	for _, e := range engine.Entries {
+		out = append(out, string(e))
+	}
+	return append(out, audit.KindPairing, audit.KindInvite, audit.KindAdmin, audit.KindGap)
+}
+
+// LiveBacklog is how far back a new live stream starts.
+const LiveBacklog = 5 * time.Minute
+
+// liveHeartbeat keeps an idle stream open through proxies and tells a
+// closed one from a quiet one.
+const liveHeartbeat = 15 * time.Second
+
+// liveEvents streams matching records as server-sent events (event
+// "record", id = seq, data = the row as JSON), starting LiveBacklog ago or
+// after Last-Event-ID when the browser reconnects, then every new record
+// as it is appended (audit.Follow, polled every FollowPoll).
+func (c *Console) liveEvents(w http.ResponseWriter, r *http.Request, _ *session) {
+	f, err := liveFilter(r.URL.Query())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
+		return
+	}
+	var after uint64
+	if id := r.Header.Get("Last-Event-ID"); id != "" {
+		after, _ = strconv.ParseUint(id, 10, 64)
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.WriteHeader(http.StatusOK)
+	_, _ = fmt.Fprint(w, "retry: 1000\n\n")
+	fl.Flush()
+
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	rows := make(chan row, 64)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- audit.Follow(ctx, c.b.AuditDir(), audit.ReadOptions{Filter: f, Since: c.now().Add(-LiveBacklog)}, c.followPoll, func(e audit.Entry) error {
+			if e.Record.Seq <= after || hidden(string(e.Record.Kind)) {
+				return nil
+			}
+			select {
+			case rows <- toRow(e.Record):
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+	}()
+	hb := time.NewTicker(liveHeartbeat)
+	defer hb.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case err := <-errc:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				_, _ = fmt.Fprintf(w, "event: failed\ndata: %s\n\n", jsonString("the audit log cannot be read: "+err.Error()))
+				fl.Flush()
+			}
+			return
+		case <-hb.C:
+			_, _ = fmt.Fprint(w, ": ping\n\n")
+			fl.Flush()
+		case rw := <-rows:
+			b, _ := json.Marshal(rw)
+			if _, err := fmt.Fprintf(w, "event: record\nid: %d\ndata: %s\n\n", rw.Seq, b); err != nil {
+				return
+			}
+			fl.Flush()
+		}
+	}
+}
+
+func jsonString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// --- trace ---
+
+// step is one record of a turn, with the parsed paths of a tool call.
+type step struct {
+	row
+	Record audit.Record
+	Paths  []tracePath
+	Text   string // the message's text, when audit.record_text is on
+}
+
+type tracePath struct{ Raw, Resolved string }
+
+// stepOrder is the order of a turn: message → session → tool calls →
+// model calls → egress; within a kind, the log's order.
+var stepOrder = map[string]int{"message-text": 0, "message": 1, "session": 2, "tool": 3, "model": 4, "egress": 5}
+
+func (c *Console) tracePage(w http.ResponseWriter, r *http.Request, s *session) {
+	turn := r.PathValue("turn")
+	var steps []step
+	err := audit.Read(c.b.AuditDir(), audit.ReadOptions{}, func(e audit.Entry) error {
+		rec := e.Record
+		if rec.TurnID != turn && rec.DecisionID != turn {
+			return nil
+		}
+		if string(rec.Kind) == audit.KindCheckpoint {
+			return nil
+		}
+		st := step{row: toRow(rec), Record: rec}
+		if string(rec.Kind) == "message-text" {
+			st.Text = audit.Escape(rec.Detail["text"])
+		}
+		if string(rec.Kind) == string(engine.Tool) && len(rec.Input) > 0 {
+			var in struct {
+				Paths []struct {
+					Raw      string `json:"raw"`
+					Resolved string `json:"resolved"`
+				} `json:"paths"`
+			}
+			if json.Unmarshal(rec.Input, &in) == nil {
+				for _, p := range in.Paths {
+					st.Paths = append(st.Paths, tracePath{Raw: audit.Escape(p.Raw), Resolved: audit.Escape(p.Resolved)})
+				}
+			}
+		}
+		steps = append(steps, st)
+		return nil
+	})
+	slices.SortStableFunc(steps, func(a, b step) int {
+		oa, ok := stepOrder[a.Kind]
+		if !ok {
+			oa = 6
+		}
+		ob, ok := stepOrder[b.Kind]
+		if !ok {
+			ob = 6
+		}
+		if oa != ob {
+			return oa - ob
+		}
+		return int(a.Seq) - int(b.Seq)
+	})
+	code := http.StatusOK
+	if len(steps) == 0 && err == nil {
+		code = http.StatusNotFound
+	}
+	c.render(w, r, code, "trace", s, map[string]any{"Turn": turn, "Steps": steps, "Err": errString(err)})
+}
+
+// --- audit ---
+
+// auditPageSize is how many records one audit page shows.
+const auditPageSize = 100
+
+// auditFilterKeys are the filters the audit page offers as fields; any
+// other key=value of `parachute logs` goes in "more".
+var auditFilterKeys = []string{"connector", "user", "kind", "decision", "reasons", "session_id", "turn_id", "tool"}
+
+func (c *Console) auditPage(w http.ResponseWriter, r *http.Request, s *session) {
+	q := r.URL.Query()
+	f := audit.Filter{}
+	vals := map[string]string{}
+	for _, k := range auditFilterKeys {
+		if v := strings.TrimSpace(q.Get(k)); v != "" {
+			f[k], vals[k] = v, v
+		}
+	}
+	var errs []string
+	if more := strings.TrimSpace(q.Get("more")); more != "" {
+		extra, err := audit.ParseFilter(strings.Fields(more))
+		if err != nil {
+			errs = append(errs, err.Error())
+		}
+		for k, v := range extra {
+			f[k] = v
+		}
+		vals["more"] = more
+	}
+	opts := audit.ReadOptions{Filter: f}
+	if since := strings.TrimSpace(q.Get("since")); since != "" {
+		vals["since"] = since
+		if d, err := time.ParseDuration(since); err == nil && d >= 0 {
+			opts.Since = c.now().Add(-d)
+		} else if t, err := time.Parse(time.RFC3339, since); err == nil {
+			opts.Since = t
+		} else {
+			errs = append(errs, fmt.Sprintf("since %q is neither a duration (10m, 24h) nor an RFC 3339 time", since))
+		}
+	}
+	var before uint64
+	if b := q.Get("before"); b != "" {
+		before, _ = strconv.ParseUint(b, 10, 64)
+	}
+	// Newest first: keep the last auditPageSize matches below before.
+	var page []row
+	more := false
+	err := audit.Read(c.b.AuditDir(), opts, func(e audit.Entry) error {
+		if before != 0 && e.Record.Seq >= before {
+			return nil
+		}
+		page = append(page, toRow(e.Record))
+		if len(page) > auditPageSize {
+			page = page[1:]
+			more = true
+		}
+		return nil
+	})
+	if err != nil {
+		errs = append(errs, err.Error())
+	}
+	slices.Reverse(page)
+	next := ""
+	if more && len(page) > 0 {
+		nq := url.Values{}
+		for k, v := range vals {
+			nq.Set(k, v)
+		}
+		nq.Set("before", strconv.FormatUint(page[len(page)-1].Seq, 10))
+		next = "/console/audit?" + nq.Encode()
+	}
+	c.render(w, r, http.StatusOK, "audit", s, map[string]any{
+		"Rows": page, "Q": vals, "Next": next, "Errs": errs, "Verify": c.verify(), "Keys": auditFilterKeys,
+	})
+}
+
+// verifyView is the verification status the audit page shows.
+type verifyView struct {
+	At          time.Time
+	OK, Signed  bool
+	Err         string
+	Records     int
+	Files       int
+	HeadSeq     uint64
+	Checkpoints int
+	LastSeq     uint64
+	Unsigned    uint64
+	Problems    []string
+	Gaps        []string
+	Warnings    []string
+}
+
+// verifyEvery bounds how often the audit page re-verifies the whole log.
+const verifyEvery = 10 * time.Second
+
+func (c *Console) verify() verifyView {
+	c.mu.Lock()
+	if v := c.lastVerify; v != nil && c.now().Sub(v.At) < verifyEvery {
+		c.mu.Unlock()
+		return *v
+	}
+	c.mu.Unlock()
+	v := verifyView{At: c.now()}
+	rep, err := c.b.VerifyAudit()
+	if err != nil {
+		v.Err = err.Error()
+	} else {
+		v.OK, v.Signed, v.Records, v.Files, v.HeadSeq, v.Checkpoints = rep.OK(), rep.Signed, rep.Records, rep.Files, rep.HeadSeq, rep.Checkpoints
+		v.Unsigned = rep.UnsignedTail
+		if rep.Last != nil {
+			v.LastSeq = rep.Last.Seq
+		}
+		for _, p := range rep.Problems {
+			v.Problems = append(v.Problems, audit.Escape(p.String()))
+		}
+		for _, g := range rep.Gaps {
+			v.Gaps = append(v.Gaps, audit.Escape(g.String()))
+		}
+		for _, w := range rep.Warnings {
+			v.Warnings = append(v.Warnings, audit.Escape(w.String()))
+		}
+	}
+	c.mu.Lock()
+	c.lastVerify = &v
+	c.mu.Unlock()
+	return v
+}

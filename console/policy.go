@@ -1,0 +1,210 @@
+package console
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/topdown"
+
+	"github.com/parachute-gateway/parachute/audit"
+	"github.com/parachute-gateway/parachute/engine"
+	"github.com/parachute-gateway/parachute/internal/strictjson"
+)
+
+// Playground limits.
+const (
+	maxPlaygroundInput = 256 << 10
+	maxTrace           = 256 << 10
+)
+
+type policyFile struct {
+	Name string
+	Size int64
+	Test bool
+}
+
+// playground is the playground's form and, after an evaluation, its result.
+type playground struct {
+	Entry   string
+	Input   string
+	From    string // the record it was pre-filled from
+	FromErr string
+	Result  *pgResult
+}
+
+type pgResult struct {
+	Allow      bool
+	Reasons    []string
+	Error      string
+	Decision   string // the decision's fields, indented JSON
+	Revision   string
+	LatencyUS  int64
+	Trace      string
+	Truncated  bool
+	InputError string
+}
+
+func (c *Console) policyPage(w http.ResponseWriter, r *http.Request, s *session) {
+	pg := playground{Entry: string(engine.Message), Input: "{}"}
+	if from := strings.TrimSpace(r.URL.Query().Get("from")); from != "" {
+		pg.From = from
+		entry, input, err := c.recordedInput(from)
+		if err != nil {
+			pg.FromErr = err.Error()
+		} else {
+			pg.Entry, pg.Input = entry, input
+		}
+	}
+	c.renderPolicy(w, r, s, http.StatusOK, pg)
+}
+
+func (c *Console) renderPolicy(w http.ResponseWriter, r *http.Request, s *session, code int, pg playground) {
+	st := c.b.Policy()
+	files, ferr := policyFiles(st.Dir)
+	var refused map[string]string
+	if st.Refused != nil {
+		refused = map[string]string{"At": st.Refused.At.UTC().Format("2006-01-02 15:04:05Z"), "Revision": st.Refused.Revision, "Error": fmt.Sprint(st.Refused.Err)}
+	}
+	entries := make([]string, len(engine.Entries))
+	for i, e := range engine.Entries {
+		entries[i] = string(e)
+	}
+	c.render(w, r, code, "policy", s, map[string]any{
+		"Status": st, "Refused": refused, "Files": files, "FilesErr": errString(ferr), "Entries": entries, "PG": pg,
+	})
+}
+
+// policyFiles lists the policy folder's .rego files (links are not
+// followed), tests marked.
+func policyFiles(dir string) ([]policyFile, error) {
+	var out []policyFile
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() || !strings.HasSuffix(d.Name(), ".rego") || !d.Type().IsRegular() {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		out = append(out, policyFile{Name: rel, Size: info.Size(), Test: strings.HasSuffix(d.Name(), "_test.rego")})
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, err
+}
+
+var errFound = errors.New("found")
+
+// recordedInput finds a decision record by decision_id or seq and returns
+// its entry and stored input, indented.
+func (c *Console) recordedInput(want string) (string, string, error) {
+	var rec *audit.Record
+	err := audit.Read(c.b.AuditDir(), audit.ReadOptions{}, func(e audit.Entry) error {
+		if e.Record.DecisionID == want || strconv.FormatUint(e.Record.Seq, 10) == want {
+			r := e.Record
+			rec = &r
+			return errFound
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errFound) {
+		return "", "", err
+	}
+	if rec == nil {
+		return "", "", fmt.Errorf("no record with decision_id or seq %q in the audit log", want)
+	}
+	kind := string(rec.Kind)
+	if !isEntry(kind) {
+		return "", "", fmt.Errorf("record %s is a %s record, not a policy decision", want, kind)
+	}
+	if len(rec.Input) == 0 {
+		return "", "", fmt.Errorf("record %s has no stored input (written by a gateway older than input recording)", want)
+	}
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, rec.Input, "", "  "); err != nil {
+		return "", "", fmt.Errorf("record %s: stored input: %w", want, err)
+	}
+	return kind, buf.String(), nil
+}
+
+// policyEval evaluates the playground's input against the policy in
+// force with Backend.Explain: the same prepared query as a real decision,
+// but no rate-limit token is taken, the decision cache is not touched and
+// nothing is recorded. It changes nothing, so it writes no audit record:
+// the record of who could do it is the login.
+func (c *Console) policyEval(w http.ResponseWriter, r *http.Request, s *session) {
+	pg := playground{Entry: r.PostFormValue("entry"), Input: r.PostFormValue("input"), From: r.PostFormValue("from")}
+	res := &pgResult{}
+	pg.Result = res
+	code := http.StatusOK
+	switch {
+	case !isEntry(pg.Entry):
+		res.InputError = fmt.Sprintf("entry %q is not one of the policy's entry points", pg.Entry)
+	case len(pg.Input) > maxPlaygroundInput:
+		res.InputError = fmt.Sprintf("the input is %d bytes; at most %d are evaluated here", len(pg.Input), maxPlaygroundInput)
+	}
+	if res.InputError != "" {
+		c.renderPolicy(w, r, s, http.StatusBadRequest, pg)
+		return
+	}
+	// One parse, the strict one: duplicate member names, invalid UTF-8
+	// and lone surrogates are refused, not resolved silently.
+	doc, err := strictjson.Object([]byte(pg.Input))
+	if err != nil {
+		res.InputError = "the input is not a JSON object the gateway would read: " + err.Error()
+		c.renderPolicy(w, r, s, http.StatusBadRequest, pg)
+		return
+	}
+	d, trace := c.b.Explain(r.Context(), engine.Entry(pg.Entry), doc)
+	res.Allow, res.Reasons, res.Revision, res.LatencyUS = d.Allow, d.Reasons, d.Revision, d.Latency.Microseconds()
+	if res.Reasons == nil {
+		res.Reasons = []string{}
+	}
+	if d.Err != nil {
+		res.Error = d.Err.Error()
+	}
+	if d.Fields != nil {
+		if b, err := json.MarshalIndent(d.Fields, "", "  "); err == nil {
+			res.Decision = string(b)
+		}
+	}
+	var tb limitedBuffer
+	tb.max = maxTrace
+	topdown.PrettyTraceWithLocation(&tb, trace)
+	lines := strings.Split(tb.String(), "\n")
+	for i, l := range lines {
+		lines[i] = audit.Escape(l)
+	}
+	res.Trace, res.Truncated = strings.Join(lines, "\n"), tb.cut
+	c.renderPolicy(w, r, s, code, pg)
+}
+
+// limitedBuffer keeps the first max bytes written to it.
+type limitedBuffer struct {
+	bytes.Buffer
+	max int
+	cut bool
+}
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	if room := b.max - b.Len(); len(p) > room {
+		b.cut = true
+		if room > 0 {
+			b.Buffer.Write(p[:room])
+		}
+		return len(p), nil
+	}
+	return b.Buffer.Write(p)
+}
