@@ -234,6 +234,10 @@ type Runtime struct {
 	// WarmPool keeps this many pre-started sandboxes per sandbox profile
 	// so a new session skips the container start (default 0: off).
 	WarmPool int `yaml:"warm_pool"`
+	// WarmPoolMax lets a profile's pool grow under a burst of new
+	// sessions, up to this many sandboxes (default warm_pool: fixed);
+	// it shrinks back to warm_pool after 10 s without a new session.
+	WarmPoolMax int `yaml:"warm_pool_max"`
 	// IdleTimeout stops a session's sandbox after no turn has run in it
 	// for this long (default 10m, at least 30s); the session and its
 	// history survive, and the next message starts a new sandbox. A
@@ -248,6 +252,9 @@ const (
 	MinPolicyTimeout     = 10 * time.Millisecond
 	MaxPolicyTimeout     = 10 * time.Second
 )
+
+// MaxWarmPoolMax bounds runtime.warm_pool_max.
+const MaxWarmPoolMax = 64
 
 // DefaultIdleTimeout and MinIdleTimeout bound runtime.idle_timeout.
 const (
@@ -529,6 +536,15 @@ func (c *Config) Validate() error {
 	c.validateAgents(bad)
 	if c.Runtime.WarmPool < 0 || c.Runtime.WarmPool > 16 {
 		bad("runtime.warm_pool", "%d is not between 0 and 16", c.Runtime.WarmPool)
+	}
+	switch wp, mx := c.Runtime.WarmPool, c.Runtime.WarmPoolMax; {
+	case mx == 0:
+	case mx < 0 || mx > MaxWarmPoolMax:
+		bad("runtime.warm_pool_max", "%d is not between warm_pool and %d; each pooled sandbox holds host memory while it waits", mx, MaxWarmPoolMax)
+	case wp == 0:
+		bad("runtime.warm_pool_max", "%d without a warm pool: set runtime.warm_pool (at least 1) too, or remove warm_pool_max", mx)
+	case mx < wp:
+		bad("runtime.warm_pool_max", "%d is below runtime.warm_pool %d: give at least warm_pool, or remove it for a fixed pool", mx, wp)
 	}
 	if c.PolicyTimeout < 0 || (c.PolicyTimeout > 0 && (c.PolicyTimeout < MinPolicyTimeout || c.PolicyTimeout > MaxPolicyTimeout)) {
 		bad("policy_timeout", "%s: give a duration between %s and %s (default %s); a decision past it is denied as overloaded", c.PolicyTimeout, MinPolicyTimeout, MaxPolicyTimeout, DefaultPolicyTimeout)

@@ -56,7 +56,7 @@ func (g *Gateway) runtimes(ctx context.Context) (map[string]sessions.Sandboxes, 
 	}
 	rts := map[string]sessions.Sandboxes{"containerd": c}
 	if n := g.cfg.Runtime.WarmPool; n > 0 {
-		pool, err := c.NewPool(runtime.PoolOptions{Dir: filepath.Join(g.cfg.StateDir, "pool"), Size: n})
+		pool, err := c.NewPool(runtime.PoolOptions{Dir: filepath.Join(g.cfg.StateDir, "pool"), Size: n, Max: g.cfg.Runtime.WarmPoolMax})
 		if err != nil {
 			return nil, fmt.Errorf("runtime.warm_pool: %w", err)
 		}
