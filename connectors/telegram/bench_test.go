@@ -62,8 +62,8 @@ func BenchmarkTelegramInboundToReply(b *testing.B) {
 	for i := range b.N {
 		t0 := time.Now()
 		deliver(b, h, i)
-		for len(f.Sent()) < i+1 {
-			time.Sleep(20 * time.Microsecond)
+		if got := f.WaitSent(i+1, 10*time.Second); len(got) < i+1 {
+			b.Fatalf("reply %d not accepted by the fake in 10 s", i+1)
 		}
 		lat = append(lat, time.Since(t0))
 	}
@@ -86,8 +86,8 @@ func BenchmarkTelegramThroughput(b *testing.B) {
 			deliver(b, h, int(seq.Add(1))-1)
 		}
 	})
-	for len(f.Sent()) < b.N {
-		time.Sleep(100 * time.Microsecond)
+	if got := f.WaitSent(b.N, time.Minute); len(got) < b.N {
+		b.Fatalf("%d of %d replies accepted by the fake in a minute", len(got), b.N)
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 }

@@ -95,12 +95,12 @@ func TestDropPendingKeepsWhatArrivesAfterStart(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	sent := f.WaitSent(1, 10*time.Second)
+	sent := waitSent(t, f, 1, 10*time.Second)
 	if len(sent) != 1 || !strings.Contains(sent[0].Text, "sent right after ready") {
 		t.Fatalf("sent %+v, want the answer to the message sent after ready", sent)
 	}
 	f.Push(fake.Message{FromID: alice, Text: "sentinel"})
-	sent = f.WaitSent(2, 10*time.Second)
+	sent = waitSent(t, f, 2, 10*time.Second)
 	for _, s := range sent {
 		if strings.Contains(s.Text, "sent while down") {
 			t.Fatalf("answered a message queued while down: %+v", sent)

@@ -26,14 +26,17 @@ func TestTelegramStreamedReply(t *testing.T) {
 			req.Progress(p)
 			// The agent goes on only once the chat shows it: each
 			// progress text becomes an edit of its own.
-			waitFor(t, func() bool { return f.Current(1) == p })
+			if !until(f, 10*time.Second, func() bool { return f.Current(1) == p }) {
+				t.Errorf("waited 10 s for the edit to %q", p) // not Fatal: this is the agent's goroutine
+				return full
+			}
 		}
 		return full
 	}}
 	r := start(t, turns)
 	f = r.fake
 	r.fake.Push(fake.Message{FromID: alice, Text: "talk to me"})
-	waitFor(t, func() bool { return f.Current(1) == full })
+	waitFor(t, f, "the edit to the full reply", func() bool { return f.Current(1) == full })
 
 	sent := f.Sent()
 	if len(sent) != 1 || sent[0].Text != connectors.Placeholder {
@@ -59,14 +62,16 @@ func TestTelegramStreamedLongReply(t *testing.T) {
 	var f *fake.Server
 	turns := &testkit.Turns{Reply: func(req connectors.TurnRequest) string {
 		req.Progress(long[:5000])
-		waitFor(t, func() bool { return strings.HasSuffix(f.Current(1), " …") })
+		if !until(f, 10*time.Second, func() bool { return strings.HasSuffix(f.Current(1), " …") }) {
+			t.Error("waited 10 s for the progress edit") // not Fatal: this is the agent's goroutine
+		}
 		return long
 	}}
 	r := start(t, turns)
 	f = r.fake
 	r.fake.Push(fake.Message{FromID: alice, Text: "a lot"})
-	got := f.WaitSent(3, 10*time.Second)
-	waitFor(t, func() bool { return !strings.HasSuffix(f.Current(1), " …") })
+	got := waitSent(t, f, 3, 10*time.Second)
+	waitFor(t, f, "the placeholder's final edit", func() bool { return !strings.HasSuffix(f.Current(1), " …") })
 	parts := []string{f.Current(1)}
 	for i := 2; i <= len(got); i++ {
 		parts = append(parts, f.Current(i))
@@ -81,14 +86,11 @@ func TestTelegramStreamedLongReply(t *testing.T) {
 	}
 }
 
-// waitFor waits until cond holds, failing after 10 s.
-func waitFor(t *testing.T, cond func() bool) {
+// waitFor waits until cond holds, checking it at every send or edit of
+// the fake, and fails the test naming what after 10 s.
+func waitFor(t *testing.T, f *fake.Server, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 10 s")
-		}
-		time.Sleep(2 * time.Millisecond)
+	if !until(f, 10*time.Second, cond) {
+		t.Fatalf("waited 10 s for %s", what)
 	}
 }

@@ -80,18 +80,62 @@ func start(t *testing.T, turns *testkit.Turns, mut ...func(map[string]any)) *rig
 func (r *rig) sentinel(t *testing.T, from, chatID int64, chatType string) []fake.Sent {
 	t.Helper()
 	r.fake.Push(fake.Message{FromID: from, ChatID: chatID, ChatType: chatType, Text: "@" + fake.BotUsername + " sentinel"})
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		sent := r.fake.Sent()
+	return sentinelEcho(t, r.fake, r.log)
+}
+
+// sentinelEcho waits for the echo of a message ending in "sentinel" and
+// returns what was sent before it; it fails the test (with the log, if
+// any) after 10 s.
+func sentinelEcho(t *testing.T, f *fake.Server, log *testkit.Log) []fake.Sent {
+	t.Helper()
+	var before []fake.Sent
+	if !until(f, 10*time.Second, func() bool {
+		sent := f.Sent()
 		for i, s := range sent {
 			if strings.HasSuffix(s.Text, "sentinel") {
-				return sent[:i]
+				before = sent[:i]
+				return true
 			}
 		}
-		time.Sleep(5 * time.Millisecond)
+		return false
+	}) {
+		logs := ""
+		if log != nil {
+			logs = log.String()
+		}
+		t.Fatalf("sentinel not answered in 10 s; sent %q; log:\n%.4000s", texts(f.Sent()), logs)
 	}
-	t.Fatalf("sentinel not answered; %d sent; log:\n%.4000s", len(r.fake.Sent()), r.log.String())
-	return nil
+	return before
+}
+
+// until waits until cond holds, checking it again at every message the
+// fake sends or edits (no polling), and reports whether it held within d.
+// It does not fail the test, so a fake agent's turn can use it too.
+func until(f *fake.Server, d time.Duration, cond func() bool) bool {
+	timeout := time.NewTimer(d)
+	defer timeout.Stop()
+	for {
+		changed := f.Changed() // before cond: a change in between wakes us
+		if cond() {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-timeout.C:
+			return cond()
+		}
+	}
+}
+
+// waitSent waits until the bot has sent at least n messages and returns
+// all it sent; it fails the test, naming what it waited for, after d.
+func waitSent(t *testing.T, f *fake.Server, n int, d time.Duration) []fake.Sent {
+	t.Helper()
+	got := f.WaitSent(n, d)
+	if len(got) < n {
+		t.Fatalf("waited %v for %d messages from the bot, got %d: %q", d, n, len(got), texts(got))
+	}
+	return got
 }
 
 func texts(sent []fake.Sent) []string {
@@ -166,12 +210,13 @@ func TestTelegramMessages(t *testing.T) {
 }
 
 // waitReplies waits for the first reply in a DM, or, when none is
-// expected, for the connector to confirm the update and a moment more.
+// expected, for the echo of a sentinel the owner sends in their own DM
+// (another chat: it orders only the batches, not the chats' handling).
 func waitReplies(t *testing.T, r *rig, want bool) {
 	t.Helper()
 	if want {
 		if len(r.fake.WaitSent(1, 10*time.Second)) == 0 {
-			t.Fatalf("no reply; log:\n%s", r.log.String())
+			t.Fatalf("no reply in 10 s; log:\n%s", r.log.String())
 		}
 		return
 	}
@@ -199,8 +244,9 @@ func TestTelegramDuplicatesAndOrder(t *testing.T) {
 	if len(got) < 4 {
 		t.Errorf("replies = %q", texts(got))
 	}
-	if n := r.fake.Pending(); n != 0 {
-		t.Errorf("%d updates left unconfirmed", n)
+	// The sentinel is confirmed by the getUpdates after it.
+	if !until(r.fake, 10*time.Second, func() bool { return r.fake.Pending() == 0 }) {
+		t.Errorf("%d updates left unconfirmed after 10 s", r.fake.Pending())
 	}
 }
 
@@ -232,15 +278,16 @@ func TestTelegramMalformedUpdates(t *testing.T) {
 		r.fake.PushRaw(raw)
 	}
 	r.fake.Push(fake.Message{UpdateID: 810, FromID: alice, Text: "still alive"})
-	if got := texts(r.fake.WaitSent(1, 10*time.Second)); len(got) != 1 || got[0] != "echo: still alive" {
+	if got := texts(waitSent(t, r.fake, 1, 10*time.Second)); len(got) != 1 || got[0] != "echo: still alive" {
 		t.Fatalf("replies = %q, want only the good message answered", got)
 	}
 	r.sentinel(t, alice, alice, "private")
 	if n := len(r.turns.All()); n != 2 {
 		t.Errorf("%d turns, want 2 (the good message and the sentinel)", n)
 	}
-	if n := r.fake.Pending(); n != 0 {
-		t.Errorf("%d updates left unconfirmed: a malformed update stalls polling", n)
+	// The sentinel is confirmed by the getUpdates after it.
+	if !until(r.fake, 10*time.Second, func() bool { return r.fake.Pending() == 0 }) {
+		t.Errorf("%d updates left unconfirmed after 10 s: a malformed update stalls polling", r.fake.Pending())
 	}
 }
 
@@ -285,7 +332,7 @@ func TestTelegramFloodAndOutage(t *testing.T) {
 	r.fake.FailGetUpdates(3) // 502 three times: backoff, then recover
 	r.fake.Flood(1, 1)       // first sendMessage: 429 retry_after 1
 	r.fake.Push(fake.Message{FromID: alice, Text: "hi"})
-	got := texts(r.fake.WaitSent(1, 15*time.Second))
+	got := texts(waitSent(t, r.fake, 1, 15*time.Second))
 	if len(got) != 1 || got[0] != "echo: hi" {
 		t.Fatalf("replies = %q, want one echo after the retry", got)
 	}
@@ -368,7 +415,7 @@ func TestTelegramWebhookSecret(t *testing.T) {
 	if got := post(t, srv.URL, secret, update(10, 10, "good")); got != http.StatusOK {
 		t.Fatalf("right secret: status %d", got)
 	}
-	if got := texts(f.WaitSent(1, 10*time.Second)); len(got) != 1 || got[0] != "echo: good" {
+	if got := texts(waitSent(t, f, 1, 10*time.Second)); len(got) != 1 || got[0] != "echo: good" {
 		t.Errorf("replies = %q, want only the update with the right secret", got)
 	}
 	if got := turns.Texts(); len(got) != 1 {
@@ -386,10 +433,14 @@ func TestTelegramWebhookRedeliveryAndOrder(t *testing.T) {
 			t.Fatalf("status %d", got)
 		}
 	}
-	f.WaitSent(3, 10*time.Second)
-	time.Sleep(50 * time.Millisecond) // let any wrongly repeated turn show up
-	if got := strings.Join(turns.Texts(), ","); got != "b,a,c" {
-		t.Errorf("turns = %q, want b,a,c (each once, none dropped)", got)
+	// A sentinel in the same chat: the connector keeps a chat's updates
+	// in order, so any wrongly repeated turn is handled before its echo.
+	if got := post(t, srv.URL, secret, update(23, 4, "sentinel")); got != http.StatusOK {
+		t.Fatalf("sentinel: status %d", got)
+	}
+	sentinelEcho(t, f, nil)
+	if got := strings.Join(turns.Texts(), ","); got != "b,a,c,sentinel" {
+		t.Errorf("turns = %q, want b,a,c,sentinel (each once, none dropped)", got)
 	}
 }
 
@@ -412,21 +463,34 @@ func TestTelegramWebhookRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx, router) }()
+	// Run listens only after getMe and setWebhook, and exposes no event for
+	// it; Telegram retries a delivery that found no listener, and so does
+	// this test, every 10 ms, failing loudly if Run ends or 10 s pass.
 	var code int
-	for i := 0; i < 200; i++ {
-		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/", strings.NewReader(fmt.Sprintf(`{"update_id":1,"message":{"message_id":1,"date":1,"from":{"id":1001,"is_bot":false,"first_name":"O"},"chat":{"id":1001,"type":"private"},"text":"hook"}}`)))
+	deadline := time.Now().Add(10 * time.Second)
+	for code == 0 {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/", strings.NewReader(`{"update_id":1,"message":{"message_id":1,"date":1,"from":{"id":1001,"is_bot":false,"first_name":"O"},"chat":{"id":1001,"type":"private"},"text":"hook"}}`))
 		req.Header.Set(telegram.SecretHeader, secret)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
 			code = resp.StatusCode
 			resp.Body.Close()
 			break
 		}
-		time.Sleep(10 * time.Millisecond)
+		select {
+		case err := <-done:
+			t.Fatalf("Run returned before its webhook listener answered: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the webhook listener at %s did not answer in 10 s: %v", addr, err)
+		}
+		time.Sleep(10 * time.Millisecond) // a retry's pause, as Telegram's
 	}
 	if code != http.StatusOK {
 		t.Fatalf("webhook status %d", code)
 	}
-	if got := texts(f.WaitSent(1, 10*time.Second)); len(got) != 1 || got[0] != "echo: hook" {
+	if got := texts(waitSent(t, f, 1, 10*time.Second)); len(got) != 1 || got[0] != "echo: hook" {
 		t.Errorf("replies = %q", got)
 	}
 	if u, s := f.Webhook(); u != "https://bot.example.org/tg" || s != secret {

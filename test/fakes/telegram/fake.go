@@ -71,7 +71,8 @@ type Server struct {
 	updates    []update // unconfirmed, in push order
 	wake       chan struct{}
 	sent       []Sent
-	current    []string // text of sent[i] after edits
+	changed    chan struct{} // closed (and dropped) at the next send, edit or getUpdates: Changed
+	current    []string      // text of sent[i] after edits
 	edits      []Edit
 	actions    int
 	nextID     int64
@@ -235,16 +236,44 @@ func (s *Server) Pending() int {
 	return len(s.updates)
 }
 
-// WaitSent waits until at least n messages were sent or d passes.
+// Changed returns a channel closed at the next message sent or edited or
+// the next getUpdates (which confirms updates), so a test waits on the
+// event instead of polling: take Changed, check the condition (Sent,
+// Current, Pending), then wait on the channel.
+func (s *Server) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.changed == nil {
+		s.changed = make(chan struct{})
+	}
+	return s.changed
+}
+
+// notifyLocked wakes Changed's waiters; s.mu is held.
+func (s *Server) notifyLocked() {
+	if s.changed != nil {
+		close(s.changed)
+		s.changed = nil
+	}
+}
+
+// WaitSent waits until at least n messages were sent or d passes, and
+// returns what was sent by then (fewer than n after a timeout: the caller
+// checks).
 func (s *Server) WaitSent(n int, d time.Duration) []Sent {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
+	timeout := time.NewTimer(d)
+	defer timeout.Stop()
+	for {
+		ch := s.Changed()
 		if got := s.Sent(); len(got) >= n {
 			return got
 		}
-		time.Sleep(5 * time.Millisecond)
+		select {
+		case <-ch:
+		case <-timeout.C:
+			return s.Sent()
+		}
 	}
-	return s.Sent()
 }
 
 func reply(w http.ResponseWriter, code int, v any) {
@@ -379,6 +408,7 @@ func (s *Server) getUpdates(w http.ResponseWriter, r *http.Request) {
 			}
 			s.updates = kept
 		}
+		s.notifyLocked() // Pending may have changed
 		batch := s.updates
 		if len(batch) > limit {
 			batch = batch[:limit]
@@ -432,6 +462,7 @@ func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request) {
 	s.sent = append(s.sent, Sent{ChatID: chat, Text: text, ParseMode: r.FormValue("parse_mode")})
 	s.current = append(s.current, text)
 	id := len(s.sent)
+	s.notifyLocked()
 	s.mu.Unlock()
 	cid, _ := strconv.ParseInt(chat, 10, 64)
 	reply(w, 200, map[string]any{"ok": true, "result": map[string]any{
@@ -464,6 +495,7 @@ func (s *Server) editMessageText(w http.ResponseWriter, r *http.Request) {
 	}
 	s.current[id-1] = text
 	s.edits = append(s.edits, Edit{ChatID: chat, MessageID: id, Text: text, At: time.Now()})
+	s.notifyLocked()
 	s.mu.Unlock()
 	cid, _ := strconv.ParseInt(chat, 10, 64)
 	reply(w, 200, map[string]any{"ok": true, "result": map[string]any{
