@@ -92,10 +92,22 @@ func serveUnix(t testing.TB, h http.Handler) string {
 // done is closed when Serve returns; *serveErr is its result then.
 func startBridge(t testing.TB, socket string, maxConns int) (addr string, cancel context.CancelFunc, done <-chan struct{}, serveErr *error) {
 	t.Helper()
+	return serveBridge(t, newBridge(t, socket, maxConns))
+}
+
+func newBridge(t testing.TB, socket string, maxConns int) *Bridge {
+	t.Helper()
 	b, err := New(Options{Socket: socket, MaxConns: maxConns})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return b
+}
+
+// serveBridge is startBridge for a bridge the test made (to reach its
+// slots).
+func serveBridge(t testing.TB, b *Bridge) (addr string, cancel context.CancelFunc, done <-chan struct{}, serveErr *error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ln, err := Listen(ctx, "127.0.0.1:0")
 	if err != nil {
@@ -226,7 +238,8 @@ func TestBridgeForwardsBytesAndHalfCloses(t *testing.T) {
 }
 
 func TestBridgeConnectionLimit(t *testing.T) {
-	addr, _, _, _ := startBridge(t, echoSocket(t), 1)
+	b := newBridge(t, echoSocket(t), 1)
+	addr, _, _, _ := serveBridge(t, b)
 
 	first, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -248,23 +261,22 @@ func TestBridgeConnectionLimit(t *testing.T) {
 		t.Fatal("second connection hung; want it closed at once")
 	}
 
-	// Once the first ends, the slot is free again.
+	// Once the first ends, the slot is free again. Wait for its release
+	// by taking the bridge's one slot ourselves, then give it back.
 	first.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		third, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = roundTrip(third, "three")
-		third.Close()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("slot never freed after the first connection closed: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
+	select {
+	case b.slots <- struct{}{}:
+		<-b.slots
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first connection's slot was not released within 5 s of its close")
+	}
+	third, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Close()
+	if err := roundTrip(third, "three"); err != nil {
+		t.Fatalf("a connection after the first closed: %v; want it served", err)
 	}
 }
 
