@@ -172,6 +172,10 @@ type Console struct {
 	lastVerify *verifyView // the audit page's last verification (verifyEvery)
 
 	samples *sampler
+	// stopped is closed when Run returns: open live streams end with it,
+	// so that the admin listener's shutdown is not held up by them.
+	stopped   chan struct{}
+	closeOnce sync.Once
 }
 
 // New returns a console for the listener at opts.Addr.
@@ -191,7 +195,7 @@ func New(opts Options) (*Console, error) {
 	}
 	c := &Console{b: opts.Backend, addr: opts.Addr, log: opts.Logger, now: opts.Now,
 		every: opts.SampleEvery, followPoll: opts.FollowPoll,
-		tokens: map[string]*token{}, sessions: map[string]*session{}}
+		tokens: map[string]*token{}, sessions: map[string]*session{}, stopped: make(chan struct{})}
 	if c.now == nil {
 		c.now = time.Now
 	}
@@ -211,8 +215,10 @@ func New(opts Options) (*Console, error) {
 // Addr is the listener address the console answers on.
 func (c *Console) Addr() string { return c.addr }
 
-// Run samples the metrics for the health charts until ctx ends.
+// Run samples the metrics for the health charts until ctx ends; then it
+// ends every open live stream.
 func (c *Console) Run(ctx context.Context) {
+	defer c.closeOnce.Do(func() { close(c.stopped) })
 	c.sample()
 	t := time.NewTicker(c.every)
 	defer t.Stop()

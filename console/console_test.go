@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/topdown"
@@ -686,4 +687,86 @@ func TestTraceLinksATurn(t *testing.T) {
 	if !strings.Contains(body, "../etc/passwd") || !strings.Contains(body, "not resolved") || !strings.Contains(body, "path-outside-workspace") {
 		t.Fatalf("tool step without its paths and reasons:\n%s", body)
 	}
+}
+
+// TestLiveStreamsEndWithTheConsole: an open live stream ends when the
+// console stops, so it never holds up the admin listener's shutdown.
+func TestLiveStreamsEndWithTheConsole(t *testing.T) {
+	f := newFixture(t)
+	hc, _ := f.login()
+	hc.Timeout = 0
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { f.c.Run(ctx); close(ran) }()
+	resp, err := hc.Get(f.srv.URL + "/console/live/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	ended := make(chan struct{})
+	go func() { _, _ = io.Copy(io.Discard, resp.Body); close(ended) }()
+	cancel()
+	<-ran
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the live stream is still open 5 s after the console stopped")
+	}
+}
+
+// TestChartsFromTheRegistry: the health charts are drawn from the
+// gateway's own counters, sampled on the console's clock.
+func TestChartsFromTheRegistry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBackend(t)
+		decisions := prometheus.NewCounterVec(prometheus.CounterOpts{Name: console.MetricDecisions}, []string{"entry", "result"})
+		denials := prometheus.NewCounterVec(prometheus.CounterOpts{Name: console.MetricDenials}, []string{"entry", "reason"})
+		b.reg.MustRegister(decisions, denials)
+		c, err := console.New(console.Options{Backend: b, Addr: "127.0.0.1:9464"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go c.Run(ctx)
+		synctest.Wait()
+		for i, n := range []float64{30, 60} {
+			decisions.WithLabelValues("message", "allow").Add(n)
+			denials.WithLabelValues("tool", "path-outside-workspace").Add(float64(5 * (i + 1)))
+			time.Sleep(console.DefaultSampleEvery)
+			synctest.Wait()
+		}
+		h := c.Handler()
+		cookie := signIn(t, c, h)
+		req := httptest.NewRequest("GET", "http://127.0.0.1:9464/console/health/charts", nil)
+		req.AddCookie(cookie)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		body := rec.Body.String()
+		// 60 decisions in the last 3 s: 20/s now; 15 denials in the window.
+		if !strings.Contains(body, "20.0 now") || !strings.Contains(body, "path-outside-workspace") || !strings.Contains(body, ">15</text>") || !strings.Contains(body, "<polyline") {
+			t.Fatalf("charts:\n%s", body)
+		}
+	})
+}
+
+// signIn logs in through h (no network) and returns the session cookie.
+func signIn(t *testing.T, c *console.Console, h http.Handler) *http.Cookie {
+	t.Helper()
+	u, err := c.MintURL(context.Background(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pu, _ := url.Parse(u)
+	req := httptest.NewRequest("POST", "http://"+c.Addr()+"/console/login", strings.NewReader(url.Values{"token": {pu.Query().Get("token")}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	for _, ck := range rec.Result().Cookies() {
+		if ck.Name == console.CookieName {
+			return ck
+		}
+	}
+	t.Fatalf("login: %d %s", rec.Code, rec.Body)
+	return nil
 }

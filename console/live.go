@@ -168,6 +168,8 @@ func (c *Console) liveEvents(w http.ResponseWriter, r *http.Request, _ *session)
 		select {
 		case <-ctx.Done():
 			return
+		case <-c.stopped:
+			return
 		case err := <-errc:
 			if err != nil && !errors.Is(err, context.Canceled) {
 				_, _ = fmt.Fprintf(w, "event: failed\ndata: %s\n\n", jsonString("the audit log cannot be read: "+err.Error()))
