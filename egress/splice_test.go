@@ -27,7 +27,7 @@ func TestSpliceIdleIsBothWays(t *testing.T) {
 		// The upstream streams for 5 idle periods; the client only reads.
 		go func() {
 			for range 10 {
-				time.Sleep(idle / 2)
+				time.Sleep(idle / 2) // fake time, part of the test: the upstream pausing between chunks
 				if _, err := upstream.Write([]byte("chunk")); err != nil {
 					return
 				}
