@@ -96,6 +96,11 @@ type Engine struct {
 
 	mu   sync.Mutex // serialises Reload and SetData
 	data map[string]any
+
+	// watched, when set (tests), is told by Watch that its watches are in
+	// place (reloaded false) and the outcome of every reload it runs
+	// (reloaded true), so a test waits on the event instead of sleeping.
+	watched func(err error, reloaded bool)
 }
 
 // New loads and compiles the policies in opts.PolicyDir. It returns an error

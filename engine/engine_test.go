@@ -393,15 +393,41 @@ func TestSetData(t *testing.T) {
 func TestWatchReloadsOnEdit(t *testing.T) {
 	dir := copyPolicies(t)
 	e := newEngine(t, Options{PolicyDir: dir})
+	ready := make(chan struct{}, 1)
+	reloads := make(chan error, 16)
+	e.watched = func(err error, reloaded bool) {
+		if !reloaded {
+			ready <- struct{}{}
+			return
+		}
+		reloads <- err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.Watch(ctx) }()
 	defer func() { cancel(); <-done }()
-	time.Sleep(100 * time.Millisecond) // let the watcher register
+	wait := func(what string) error {
+		t.Helper()
+		select {
+		case <-ready:
+			return nil
+		case err := <-reloads:
+			return err
+		case err := <-done:
+			t.Fatalf("Watch returned before %s: %v", what, err)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no %s within 10 s", what)
+		}
+		return nil
+	}
+	_ = wait("watch registration")
 	good := e.Revision()
 
 	writeFile(t, filepath.Join(dir, "model.rego"), "package parachute.model\n\ndecision := {\"allow\": false, \"reasons\": [\"watched\"]}\n")
-	if !eventually(func() bool { return e.Revision() != good }) {
+	if err := wait("reload after a good edit"); err != nil {
+		t.Fatalf("good edit refused: %v", err)
+	}
+	if e.Revision() == good {
 		t.Fatal("policy edit not picked up by Watch")
 	}
 	if d := e.Decide(ctx, ModelInput{}); d.Reasons[0] != "watched" {
@@ -409,7 +435,9 @@ func TestWatchReloadsOnEdit(t *testing.T) {
 	}
 	rev := e.Revision()
 	writeFile(t, filepath.Join(dir, "model.rego"), "package parachute.model\n\ndecision := {")
-	time.Sleep(600 * time.Millisecond) // a broken edit must not change anything
+	if err := wait("reload after a broken edit"); !errors.Is(err, ErrPolicy) {
+		t.Fatalf("broken edit: reload error %v, want ErrPolicy", err)
+	}
 	if e.Revision() != rev {
 		t.Fatal("broken edit swapped in by Watch")
 	}
@@ -460,15 +488,6 @@ func TestSessionProfileDefaultsAreRestrictive(t *testing.T) {
 	if p.Runtime != "containerd" || p.Seccomp != "strict" || !p.ReadOnly || p.Network || p.Hooks {
 		t.Fatalf("empty decision gives %+v", p)
 	}
-}
-
-func eventually(cond func() bool) bool {
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if cond() {
-			return true
-		}
-	}
-	return false
 }
 
 func contains(list []string, s string) bool {

@@ -24,6 +24,9 @@ func (e *Engine) Watch(ctx context.Context) error {
 	if err := addTree(w, e.dir); err != nil {
 		return fmt.Errorf("watching policies: %w", err)
 	}
+	if e.watched != nil {
+		e.watched(nil, false)
+	}
 	const quiet = 150 * time.Millisecond
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -49,7 +52,10 @@ func (e *Engine) Watch(ctx context.Context) error {
 			}
 			e.log.Warn().Err(err).Msg("policy watcher error")
 		case <-timer.C:
-			_ = e.Reload(ctx) // logged by Reload; the last good policy stays
+			err := e.Reload(ctx) // logged by Reload; the last good policy stays
+			if e.watched != nil {
+				e.watched(err, true)
+			}
 		}
 	}
 }
