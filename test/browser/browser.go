@@ -418,6 +418,44 @@ func (b *Browser) Overflow(t testing.TB) int {
 	return Eval[int](t, b, `Math.max(0, document.documentElement.scrollWidth - document.documentElement.clientWidth)`)
 }
 
+// Overflowing names the elements (at most 5) that make the page wider
+// than its viewport, with their right edge in CSS pixels: where to look
+// when Overflow is not 0. An element inside a box that scrolls sideways
+// counts only when it escapes that box's clip, as an absolutely
+// positioned element whose containing block is outside the box does.
+func (b *Browser) Overflowing(t testing.TB) []string {
+	t.Helper()
+	return Eval[[]string](t, b, `(() => {
+  const w = document.documentElement.clientWidth, out = [], hit = new Set();
+  const name = (el) => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + (el.classList.length ? '.' + [...el.classList].join('.') : '');
+  // The boxes whose overflow can clip el: its containing blocks, upwards.
+  const clipped = (el) => {
+    let pos = getComputedStyle(el).position, p = el.parentElement;
+    while (p && p !== document.documentElement) {
+      const cs = getComputedStyle(p);
+      if (pos !== 'absolute' || cs.position !== 'static') {
+        if (cs.overflowX !== 'visible') return true;
+        pos = cs.position;
+      }
+      p = p.parentElement;
+    }
+    return false;
+  };
+  for (const el of document.body.querySelectorAll('*')) {
+    if (out.length >= 5) break;
+    if (getComputedStyle(el).position === 'fixed' || el.getBoundingClientRect().right <= w + 0.5 || clipped(el)) continue;
+    let a = el.parentElement, inside = false;
+    for (; a; a = a.parentElement) if (hit.has(a)) { inside = true; break; }
+    if (inside) continue;
+    hit.add(el);
+    let path = [], p = el;
+    while (p && p !== document.body) { path.unshift(name(p)); p = p.parentElement; }
+    out.push(path.join(' > ') + ' (position ' + getComputedStyle(el).position + ', right edge ' + Math.round(el.getBoundingClientRect().right) + ' px)');
+  }
+  return out;
+})()`)
+}
+
 // Click clicks the first visible element matching sel.
 func (b *Browser) Click(t testing.TB, sel string) {
 	t.Helper()

@@ -25,7 +25,11 @@ func site(t *testing.T) *httptest.Server {
 <form method="post" action="/submit"><input id="name" name="name"><button id="go">go</button></form></body></html>`,
 		"/later": `<!doctype html><html><head><script src="/later.js" defer></script></head><body><ul id="list"></ul></body></html>`,
 		"/wide":  `<!doctype html><html><head><meta name="viewport" content="width=device-width"><link rel="stylesheet" href="/wide.css"></head><body><div id="wide">wide</div></body></html>`,
-		"/done":  `<!doctype html><html><head><meta name="viewport" content="width=device-width"></head><body><p id="done" data-name="">done</p></body></html>`,
+		// A wide table scrolls in its box; but an absolutely positioned
+		// label in its last column escapes the box and widens the page.
+		"/scrolls": `<!doctype html><html><head><meta name="viewport" content="width=device-width"><link rel="stylesheet" href="/wide.css"></head><body><div class="scroll"><table><tr><th>a</th><th>b</th></tr></table></div></body></html>`,
+		"/escapes": `<!doctype html><html><head><meta name="viewport" content="width=device-width"><link rel="stylesheet" href="/wide.css"></head><body><div class="scroll"><table><tr><th>a</th><th><span class="sr">b</span></th></tr></table></div></body></html>`,
+		"/done":    `<!doctype html><html><head><meta name="viewport" content="width=device-width"></head><body><p id="done" data-name="">done</p></body></html>`,
 		// Each hostile page does one thing the console must never do.
 		"/inline-script": `<!doctype html><html><head></head><body><script>document.title='x'</script><p id="p">p</p></body></html>`,
 		"/inline-style":  `<!doctype html><html><head></head><body><p id="p" style="color:red">p</p></body></html>`,
@@ -36,7 +40,7 @@ func site(t *testing.T) *httptest.Server {
 	}
 	assets := map[string]string{
 		"/app.css":  `h1 { color: #123; }`,
-		"/wide.css": `#wide { width: 1000px; }`,
+		"/wide.css": `#wide { width: 1000px; } .scroll { overflow-x: auto; } .scroll table { width: 1000px; } .sr { position: absolute; width: 1px; height: 1px; overflow: hidden; }`,
 		"/app.js":   `document.getElementById('more').addEventListener('click', () => { const li = document.createElement('li'); li.id = 'item'; li.textContent = 'item'; document.getElementById('list').append(li); });`,
 		"/later.js": `setTimeout(() => { const li = document.createElement('li'); li.dataset.n = '2'; document.getElementById('list').append(li); }, 150);`,
 		"/error.js": `console.error('something broke');`,
@@ -118,6 +122,17 @@ func TestSmoke(t *testing.T) {
 	b.Go(t, srv.URL+"/wide")
 	if o := b.Overflow(t); o < 500 {
 		t.Errorf("a 1000 px page overflows a phone by %d px, want at least 500", o)
+	}
+	if got := strings.Join(b.Overflowing(t), "; "); !strings.HasPrefix(got, "div#wide (position static") {
+		t.Errorf("Overflowing on /wide = %q, want div#wide", got)
+	}
+	b.Go(t, srv.URL+"/scrolls")
+	if o, what := b.Overflow(t), b.Overflowing(t); o != 0 || len(what) != 0 {
+		t.Errorf("a table scrolling in its box overflows the page by %d px: %v", o, what)
+	}
+	b.Go(t, srv.URL+"/escapes")
+	if got := strings.Join(b.Overflowing(t), "; "); b.Overflow(t) == 0 || !strings.Contains(got, "span.sr (position absolute") {
+		t.Errorf("an escaping absolute label: overflow %d, Overflowing %q, want span.sr named", b.Overflow(t), got)
 	}
 	b.Desktop(t)
 	if w := Eval[int](t, b, `innerWidth`); w != Width {
