@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync"
 	"syscall"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
 	"google.golang.org/grpc/codes"
@@ -48,6 +48,17 @@ type ContainerdOptions struct {
 	// DiskDir holds the workspaces' disk images (DefaultDiskDir; made
 	// 0700), for profiles with disk_mb.
 	DiskDir string
+	// InitStateDir holds one control folder per runc session sandbox,
+	// where PID 1's control socket is made (DefaultInitStateDir; made
+	// 0700). InitConnectTimeout bounds the wait for PID 1 to connect
+	// (DefaultInitConnectTimeout); after it, turns are runc exec'd.
+	InitStateDir       string
+	InitConnectTimeout time.Duration
+	// NoInitExec makes every turn a runc exec (no control channel).
+	NoInitExec bool
+	// Logger gets the init channel's refusals and fallbacks
+	// (slog.Default() if nil).
+	Logger *slog.Logger
 }
 
 // Containerd runs session sandboxes as containerd tasks.
@@ -96,6 +107,12 @@ func NewContainerd(ctx context.Context, opts ContainerdOptions) (*Containerd, er
 	}
 	if opts.DiskDir == "" {
 		opts.DiskDir = DefaultDiskDir
+	}
+	if opts.InitStateDir == "" {
+		opts.InitStateDir = DefaultInitStateDir
+	}
+	if opts.InitConnectTimeout <= 0 {
+		opts.InitConnectTimeout = DefaultInitConnectTimeout
 	}
 	cl, err := containerd.New(opts.Address,
 		containerd.WithDefaultNamespace(opts.Namespace),
@@ -193,9 +210,16 @@ func (c *Containerd) create(ctx context.Context, s Spec, id string, labels map[s
 	if len(init) == 0 {
 		init = c.opts.Init
 	}
+	// Session sandboxes get PID 1's control channel; an upstream's runs
+	// its one process with runc exec.
+	var ctl string
+	if labels[LabelKind] == KindSession {
+		ctl = c.initControlDir(id, s.Profile.RuntimeClass)
+	}
 	spec, err := buildSpec(ctx, specInput{
 		Namespace: c.opts.Namespace, ID: id, Init: init, Env: s.Env,
 		Workspace: ws, SocketDir: sock, Profile: s.Profile, SeccompDir: c.opts.SeccompDir,
+		InitControl: ctl,
 	})
 	if err != nil {
 		return nil, err
@@ -223,16 +247,7 @@ func (c *Containerd) create(ctx context.Context, s Spec, id string, labels map[s
 		return nil, c.wrap("create container", err)
 	}
 	b := &ctrSandbox{rt: c, id: id, ctr: ctr, spec: spec, profile: s.Profile}
-	task, err := ctr.NewTask(ctx, cio.NullIO)
-	if err == nil {
-		b.task = task
-		// PID 1's exit is watched beyond ctx: a cancelled start context
-		// must not read as PID 1 having exited.
-		if b.exitC, err = task.Wait(context.WithoutCancel(ctx)); err == nil {
-			err = task.Start(ctx)
-		}
-	}
-	if err != nil {
+	if err := b.startTask(ctx); err != nil {
 		cerr := b.remove(context.WithoutCancel(ctx))
 		return nil, errors.Join(c.wrap("start task", err), cerr)
 	}

@@ -30,20 +30,23 @@ type probeReport struct {
 // TestProbe runs test/probe inside sandboxes under each profile and
 // asserts every wall it checks.
 func TestProbe(t *testing.T) {
-	rt := testRuntime(t)
 	for _, tc := range []struct {
 		class    string
 		seccomp  string
 		readOnly bool
+		noInit   bool // runc exec'd turns (gVisor's only way)
 	}{
-		{ClassRunc, "default", true}, {ClassRunc, "strict", true}, {ClassRunc, "strict", false},
-		{ClassGVisor, "default", true}, {ClassGVisor, "strict", false},
+		{ClassRunc, "default", true, false}, {ClassRunc, "strict", true, false}, {ClassRunc, "strict", false, false},
+		{ClassRunc, "default", true, true}, {ClassRunc, "strict", false, true},
+		{ClassGVisor, "default", true, true}, {ClassGVisor, "strict", false, true},
 	} {
-		t.Run(fmt.Sprintf("%s/%s/ro=%v", tc.class, tc.seccomp, tc.readOnly), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/%s/ro=%v/%s", tc.class, tc.seccomp, tc.readOnly, execPathName(tc.noInit)), func(t *testing.T) {
+			rt := testRuntimeVia(t, tc.noInit)
 			p := limitsProfile(tc.seccomp, tc.readOnly)
 			p.RuntimeClass = tc.class
 			needClass(t, rt, tc.class)
 			sb, _ := startSandbox(t, rt, p)
+			assertExecPath(t, sb, tc.noInit)
 			args := []string{"/parachute", "check", "--profile", tc.seccomp, "--class", tc.class}
 			if tc.class == ClassRunc {
 				// Under gVisor the fork bomb and the memory hog end the
@@ -60,14 +63,16 @@ func TestProbe(t *testing.T) {
 			}
 			want := []string{"kernel-" + tc.class, "seccomp-filter", "no-new-privs", "caps-capeff", "caps-capbnd", "non-root",
 				"only-lo", "no-route-1.1.1.1:53", "no-route-10.0.0.1:80", "rootfs-ro", "hooks-ro",
-				"proc-ro-/proc/sysrq-trigger", "proc-ro-/proc/sys/kernel/core_pattern", "ptrace-init-refused"}
+				"proc-ro-/proc/sysrq-trigger", "proc-ro-/proc/sys/kernel/core_pattern", "ptrace-init-refused",
+				"fds-0-1-2", "init-ctl-gone", "init-ctl-ro", "cgroup-of-init"}
 			denied := []string{"unshare", "mount", "chroot", "setns", "keyctl", "bpf", "userfaultfd", "perf_event_open", "io_uring_setup"}
 			switch tc.class {
 			case ClassRunc:
 				for _, d := range append(denied, "clone-newuser") {
 					want = append(want, "eperm-"+d)
 				}
-				want = append(want, "pids-limit", "oom-killed", "no-uevent-socket-0xf", "no-uevent-socket-0x10000000f")
+				want = append(want, "pids-limit", "oom-killed", "no-uevent-socket-0xf", "no-uevent-socket-0x10000000f",
+					"mounts-only-ours", "init-ctl-mount-ro", "init-fds-refused")
 				if tc.seccomp == "default" {
 					want = append(want, "default-allows-netlink-route")
 				}
@@ -80,7 +85,7 @@ func TestProbe(t *testing.T) {
 				for _, d := range denied {
 					want = append(want, "refused-"+d)
 				}
-				want = append(want, "gvisor-clone-newuser", "gvisor-uevent-socket-0xf")
+				want = append(want, "gvisor-clone-newuser", "gvisor-uevent-socket-0xf", "gvisor-init-fds-listed")
 			}
 			if tc.readOnly {
 				want = append(want, "workspace-ro")
@@ -170,11 +175,19 @@ func assertGone(t *testing.T, rt *Containerd, id string) {
 }
 
 func TestExecBasics(t *testing.T) {
-	rt := testRuntime(t)
+	for _, via := range execPaths {
+		t.Run(via.name, func(t *testing.T) { testExecBasics(t, via.noInit) })
+	}
+}
+
+func testExecBasics(t *testing.T, noInit bool) {
+	rt := testRuntimeVia(t, noInit)
 	sb, _ := startSandbox(t, rt, limitsProfile("strict", false))
 	if _, err := os.Stat("/bin/busybox"); err != nil {
 		ctrd.Unavailable(t, "busybox-static not installed")
 	}
+	// The channel survives timeouts and cancellations.
+	defer assertExecPath(t, sb, noInit)
 	t.Run("exit code", func(t *testing.T) {
 		res, _, _ := run(t, sb, "/bin/sh", "-c", "exit 7")
 		if res.ExitCode != 7 || res.TimedOut || res.Truncated {
@@ -327,8 +340,15 @@ func TestStartRefusals(t *testing.T) {
 // TestStopDuringTurn: Stop does not wait for a running turn; the turn ends
 // with the sandbox.
 func TestStopDuringTurn(t *testing.T) {
-	rt := testRuntime(t)
+	for _, via := range execPaths {
+		t.Run(via.name, func(t *testing.T) { testStopDuringTurn(t, via.noInit) })
+	}
+}
+
+func testStopDuringTurn(t *testing.T, noInit bool) {
+	rt := testRuntimeVia(t, noInit)
 	sb, _ := startSandbox(t, rt, limitsProfile("strict", true))
+	assertExecPath(t, sb, noInit)
 	done := make(chan error, 1)
 	go func() {
 		_, err := sb.Exec(context.Background(), Turn{Args: []string{"/parachute", "sleep", "300"}})
@@ -354,14 +374,18 @@ func TestStopDuringTurn(t *testing.T) {
 // sweep still runs and nothing of the timed-out turn is there at the next
 // turn.
 func TestInitCannotBeFrozen(t *testing.T) {
-	rt := testRuntime(t)
 	if _, err := os.Stat("/bin/busybox"); err != nil {
 		ctrd.Unavailable(t, "busybox-static not installed")
 	}
-	for _, tc := range []struct{ class, seccomp string }{
-		{ClassRunc, "default"}, {ClassRunc, "strict"}, {ClassGVisor, "default"},
+	for _, tc := range []struct {
+		class, seccomp string
+		noInit         bool
+	}{
+		{ClassRunc, "default", false}, {ClassRunc, "strict", false},
+		{ClassRunc, "default", true}, {ClassRunc, "strict", true}, {ClassGVisor, "default", true},
 	} {
-		t.Run(tc.class+"/"+tc.seccomp, func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/%s/%s", tc.class, tc.seccomp, execPathName(tc.noInit)), func(t *testing.T) {
+			rt := testRuntimeVia(t, tc.noInit)
 			needClass(t, rt, tc.class)
 			p := limitsProfile(tc.seccomp, true)
 			p.RuntimeClass = tc.class

@@ -63,11 +63,15 @@ func buildProbe(t testing.TB) string {
 
 // testRuntime returns a runtime on the test containerd with the probe
 // image imported.
-func testRuntime(t testing.TB) *Containerd {
+func testRuntime(t testing.TB, mod ...func(*ContainerdOptions)) *Containerd {
 	t.Helper()
 	addr := ctrd.Start(t)
 	ctx := context.Background()
-	rt, err := NewContainerd(ctx, ContainerdOptions{Address: addr, SeccompDir: testSeccompDir, StopTimeout: 5 * time.Second})
+	opts := ContainerdOptions{Address: addr, SeccompDir: testSeccompDir, StopTimeout: 5 * time.Second}
+	for _, m := range mod {
+		m(&opts)
+	}
+	rt, err := NewContainerd(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/pkg/cio"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -438,7 +437,7 @@ func (p ctrPool) startPooled(ctx context.Context, tmpl Spec) (*pooled, error) {
 	spec, err := buildSpec(ctx, specInput{
 		Namespace: p.c.opts.Namespace, ID: ContainerID(id), Init: init, Env: tmpl.Env,
 		Workspace: filepath.Join(stage, "ws"), SocketDir: filepath.Join(stage, "sock"),
-		Profile: prof, SeccompDir: p.c.opts.SeccompDir,
+		Profile: prof, SeccompDir: p.c.opts.SeccompDir, InitControl: p.c.initControlDir(ContainerID(id), prof.RuntimeClass),
 	})
 	if err != nil {
 		cleanStage(stage)
@@ -479,14 +478,7 @@ func (p ctrPool) startPooled(ctx context.Context, tmpl Spec) (*pooled, error) {
 	}
 	b := &ctrSandbox{rt: p.c, id: ContainerID(id), ctr: ctr, spec: spec}
 	w := &pooled{sb: b, stage: stage}
-	task, err := ctr.NewTask(ctx, cio.NullIO)
-	if err == nil {
-		b.task = task
-		if b.exitC, err = task.Wait(ctx); err == nil {
-			err = task.Start(ctx)
-		}
-	}
-	if err != nil {
+	if err := b.startTask(ctx); err != nil {
 		// The pool removes it, under PoolCleanupTimeout: ctx may be the
 		// refill's, cancelled by Close.
 		return w, p.c.wrap("start task", err)

@@ -27,6 +27,7 @@ type ctrSandbox struct {
 	exitC   <-chan containerd.ExitStatus // PID 1's exit
 	spec    *specs.Spec
 	profile engine.SessionProfile
+	ictl    *initChan // PID 1's control channel; nil: turns are runc exec'd
 
 	turn    sync.Mutex // one turn at a time
 	turns   int        // guarded by turn
@@ -36,10 +37,15 @@ type ctrSandbox struct {
 
 func (b *ctrSandbox) ID() string { return b.id }
 
-// Exec runs one turn: a process joining the sandbox with PID 1's user,
+// Exec runs one turn: a process in the sandbox with PID 1's user,
 // (empty) capabilities, no-new-privileges, seccomp filter and cgroup. On
 // timeout or cancellation the process is killed, and so is every other
 // process in the sandbox except PID 1 (see killTurn).
+//
+// When PID 1's control channel is up (runc sandboxes), PID 1 starts the
+// turn as its own child (execInit); otherwise, or when the channel cannot
+// carry the turn, it is a runc exec (execRunc). Both give the same walls
+// and the same Result.
 func (b *ctrSandbox) Exec(ctx context.Context, t Turn) (Result, error) {
 	if len(t.Args) == 0 {
 		return Result{}, fmt.Errorf("%w: turn has no command", ErrInvalidSpec)
@@ -52,6 +58,25 @@ func (b *ctrSandbox) Exec(ctx context.Context, t Turn) (Result, error) {
 	if stopped {
 		return Result{}, ErrStopped
 	}
+	if b.ictl != nil {
+		// Until PID 1 has connected (or the wait is over) no turn runs:
+		// the control socket is gone before any turn exists.
+		conn, err := b.ictl.wait(ctx)
+		if err != nil {
+			return Result{}, err
+		}
+		if conn != nil {
+			res, err := b.execInit(ctx, conn, t)
+			if !errors.Is(err, errFallBack) {
+				return res, err
+			}
+		}
+	}
+	return b.execRunc(ctx, t)
+}
+
+// execRunc runs one turn as a containerd exec (runc exec).
+func (b *ctrSandbox) execRunc(ctx context.Context, t Turn) (Result, error) {
 	ctx = b.rt.ns(ctx)
 	b.turns++
 	execID := fmt.Sprintf("turn-%d", b.turns)
@@ -199,8 +224,44 @@ func (b *ctrSandbox) remove(ctx context.Context) error {
 	if err := b.ctr.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
 		errs = append(errs, b.rt.wrap("delete container", err))
 	}
+	if b.ictl != nil {
+		b.ictl.close()
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("remove sandbox %s: %w", b.id, errors.Join(errs...))
+	}
+	return nil
+}
+
+// startTask creates and starts the task of b's container. A spec with
+// the init control mount gets the control socket listening before the
+// task exists, and its one connection accepted in the background (Exec
+// waits for that). On error the caller removes b.
+func (b *ctrSandbox) startTask(ctx context.Context) error {
+	if dir := initControlSource(b.spec); dir != "" {
+		ic, err := b.rt.listenInit(b.id, dir)
+		if err != nil {
+			return err
+		}
+		b.ictl = ic
+	}
+	task, err := b.ctr.NewTask(ctx, cio.NullIO)
+	if err == nil {
+		b.task = task
+		// PID 1's exit is watched beyond ctx: a cancelled start context
+		// must not read as PID 1 having exited.
+		if b.exitC, err = task.Wait(context.WithoutCancel(ctx)); err == nil {
+			err = task.Start(ctx)
+		}
+	}
+	if err != nil {
+		if b.ictl != nil {
+			close(b.ictl.ready) // no accept will run
+		}
+		return err
+	}
+	if b.ictl != nil {
+		go b.ictl.accept(int(task.Pid()), SandboxUID, b.rt.opts.InitConnectTimeout)
 	}
 	return nil
 }

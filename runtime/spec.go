@@ -38,6 +38,9 @@ type specInput struct {
 	SocketDir  string // resolved host path, "" = no socket mount
 	Profile    engine.SessionProfile
 	SeccompDir string
+	// InitControl is the host folder of PID 1's control socket, mounted
+	// read-only at InitDir ("" = no control channel).
+	InitControl string
 }
 
 // buildSpec composes the OCI spec of a sandbox. Apart from reading the
@@ -59,6 +62,7 @@ func buildSpec(ctx context.Context, in specInput) (*specs.Spec, error) {
 		oci.WithRootFSReadonly(),
 		WithPrivateNetwork(),
 		WithSandboxMounts(in.Workspace, in.Profile.ReadOnly, in.SocketDir, in.Profile.TmpfsMB),
+		WithInitControl(in.InitControl),
 		WithProcPaths(),
 		WithLimits(in.Profile.MemoryMB, in.Profile.CPUs, hostPIDs(in.Profile)),
 		oci.WithHostname("sandbox"),
@@ -205,6 +209,37 @@ func WithSandboxMounts(workspace string, readOnly bool, socketDir string, tmpfsM
 		}
 		return nil
 	}
+}
+
+// WithInitControl bind-mounts dir, the host folder holding PID 1's
+// control socket, read-only (nosuid, nodev, noexec) at InitDir. PID 1
+// connects to the socket once at start; the runtime then unlinks it, so
+// the mount holds nothing any turn can use. "" adds nothing.
+func WithInitControl(dir string) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *specs.Spec) error {
+		if dir == "" {
+			return nil
+		}
+		if !strings.HasPrefix(dir, "/") {
+			return fmt.Errorf("%w: init control dir %q is not absolute", ErrInvalidSpec, dir)
+		}
+		s.Mounts = append(s.Mounts, specs.Mount{
+			Destination: InitDir, Type: "bind", Source: dir,
+			Options: []string{"rbind", "rprivate", "nosuid", "nodev", "noexec", "ro"},
+		})
+		return nil
+	}
+}
+
+// initControlSource is the host folder of spec's init control mount, ""
+// if it has none.
+func initControlSource(s *specs.Spec) string {
+	for _, m := range s.Mounts {
+		if m.Destination == InitDir {
+			return m.Source
+		}
+	}
+	return ""
 }
 
 // WithProcPaths keeps containerd's masked and read-only /proc and /sys

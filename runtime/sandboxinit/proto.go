@@ -21,11 +21,15 @@ import (
 // the first turn is started, and PID 1's end is close-on-exec and, PID 1
 // being non-dumpable, unreachable through /proc/1/fd.
 //
+// ControlDir is under /dev, the tmpfs runc makes for every container, so
+// its mount point can be made in any image, however old (the image's own
+// root is a read-only snapshot: a folder it lacks cannot be created).
+//
 // Messages are single SOCK_SEQPACKET datagrams of strict JSON
 // (internal/strictjson: exact member names, no duplicates, no unknown
 // members), at most MaxMessage bytes.
 const (
-	ControlDir    = "/run/parachute-init"
+	ControlDir    = "/dev/parachute-init"
 	ControlSocket = "ctl.sock"
 	MaxMessage    = 64 << 10
 )

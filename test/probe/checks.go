@@ -13,6 +13,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/parachute-gateway/parachute/runtime/sandboxinit"
 )
 
 func checks(o options) []Result {
@@ -118,6 +120,42 @@ func checks(o options) []Result {
 	// from running.
 	e = seizeInit(false)
 	add("ptrace-init-refused", e == unix.EPERM, "PTRACE_SEIZE 1: %s", errnoString(e))
+
+	// PID 1's control channel (runtime/sandboxinit): the socket is gone
+	// before any turn runs, the folder is a read-only mount (or absent:
+	// gVisor, runc exec only), and PID 1's descriptors, the channel's
+	// end among them, cannot be reached through /proc/1/fd.
+	ctl := sandboxinit.ControlDir + "/" + sandboxinit.ControlSocket
+	_, lerr := os.Lstat(ctl)
+	cfd, _ := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	cerr := unix.Connect(cfd, &unix.SockaddrUnix{Name: ctl})
+	unix.Close(cfd)
+	add("init-ctl-gone", errors.Is(lerr, os.ErrNotExist) && cerr != nil, "lstat %s: %v; connect: %v", ctl, lerr, cerr)
+	if _, err := os.Stat(sandboxinit.ControlDir); err == nil {
+		werr := os.Mkdir(sandboxinit.ControlDir+"/x", 0o755)
+		add("init-ctl-ro", werr != nil, "mkdir in %s: %v", sandboxinit.ControlDir, werr)
+	} else {
+		add("init-ctl-ro", true, "no control mount: %v", err)
+	}
+	_, fderr := os.ReadDir("/proc/1/fd")
+	_, rlerr := os.Readlink("/proc/1/fd/0")
+	if gv {
+		// gVisor's procfs lists a non-dumpable PID 1's descriptors; a
+		// gVisor sandbox has no control channel, so PID 1 holds only its
+		// /dev/null stdio and the Go runtime's own (docs/runtime.md).
+		add("gvisor-init-fds-listed", true, "list /proc/1/fd: %v; readlink /proc/1/fd/0: %v", fderr, rlerr)
+	} else {
+		add("init-fds-refused", fderr != nil && rlerr != nil, "list /proc/1/fd: %v; readlink /proc/1/fd/0: %v", fderr, rlerr)
+	}
+	self, _ := os.ReadFile("/proc/self/cgroup")
+	one, oerr := os.ReadFile("/proc/1/cgroup")
+	add("cgroup-of-init", oerr == nil && string(self) == string(one), "self %q, PID 1 %q (%v)", strings.TrimSpace(string(self)), strings.TrimSpace(string(one)), oerr)
+	if !gv {
+		// Under gVisor the Sentry's mount table is its own.
+		bad, ro := mountsCheck()
+		add("mounts-only-ours", bad == "", "unexpected mounts: %s", bad)
+		add("init-ctl-mount-ro", ro, "control mount read-only (or absent): %v", ro)
+	}
 
 	// No netlink uevent socket under any profile (the host's device
 	// events), also not with garbage in the upper half of the protocol
@@ -342,6 +380,38 @@ func spin(d time.Duration) float64 {
 	cpu := time.Duration(after.Utime.Nano()-before.Utime.Nano()) + time.Duration(after.Stime.Nano()-before.Stime.Nano())
 	_ = unsafe.Pointer(&x)
 	return cpu.Seconds() / time.Since(start).Seconds()
+}
+
+// ourMounts are the sandbox's mount points (docs/runtime.md, the walls
+// table); masked and read-only /proc and /sys paths are mounts too.
+var ourMounts = map[string]bool{
+	"/": true, "/proc": true, "/dev": true, "/dev/pts": true, "/sys": true, "/tmp": true,
+	"/workspace": true, "/workspace/.parachute": true, "/run/parachute": true, sandboxinit.ControlDir: true,
+}
+
+// mountsCheck lists the mount points that are not ours, and says whether
+// the control mount, if there, is read-only.
+func mountsCheck() (bad string, ctlRO bool) {
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return "read /proc/self/mounts: " + err.Error(), false
+	}
+	ctlRO = true
+	var unknown []string
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 4 {
+			continue
+		}
+		mp := f[1]
+		if mp == sandboxinit.ControlDir {
+			ctlRO = strings.HasPrefix(f[3], "ro,") || f[3] == "ro"
+		}
+		if !ourMounts[mp] && !strings.HasPrefix(mp, "/proc/") && !strings.HasPrefix(mp, "/sys/") {
+			unknown = append(unknown, mp)
+		}
+	}
+	return strings.Join(unknown, " "), ctlRO
 }
 
 // seizeInit tries PTRACE_SEIZE on every thread of PID 1 (a Go init takes

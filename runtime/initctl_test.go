@@ -1,0 +1,269 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/parachute-gateway/parachute/runtime/sandboxinit"
+	"github.com/parachute-gateway/parachute/test/ctrd"
+)
+
+// execPaths are the two ways a turn starts: through PID 1's control
+// channel, and runc exec (the fallback, and gVisor's only way). The
+// sandbox tests that run turns run them both ways.
+var execPaths = []struct {
+	name   string
+	noInit bool
+}{{"init", false}, {"runc-exec", true}}
+
+func execPathName(noInit bool) string {
+	if noInit {
+		return "runc-exec"
+	}
+	return "init"
+}
+
+// testRuntimeVia is testRuntime with turns started one way.
+func testRuntimeVia(t testing.TB, noInit bool) *Containerd {
+	t.Helper()
+	return testRuntime(t, func(o *ContainerdOptions) { o.NoInitExec = noInit })
+}
+
+// initUp reports whether sb's turns go through PID 1's channel.
+func initUp(sb Sandbox) bool {
+	var b *ctrSandbox
+	switch s := sb.(type) {
+	case *ctrSandbox:
+		b = s
+	case *poolSandbox:
+		b = s.ctrSandbox
+	}
+	if b == nil || b.ictl == nil {
+		return false
+	}
+	conn, _ := b.ictl.wait(context.Background())
+	return conn != nil
+}
+
+// assertExecPath fails t unless sb's turns go the way the runtime says.
+func assertExecPath(t testing.TB, sb Sandbox, noInit bool) {
+	t.Helper()
+	if up := initUp(sb); up == noInit {
+		t.Errorf("init channel up: %v, want %v", up, !noInit)
+	}
+}
+
+// The listener takes exactly one connection, keeps it only when its
+// SO_PEERCRED pid is the sandbox's PID 1 and its uid the sandbox user's,
+// and in every case closes and unlinks the socket at once, so nothing can
+// connect afterwards (a turn that forges a connection first is refused;
+// one that tries later finds no socket).
+func TestInitListenerTakesOnlyPID1(t *testing.T) {
+	if os.Geteuid() != 0 {
+		ctrd.Unavailable(t, "needs root (the control socket is handed to the sandbox user)")
+	}
+	self, uid := os.Getpid(), os.Getuid()
+	for _, tc := range []struct {
+		name     string
+		pid, uid int
+		dial     bool
+		want     error // nil: kept
+	}{
+		{"PID 1 as the sandbox user", self, uid, true, nil},
+		{"a process that is not PID 1", self + 1, uid, true, ErrInitRefused},
+		{"PID 1 as another user", self, SandboxUID, true, ErrInitRefused},
+		{"nobody connects", self, uid, false, errInitDown},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &Containerd{opts: ContainerdOptions{InitStateDir: filepath.Join(t.TempDir(), "init")}}
+			dir := c.initControlDir("parachute-x", ClassRunc)
+			ic, err := c.listenInit("parachute-x", dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ic.close()
+			sock := filepath.Join(dir, sandboxinit.ControlSocket)
+			for _, m := range []struct {
+				path string
+				mode fs.FileMode
+				uid  int
+			}{{filepath.Dir(dir), fs.ModeDir | 0o700, 0}, {dir, fs.ModeDir | 0o711, 0}, {sock, fs.ModeSocket | 0o600, SandboxUID}} {
+				fi, err := os.Lstat(m.path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fi.Mode() != m.mode || int(fi.Sys().(*syscall.Stat_t).Uid) != m.uid {
+					t.Errorf("%s: mode %v uid %d, want %v uid %d", m.path, fi.Mode(), fi.Sys().(*syscall.Stat_t).Uid, m.mode, m.uid)
+				}
+			}
+			var conn *net.UnixConn
+			if tc.dial {
+				conn, err = net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: sock, Net: "unixpacket"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close()
+			}
+			ic.accept(tc.pid, tc.uid, 200*time.Millisecond)
+			got, _ := ic.wait(context.Background())
+			switch {
+			case tc.want == nil && got == nil:
+				t.Fatalf("refused: %v", ic.err)
+			case tc.want != nil && (got != nil || !errors.Is(ic.err, tc.want)):
+				t.Fatalf("kept %v, err %v; want refused with %v", got != nil, ic.err, tc.want)
+			}
+			if tc.want != nil && tc.dial {
+				// The refused peer's connection is closed: it reads EOF.
+				conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+				if n, err := conn.Read(make([]byte, 16)); n != 0 || err == nil {
+					t.Errorf("refused peer read %d bytes, err %v; want EOF", n, err)
+				}
+			}
+			if _, err := os.Lstat(sock); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("socket still there after the accept: %v", err)
+			}
+			if c2, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: sock, Net: "unixpacket"}); err == nil {
+				c2.Close()
+				t.Error("a second connection was possible")
+			}
+			ic.close()
+			if _, err := os.Lstat(dir); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("control dir left after close: %v", err)
+			}
+		})
+	}
+}
+
+// A state folder that is a symlink is refused, never followed.
+func TestInitStateDirRefusesSymlink(t *testing.T) {
+	if os.Geteuid() != 0 {
+		ctrd.Unavailable(t, "needs root")
+	}
+	base := t.TempDir()
+	if err := os.Symlink(t.TempDir(), filepath.Join(base, "init")); err != nil {
+		t.Fatal(err)
+	}
+	c := &Containerd{opts: ContainerdOptions{InitStateDir: filepath.Join(base, "init")}}
+	if _, err := c.listenInit("parachute-x", c.initControlDir("parachute-x", ClassRunc)); err == nil || !strings.Contains(err.Error(), "symlink") {
+		t.Fatalf("err %v, want the symlink refused", err)
+	}
+}
+
+// No control channel for gVisor (its gofer passes no host descriptors),
+// nor with NoInitExec; the spec then has no control mount.
+func TestInitControlOnlyForRunc(t *testing.T) {
+	c := &Containerd{opts: ContainerdOptions{InitStateDir: "/run/x"}}
+	if d := c.initControlDir("parachute-a", ClassRunc); d != "/run/x/parachute-a" {
+		t.Errorf("runc: %q", d)
+	}
+	if d := c.initControlDir("parachute-a", ClassGVisor); d != "" {
+		t.Errorf("gvisor: %q, want none", d)
+	}
+	c.opts.NoInitExec = true
+	if d := c.initControlDir("parachute-a", ClassRunc); d != "" {
+		t.Errorf("NoInitExec: %q, want none", d)
+	}
+}
+
+// In a sandbox: a turn started through init cannot reach the channel: the
+// socket is gone, the mount is read-only, PID 1's descriptors are not
+// readable through /proc/1/fd, and the turn holds only 0, 1 and 2.
+func TestInitChannelUnreachableFromTurn(t *testing.T) {
+	rt := testRuntimeVia(t, false)
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		ctrd.Unavailable(t, "busybox-static not installed")
+	}
+	for _, seccomp := range []string{"default", "strict"} {
+		t.Run(seccomp, func(t *testing.T) {
+			sb, _ := startSandbox(t, rt, limitsProfile(seccomp, true))
+			for _, tc := range []struct{ name, script, want string }{
+				{"socket gone", "test -e " + InitDir + "/" + sandboxinit.ControlSocket + " && echo present || echo gone", "gone\n"},
+				{"mount read-only", "mkdir " + InitDir + "/x 2>/dev/null && echo made || echo refused", "refused\n"},
+				{"PID 1's descriptors", "ls /proc/1/fd >/dev/null 2>&1 && echo listed || echo refused; cat /proc/1/fd/3 </dev/null >/dev/null 2>&1 && echo read || echo refused", "refused\nrefused\n"},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					_, out, errOut := run(t, sb, "/bin/sh", "-c", tc.script)
+					if out != tc.want {
+						t.Errorf("%s: %q (stderr %q), want %q", tc.script, out, errOut, tc.want)
+					}
+				})
+			}
+			t.Run("own descriptors", func(t *testing.T) {
+				// ls's own listing is 3.
+				if _, out, _ := run(t, sb, "/bin/ls", "/proc/self/fd"); out != "0\n1\n2\n3\n" {
+					t.Errorf("descriptors open in a turn: %q, want 0 1 2 (and ls's 3)", out)
+				}
+			})
+			assertExecPath(t, sb, false)
+		})
+	}
+}
+
+// A turn that forks a background child holding stdout open is cut off
+// after the drain; a fork bomb stops at the PID limit and is swept at the
+// timeout; output over the cap is dropped. Both ways.
+func TestTurnHostileBothPaths(t *testing.T) {
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		ctrd.Unavailable(t, "busybox-static not installed")
+	}
+	for _, via := range execPaths {
+		t.Run(via.name, func(t *testing.T) {
+			rt := testRuntimeVia(t, via.noInit)
+			sb, _ := startSandbox(t, rt, limitsProfile("strict", false))
+			t.Run("background child holds the pipe", func(t *testing.T) {
+				var out bytes.Buffer
+				start := time.Now()
+				res, err := sb.Exec(context.Background(), Turn{Args: []string{"/bin/sh", "-c", "echo first; (sleep 30; echo late) & exit 0"}, Stdout: &out, Timeout: time.Minute})
+				if err != nil || res.ExitCode != 0 || res.TimedOut {
+					t.Fatalf("%+v %v", res, err)
+				}
+				if d := time.Since(start); d > 10*time.Second {
+					t.Errorf("turn took %v: the background child held it", d)
+				}
+				if out.String() != "first\n" {
+					t.Errorf("stdout %q", out.String())
+				}
+			})
+			t.Run("fork bomb", func(t *testing.T) {
+				res, err := sb.Exec(context.Background(), Turn{Args: []string{"/bin/sh", "-c", "sleep 300 & b() { b | b & }; b; wait"}, Timeout: 2 * time.Second})
+				if err != nil || !res.TimedOut {
+					t.Fatalf("%+v %v, want timed out", res, err)
+				}
+				_, procs, _ := run(t, sb, "/bin/sh", "-c", "echo /proc/[0-9]*")
+				if n := len(strings.Fields(procs)); n != 2 {
+					t.Errorf("processes after the swept fork bomb: %s, want PID 1 and this shell", procs)
+				}
+			})
+			t.Run("stdin EOF", func(t *testing.T) {
+				var out bytes.Buffer
+				res, err := sb.Exec(context.Background(), Turn{Args: []string{"/bin/sh", "-c", "cat; echo eof"}, Stdout: &out, Timeout: 30 * time.Second})
+				if err != nil || res.TimedOut || out.String() != "eof\n" {
+					t.Fatalf("%+v %v %q: a turn without stdin must read EOF at once", res, err, out.String())
+				}
+			})
+			t.Run("exit by signal", func(t *testing.T) {
+				res, _, _ := run(t, sb, "/bin/sh", "-c", "kill -KILL $$")
+				if res.ExitCode != 137 {
+					t.Errorf("exit %d, want 137", res.ExitCode)
+				}
+			})
+			t.Run("env and cwd", func(t *testing.T) {
+				var out bytes.Buffer
+				_, err := sb.Exec(context.Background(), Turn{Args: []string{"sh", "-c", "pwd; echo $FOO; echo $HOME"}, Env: []string{"FOO=bar"}, Stdout: &out, Timeout: 30 * time.Second})
+				if err != nil || out.String() != "/workspace\nbar\n/tmp\n" {
+					t.Errorf("%q %v", out.String(), err)
+				}
+			})
+			assertExecPath(t, sb, via.noInit)
+		})
+	}
+}
