@@ -145,7 +145,11 @@ type Log struct {
 	scratch bytes.Buffer
 	batch   []byte
 
-	syncMu sync.Mutex // one fsync at a time
+	syncing bool       // a leader's fsync is under way (syncTo)
+	synced  *sync.Cond // on mu: broadcast when an fsync ends
+	syncs   uint64     // fsyncs of appended records since Open
+
+	syncMu sync.Mutex // held by the fsyncing leader, a rotation and a cut
 
 	ckMu      sync.Mutex // checkpoint file
 	ckSeq     uint64     // seq of the checkpoint record in it
@@ -177,6 +181,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		opts.openFile = openOSFile
 	}
 	l := &Log{dir: dir, opts: opts, log: opts.Logger, cur: head{prev: Genesis}, stop: make(chan struct{})}
+	l.synced = sync.NewCond(&l.mu)
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
 	}
@@ -617,31 +622,43 @@ func (l *Log) encode(r *Record) ([]byte, string, error) {
 	return line, hash, nil
 }
 
-// syncTo makes every record up to seq durable. Appenders that arrive while
-// an fsync runs are covered by the next one: one fsync serves them all. A
-// record whose bytes were cut off after a failed fsync (another epoch) is
-// refused, never reported durable. While syncMu is held no rotation or cut
-// happens, so the file and epoch seen before the fsync are those after it.
+// syncTo makes every record up to seq durable (group commit). One
+// appender at a time is the leader: it fsyncs everything written so far
+// while the others wait on synced; when its fsync returns it wakes them
+// all at once, and those it covered return while the first one it did not
+// cover leads the next fsync. So an fsync serves every record written
+// while the one before it ran, and no appender returns before an fsync
+// that began after its record was written has succeeded.
+//
+// A record whose bytes were cut off after a failed fsync (another epoch)
+// is refused, never reported durable. The leader holds syncMu for its
+// fsync, so no rotation or cut happens under it: the file and epoch it
+// checked before the fsync are those after it.
 func (l *Log) syncTo(f file, seq, epoch uint64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for {
+		if done, err := l.coveredLocked(f, seq, epoch); done {
+			return err
+		}
+		if !l.syncing {
+			break
+		}
+		l.synced.Wait()
+	}
+	l.syncing = true
+	defer func() {
+		l.syncing = false
+		l.synced.Broadcast()
+	}()
+	// syncMu before mu: release mu to take it, then look again (a cut or
+	// rotation may have run in between).
+	l.mu.Unlock()
 	l.syncMu.Lock()
 	defer l.syncMu.Unlock()
 	l.mu.Lock()
-	if l.epoch != epoch {
-		// Cut off since written, unless it was durable before the cut.
-		survived := seq <= l.cuts[epoch]
-		l.mu.Unlock()
-		if survived {
-			return nil
-		}
-		return fmt.Errorf("%w: fsync failed before this record was durable", ErrUnavailable)
-	}
-	if l.repair && seq > l.durable.seq {
-		l.mu.Unlock()
-		return fmt.Errorf("%w: fsync failed before this record was durable", ErrUnavailable)
-	}
-	if l.durable.seq >= seq || l.f != f { // rotated since: rotate synced the old file
-		l.mu.Unlock()
-		return nil
+	if done, err := l.coveredLocked(f, seq, epoch); done {
+		return err
 	}
 	target := l.cur
 	l.mu.Unlock()
@@ -650,7 +667,7 @@ func (l *Log) syncTo(f file, seq, epoch uint64) error {
 		err = f.Sync()
 	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.syncs++
 	if err != nil {
 		// What follows the durable head may or may not be on disk, and a
 		// later fsync would not say: it is cut off before the next write.
@@ -662,6 +679,24 @@ func (l *Log) syncTo(f file, seq, epoch uint64) error {
 	}
 	l.recoveredLocked()
 	return nil
+}
+
+// coveredLocked reports whether the record at seq, written to f in epoch,
+// needs no further fsync: it is durable (nil), or it can never be (an
+// error).
+func (l *Log) coveredLocked(f file, seq, epoch uint64) (bool, error) {
+	if l.epoch != epoch {
+		// Cut off since written, unless it was durable before the cut.
+		if seq <= l.cuts[epoch] {
+			return true, nil
+		}
+		return true, fmt.Errorf("%w: fsync failed before this record was durable", ErrUnavailable)
+	}
+	if l.repair && seq > l.durable.seq {
+		return true, fmt.Errorf("%w: fsync failed before this record was durable", ErrUnavailable)
+	}
+	// Rotated since: rotate synced the old file.
+	return l.durable.seq >= seq || l.f != f, nil
 }
 
 // recoveredLocked ends the outage once its gap record is durable.
@@ -823,6 +858,14 @@ func (l *Log) Healthy() error {
 	return nil
 }
 
+// Syncs returns how many fsyncs made appended records durable since Open;
+// with Appends it tells how many records one fsync covers.
+func (l *Log) Syncs() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.syncs
+}
+
 // Refused returns how many appends were refused since Open.
 func (l *Log) Refused() uint64 {
 	l.mu.Lock()
@@ -853,9 +896,15 @@ func (l *Log) Close() error {
 		return nil
 	}
 	l.closed = true
-	if serr := l.f.Sync(); err == nil {
+	serr := l.f.Sync()
+	if serr == nil && !l.repair {
+		// Appenders still waiting for an fsync are covered by this one
+		// (not bytes after a failed fsync: this one would not prove them).
+		l.durable = l.cur
+	} else if err == nil {
 		err = serr
 	}
+	l.synced.Broadcast()
 	if cerr := l.f.Close(); err == nil {
 		err = cerr
 	}
