@@ -19,11 +19,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/rs/zerolog"
 
 	"github.com/parachute-gateway/parachute/config"
@@ -253,19 +256,29 @@ model:
 			turns := []Turn{send(client, url, u, "/write notes.txt "+word, "")}
 			turns[0].First = true
 			for range laterTurns {
-				turns = append(turns, send(client, url, u, "/cat notes.txt", word))
+				t := send(client, url, u, "/cat notes.txt", word)
+				if turns[0].Cause != "" && t.Cause == FailErrorText && strings.Contains(t.Detail, "no such file") {
+					t.Cause = FailAfterWrite
+				}
+				turns = append(turns, t)
 			}
 			mu.Lock()
 			res.Turns = append(res.Turns, turns...)
 			mu.Unlock()
 		}()
 	}
+	self0, host0 := selfCPU(), hostCPU()
 	t0 := time.Now()
 	close(start)
 	wg.Wait()
 	res.Wall = time.Since(t0)
+	self, host := selfCPU()-self0, hostCPU()-host0
+	b.Logf("CPU during the burst: this process (gateway and load generator) %.1f s, the whole host %.1f s, over %.1f s wall on %d cores",
+		self.Seconds(), host.Seconds(), res.Wall.Seconds(), goruntime.NumCPU())
 
 	logFailures(b, res)
+	logMetrics(b, g)
+	b.Logf("host load average at the end of the burst: %s (2 cores, shared)", loadAvg())
 	res.IdleMemMB, res.IdlePssMB, res.Sandboxes, res.MemoryNote = idleMemory(addr, cfg.Runtime.Namespace)
 	stop()
 	return res
@@ -318,6 +331,100 @@ func logFailures(b *testing.B, r Result) {
 			b.Logf("failed turn (%s, first=%v, %s): %q", t.Cause, t.First, t.Latency.Round(time.Millisecond), d)
 		}
 	}
+}
+
+// logMetrics prints, from the gateway's own metrics, how long decisions
+// and durable audit appends took during the rung, and how many sandbox
+// starts there were: where a slow turn's time went.
+func logMetrics(b *testing.B, g *gateway.Gateway) {
+	resp, err := http.Get("http://" + g.AdminAddr().String() + "/metrics")
+	if err != nil {
+		b.Logf("metrics: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		b.Logf("metrics: %v", err)
+		return
+	}
+	hist := func(name string, over ...float64) {
+		f := fams[name]
+		if f == nil {
+			return
+		}
+		for _, m := range f.GetMetric() {
+			h := m.GetHistogram()
+			n := h.GetSampleCount()
+			if n == 0 {
+				continue
+			}
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			line := fmt.Sprintf("%s{%s}: %d, mean %.1fms", name, strings.Join(labels, ","), n, h.GetSampleSum()/float64(n)*1000)
+			for _, o := range over {
+				var le uint64
+				for _, bk := range h.GetBucket() {
+					if bk.GetUpperBound() <= o {
+						le = bk.GetCumulativeCount()
+					}
+				}
+				line += fmt.Sprintf(", over %gms %.1f%%", o*1000, float64(n-le)/float64(n)*100)
+			}
+			b.Log(line)
+		}
+	}
+	hist("parachute_decision_seconds", 0.025, 0.25)
+	hist("parachute_audit_append_seconds", 0.025, 0.1)
+	if f := fams["parachute_sandbox_starts_total"]; f != nil {
+		for _, m := range f.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			b.Logf("parachute_sandbox_starts_total{%s}: %.0f", strings.Join(labels, ","), m.GetCounter().GetValue())
+		}
+	}
+}
+
+// selfCPU is the user and system CPU time this process has used.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// hostCPU is the busy CPU time of the whole host (every core, every
+// process: other users of the machine included), from /proc/stat.
+func hostCPU() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal
+	var busy float64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		if i > 7 {
+			break
+		}
+		n, _ := strconv.ParseFloat(v, 64)
+		busy += n
+	}
+	return time.Duration(busy / 100 * float64(time.Second)) // USER_HZ is 100 on Linux
+}
+
+func loadAvg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	return strings.Join(strings.Fields(string(b))[:min(3, len(strings.Fields(string(b))))], " ")
 }
 
 // waitPoolReady waits until the gateway's parachute_pool_ready metric is

@@ -18,6 +18,9 @@ const (
 	FailDenied    = "denied"        // "denied: <reason>" (policy-error among them)
 	FailErrorText = "error-text"    // an error in the reply, e.g. no tool named "read_file"
 	FailContent   = "wrong-content" // /cat did not show what /write wrote
+	// FailAfterWrite is a /cat that found no file because the user's
+	// /write had failed: counted, but apart from its cause.
+	FailAfterWrite = "after-failed-write"
 )
 
 // Turn is one message's outcome as the user saw it.
