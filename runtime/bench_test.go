@@ -51,15 +51,23 @@ func BenchmarkColdSession(b *testing.B) {
 	reportPercentiles(b, samples)
 }
 
-// BenchmarkWarmExec: one turn in a running sandbox.
+// BenchmarkWarmExec: one turn in a running sandbox, for each way a turn
+// starts (init, runc-exec), in one run.
 func BenchmarkWarmExec(b *testing.B) {
-	rt := testRuntime(b)
+	for _, via := range execPaths {
+		b.Run(via.name, func(b *testing.B) { benchWarmExec(b, via.noInit) })
+	}
+}
+
+func benchWarmExec(b *testing.B, noInit bool) {
+	rt := testRuntimeVia(b, noInit)
 	ctx := context.Background()
-	sb, err := rt.Start(ctx, Spec{SessionID: "bench-warm", Image: probeRef, Workspace: b.TempDir(), Profile: limitsProfile("strict", true)})
+	sb, err := rt.Start(ctx, Spec{SessionID: "bench-warm-" + randomID(), Image: probeRef, Workspace: b.TempDir(), Profile: limitsProfile("strict", true)})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer sb.Stop(ctx)
+	assertExecPath(b, sb, noInit)
 	samples := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

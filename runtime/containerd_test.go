@@ -64,7 +64,8 @@ func TestProbe(t *testing.T) {
 			want := []string{"kernel-" + tc.class, "seccomp-filter", "no-new-privs", "caps-capeff", "caps-capbnd", "non-root",
 				"only-lo", "no-route-1.1.1.1:53", "no-route-10.0.0.1:80", "rootfs-ro", "hooks-ro",
 				"proc-ro-/proc/sysrq-trigger", "proc-ro-/proc/sys/kernel/core_pattern", "ptrace-init-refused",
-				"fds-0-1-2", "init-ctl-gone", "init-ctl-ro", "cgroup-of-init"}
+				"fds-0-1-2", "init-ctl-gone", "init-ctl-ro", "cgroup-of-init",
+				"no-supplementary-groups", "rlimits", "signals-default", "umask-022"}
 			denied := []string{"unshare", "mount", "chroot", "setns", "keyctl", "bpf", "userfaultfd", "perf_event_open", "io_uring_setup"}
 			switch tc.class {
 			case ClassRunc:

@@ -56,6 +56,19 @@ func checks(o options) []Result {
 		add("caps-"+strings.ToLower(k), ok, "%s: %s", k, field(k))
 	}
 	add("non-root", os.Getuid() == 65534 && os.Getgid() == 65534, "uid %d gid %d", os.Getuid(), os.Getgid())
+	groups, gerr := unix.Getgroups()
+	add("no-supplementary-groups", gerr == nil && (len(groups) == 0 || (len(groups) == 1 && groups[0] == 65534)), "groups %v %v", groups, gerr)
+	// What a turn inherits from whoever started it (runc, or PID 1):
+	// rlimits as the spec says, no signal ignored or blocked, umask 022.
+	var nofile, core unix.Rlimit
+	unix.Getrlimit(unix.RLIMIT_NOFILE, &nofile)
+	unix.Getrlimit(unix.RLIMIT_CORE, &core)
+	add("rlimits", nofile.Cur == 1024 && nofile.Max == 1024 && core.Cur == 0 && core.Max == 0, "NOFILE %d/%d CORE %d/%d", nofile.Cur, nofile.Max, core.Cur, core.Max)
+	sigOK := func(k string) bool { return field(k) == "0000000000000000" || (gv && field(k) == "?") } // gVisor reports neither
+	add("signals-default", sigOK("SigIgn") && sigOK("SigBlk"), "SigIgn %s SigBlk %s", field("SigIgn"), field("SigBlk"))
+	mask := unix.Umask(0o022)
+	unix.Umask(mask)
+	add("umask-022", mask == 0o022, "umask %#o", mask)
 
 	// Syscalls both profiles refuse with EPERM.
 	nsfd, _ := unix.Open("/proc/self/ns/net", unix.O_RDONLY, 0)
