@@ -240,12 +240,17 @@ func (c *Console) sessionOf(r *http.Request) *session {
 }
 
 // sameOrigin refuses a request a browser marks as cross-site, or whose
-// Origin is not the console's.
+// Origin is not the console's. Origin "null" is what Chromium sends on a
+// same-origin form post from a page served with Referrer-Policy:
+// no-referrer; it is taken as the console's only when the browser also
+// says Sec-Fetch-Site: same-origin (a sandboxed frame or data: page on
+// another site sends null too, but with cross-site).
 func (c *Console) sameOrigin(r *http.Request) (reason, msg string) {
-	if s := r.Header.Get("Sec-Fetch-Site"); s != "" && s != "same-origin" {
-		return ReasonCrossSite, fmt.Sprintf("refused: this request came from another site (Sec-Fetch-Site: %s); console actions are taken only from the console's own pages", s)
+	site := r.Header.Get("Sec-Fetch-Site")
+	if site != "" && site != "same-origin" {
+		return ReasonCrossSite, fmt.Sprintf("refused: this request came from another site (Sec-Fetch-Site: %s); console actions are taken only from the console's own pages", site)
 	}
-	if o := r.Header.Get("Origin"); o != "" && o != "http://"+r.Host {
+	if o := r.Header.Get("Origin"); o != "" && o != "http://"+r.Host && (o != "null" || site != "same-origin") {
 		return ReasonCrossSite, fmt.Sprintf("refused: this request came from %q, not from the console (http://%s)", o, r.Host)
 	}
 	return "", ""

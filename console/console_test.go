@@ -375,6 +375,9 @@ func TestActionGuards(t *testing.T) {
 		{"same-site", hc, url.Values{"csrf": {csrf}}, map[string]string{"Sec-Fetch-Site": "same-site"}, http.StatusForbidden, console.ReasonCrossSite},
 		{"foreign origin", hc, url.Values{"csrf": {csrf}}, map[string]string{"Origin": "http://evil.example"}, http.StatusForbidden, console.ReasonCrossSite},
 		{"null origin", hc, url.Values{"csrf": {csrf}}, map[string]string{"Origin": "null"}, http.StatusForbidden, console.ReasonCrossSite},
+		{"null origin from another site", hc, url.Values{"csrf": {csrf}}, map[string]string{"Origin": "null", "Sec-Fetch-Site": "cross-site"}, http.StatusForbidden, console.ReasonCrossSite},
+		// What Chromium sends for a form post on a no-referrer page.
+		{"null origin, same-origin fetch", hc, url.Values{"csrf": {csrf}}, map[string]string{"Origin": "null", "Sec-Fetch-Site": "same-origin"}, http.StatusSeeOther, ""},
 		{"rebinding host", hc, url.Values{"csrf": {csrf}}, map[string]string{"Host": "evil.example:" + port(f.c.Addr())}, http.StatusMisdirectedRequest, console.ReasonHost},
 		{"other port", hc, url.Values{"csrf": {csrf}}, map[string]string{"Host": "127.0.0.1:1"}, http.StatusMisdirectedRequest, console.ReasonHost},
 		{"allowed", hc, url.Values{"csrf": {csrf}}, map[string]string{"Sec-Fetch-Site": "same-origin", "Origin": origin}, http.StatusSeeOther, ""},

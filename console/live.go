@@ -74,7 +74,7 @@ func toRow(r audit.Record) row {
 
 // hidden are kinds the live stream leaves out: checkpoints sign the chain
 // (the audit page shows them), message text is content, not a decision.
-func hidden(kind string) bool { return kind == audit.KindCheckpoint || kind == "message-text" }
+func hidden(kind string) bool { return kind == string(audit.KindCheckpoint) || kind == "message-text" }
 
 // liveFilter reads the stream's filters from the query string: connector,
 // identity, kind, allow (true|false), reason.
@@ -111,7 +111,7 @@ func kindsOffered() []string {
 	for _, e := range engine.Entries {
 		out = append(out, string(e))
 	}
-	return append(out, audit.KindPairing, audit.KindInvite, audit.KindAdmin, audit.KindGap)
+	return append(out, string(audit.KindPairing), string(audit.KindInvite), string(audit.KindAdmin), string(audit.KindGap))
 }
 
 // LiveBacklog is how far back a new live stream starts.
@@ -208,7 +208,8 @@ type tracePath struct{ Raw, Resolved string }
 
 // stepOrder is the order of a turn: message → session → tool calls →
 // model calls → egress; within a kind, the log's order.
-var stepOrder = map[string]int{"message-text": 0, "message": 1, "session": 2, "tool": 3, "model": 4, "egress": 5}
+var stepOrder = map[string]int{"message-text": 0, "message": 1, "session": 2, "session-start": 2, "hook": 2,
+	"tool": 3, "model": 4, "egress": 5}
 
 func (c *Console) tracePage(w http.ResponseWriter, r *http.Request, s *session) {
 	turn := r.PathValue("turn")
@@ -218,7 +219,7 @@ func (c *Console) tracePage(w http.ResponseWriter, r *http.Request, s *session) 
 		if rec.TurnID != turn && rec.DecisionID != turn {
 			return nil
 		}
-		if string(rec.Kind) == audit.KindCheckpoint {
+		if string(rec.Kind) == string(audit.KindCheckpoint) {
 			return nil
 		}
 		st := step{row: toRow(rec), Record: rec}

@@ -22,7 +22,7 @@
       "data-reason": (r.reasons || []).join(","), "data-turn": r.turn || ""
     });
     tr.className = "new";
-    tr.appendChild(el("td", fmtTime(r.time)));
+    tr.appendChild(el("td", fmtTime(r.time), { "class": "t" }));
     tr.appendChild(el("td", r.kind));
     var dec = el("td");
     if (r.allow === "true") { dec.appendChild(el("span", "allow", { "class": "allow" })); }
@@ -51,17 +51,12 @@
     var ids = ["connector", "identity", "kind", "allow", "reason"];
     var es = null;
     function connect() {
-      if (es) { es.close(); }
-      while (body.firstChild) { body.removeChild(body.firstChild); }
       var q = new URLSearchParams();
       ids.forEach(function (k) {
         var v = document.getElementById("f-" + k).value.trim();
         if (v) { q.set(k, v); }
       });
       var qs = q.toString();
-      if (window.history && window.history.replaceState) {
-        window.history.replaceState(null, "", "/console/live" + (qs ? "?" + qs : ""));
-      }
       es = new EventSource(table.getAttribute("data-src") + (qs ? "?" + qs : ""));
       es.addEventListener("open", function () { status.textContent = "Connected: new decisions appear at the top."; });
       es.addEventListener("error", function () { status.textContent = "Disconnected; reconnecting…"; });
@@ -72,9 +67,8 @@
         while (body.children.length > 500) { body.removeChild(body.lastChild); }
       });
     }
-    var form = document.getElementById("live-filters");
-    form.addEventListener("submit", function (ev) { ev.preventDefault(); connect(); });
-    ids.forEach(function (k) { document.getElementById("f-" + k).addEventListener("change", connect); });
+    // The filter form is a plain GET of this page: the server renders it
+    // with the filters, and the stream opens with them.
     connect();
   }
 
