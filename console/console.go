@@ -242,8 +242,15 @@ func (c *Console) sample() {
 // mux.Handle(console.Prefix, c.Handler()).
 func (c *Console) Handler() http.Handler {
 	mux := http.NewServeMux()
-	static, _ := fs.Sub(staticFS, "static")
-	mux.Handle("GET /console/static/", http.StripPrefix("/console/static/", http.FileServerFS(static)))
+	// The two assets, by name (no listing); public, as the login page
+	// needs them.
+	for name, ctype := range map[string]string{"console.css": "text/css; charset=utf-8", "console.js": "text/javascript; charset=utf-8"} {
+		body, _ := fs.ReadFile(staticFS, "static/"+name)
+		mux.HandleFunc("GET /console/static/"+name, func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", ctype)
+			_, _ = w.Write(body)
+		})
+	}
 	mux.HandleFunc("GET /console/login", c.loginPage)
 	mux.HandleFunc("POST /console/login", c.loginPost)
 	mux.Handle("POST /console/logout", c.action(c.logout))

@@ -478,6 +478,9 @@ func TestEveryPageIsStrict(t *testing.T) {
 		weights[p] = len(body)
 		checkStrictHTML(t, p, body)
 	}
+	if resp, _ := f.get(f.client(), "/console/static/"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("/console/static/: %s, want 404 (no listing)", resp.Status)
+	}
 	css, js := weights["/console/static/console.css"], weights["/console/static/console.js"]
 	for _, p := range pages {
 		total := weights[p] + css + js
