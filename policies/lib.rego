@@ -67,7 +67,14 @@ segments(path) := [s | some s in split(lower(path), "/"); s != ""; s != "."]
 # the path: "hooks" for the .parachute folder itself or anything under a
 # .parachute/hooks folder, "parachute" for anything else beneath a
 # .parachute folder, "" for neither; at any depth, in any case.
-area(path) := segments_area(segments(path))
+area(path) := segments_area(segments(path)) if {
+	names_parachute(path)
+} else := ""
+
+# names_parachute: ".parachute" appears in path in some case. A path without
+# it has no .parachute segment, so its area is "" without splitting it; a
+# path with it (even as part of a longer name) is split and checked.
+names_parachute(path) if contains(lower(path), ".parachute")
 
 segments_area(segs) := "hooks" if {
 	some i, s in segs

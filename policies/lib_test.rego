@@ -16,6 +16,9 @@ test_area if {
 		"a/.parachute/hooksx": "parachute",
 		"a/parachute/hooks": "",
 		"a/.parachutex/hooks": "",
+		"A/.PaRaChUtE/HOOKS/x": "hooks",
+		"notes/.parachute-old/hooks/x": "",
+		"notes/today.md": "",
 		"": "",
 	} {
 		lib.area(path) == want

@@ -5,14 +5,14 @@ package parachute.message
 
 import data.parachute.lib
 
-connector := lib.connector(input.connector)
-
-identity := input.sender.id
-
-platform_id := input.sender.platform_id
+# Look-ups go straight to the one entry of the operator data they need
+# (data.parachute.config, prepared by the gateway: see lib.rego), and the
+# input is read where it is used rather than through aliases: each rule a
+# decision consults is work on every decision that is not cached.
+connector := data.parachute.config.connectors[input.connector]
 
 user := u if {
-	u := lib.user(identity)
+	u := data.parachute.config.users[input.sender.id]
 } else := {}
 
 is_public if connector.public == true
@@ -22,15 +22,15 @@ is_dm if input.chat.kind == "dm"
 # The identity is the platform user ID, checked against the connector it
 # arrived on. Display names and message text never take part.
 valid_identity if {
-	is_string(platform_id)
-	platform_id != ""
+	is_string(input.sender.platform_id)
+	input.sender.platform_id != ""
 	connector.type == input.connector_type
-	identity == concat(":", [input.connector_type, platform_id])
+	input.sender.id == concat(":", [input.connector_type, input.sender.platform_id])
 }
 
-is_owner if connector.owners[platform_id]
+is_owner if connector.owners[input.sender.platform_id]
 
-is_allowed if connector.allowed_users[platform_id]
+is_allowed if connector.allowed_users[input.sender.platform_id]
 
 has_binding if {
 	is_string(input.binding.role)
@@ -94,11 +94,11 @@ slug := input.requested_workspace if {
 	connector.workspace != ""
 }
 
-shared := lib.workspace(slug)
+shared := data.parachute.config.workspaces[slug]
 
-member if shared.members[identity]
+member if shared.members[input.sender.id]
 
-member if shared.read_only_members[identity]
+member if shared.read_only_members[input.sender.id]
 
 member if {
 	shared
@@ -110,7 +110,7 @@ workspace := lib.personal_workspace(concat(":", ["chat", input.connector, input.
 	session_scope == "chat"
 } else := concat("/", ["workspaces", slug]) if {
 	shared
-} else := lib.personal_workspace(identity)
+} else := lib.personal_workspace(input.sender.id)
 
 default read_only := false
 
@@ -120,7 +120,7 @@ read_only if settings.read_only == true
 
 read_only if shared.read_only == true
 
-read_only if shared.read_only_members[identity]
+read_only if shared.read_only_members[input.sender.id]
 
 default network := false
 
@@ -136,7 +136,7 @@ session_scope := "chat" if {
 } else := "user"
 
 rate_limits := [{
-	"key": concat(":", ["message", identity]),
+	"key": concat(":", ["message", input.sender.id]),
 	"rate": settings.message_rate,
 	"burst": settings.message_burst,
 }]

@@ -10,6 +10,8 @@ s := input.session
 
 ws := s.workspace
 
+connector := data.parachute.config.connectors[s.connector]
+
 settings := lib.role_settings(s.role)
 
 access := input.tool.access
@@ -41,7 +43,7 @@ is_direct if s.trust_level == "direct"
 
 slug := lib.shared_slug(ws)
 
-shared := lib.workspace(slug)
+shared := data.parachute.config.workspaces[slug]
 
 acl_member if shared.members[s.identity]
 
@@ -134,13 +136,13 @@ deny contains "tool-changed" if input.tool.changed == true
 # walls: never for sessions of a public connector.
 deny contains "upstream-on-host" if {
 	input.tool.on_host == true
-	lib.connector(s.connector).public == true
+	connector.public == true
 }
 
 # A tool first seen on a server whose tools were already approved waits for
 # `parachute mcp approve` on public connectors, and wherever the role says
 # require_tool_approval.
-requires_tool_approval if lib.connector(s.connector).public == true
+requires_tool_approval if connector.public == true
 
 requires_tool_approval if settings.require_tool_approval == true
 
