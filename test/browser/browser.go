@@ -35,6 +35,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 )
 
 // ExecPath is the Chromium the tests drive: Debian's package.
@@ -129,7 +130,12 @@ func New(t testing.TB) *Browser {
 	// by the allocator's own read timeout of the DevTools address.
 	messages := chromedp.Console(ctx)
 	if err := chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, tgt *chromedp.Target) error {
-		_, err := cdp.Call(ctx, tgt, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: cspProbe})
+		if _, err := cdp.Call(ctx, tgt, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: cspProbe}); err != nil {
+			return err
+		}
+		// A headless tab is never the focused window; without this, autofocus
+		// and :focus do nothing and keyboard use cannot be tested.
+		_, err := cdp.Call(ctx, tgt, emulation.SetFocusEmulationEnabled, emulation.SetFocusEmulationEnabledParams{Enabled: true})
 		return err
 	})); err != nil {
 		b.cancel()
@@ -301,7 +307,7 @@ func (b *Browser) Go(t testing.TB, url string) *network.Response {
 	if err != nil {
 		b.fail(t, "go-failure", "navigating to %s: %v", url, err)
 	}
-	return resp
+	return b.orLoaded(t, resp)
 }
 
 // Submit clicks sel, which must start a navigation (a form's button, a
@@ -315,7 +321,47 @@ func (b *Browser) Submit(t testing.TB, sel string) *network.Response {
 	if err != nil {
 		b.fail(t, "submit-failure", "clicking %s and waiting for the page it opens: %v", sel, err)
 	}
-	return resp
+	return b.orLoaded(t, resp)
+}
+
+// orLoaded returns resp, or when chromedp could not tell the document's
+// response among the page's requests (a page holding an EventSource open
+// confuses it), the loaded document's address and status as the page's
+// own navigation entry gives them.
+func (b *Browser) orLoaded(t testing.TB, resp *network.Response) *network.Response {
+	t.Helper()
+	if resp != nil {
+		return resp
+	}
+	v := Eval[struct {
+		URL    string `json:"url"`
+		Status int64  `json:"status"`
+	}](t, b, `({url: document.URL, status: (performance.getEntriesByType('navigation')[0] || {}).responseStatus || 0})`)
+	if v.Status == 0 {
+		b.fail(t, "response-failure", "no response status for the document at %s", v.URL)
+	}
+	return &network.Response{URL: v.URL, Status: v.Status}
+}
+
+// Enter presses the Enter key on whatever has the keyboard focus (as a
+// keyboard-only operator would), which must start a navigation; it waits
+// for the new page's load and returns its document's response.
+func (b *Browser) Enter(t testing.TB) *network.Response {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, StepTimeout)
+	defer cancel()
+	resp, err := chromedp.RunResponse(ctx, chromedp.KeyEvent(kb.Enter))
+	if err != nil {
+		b.fail(t, "enter-failure", "pressing Enter on %s (focus on %s) and waiting for the page it opens: %v", b.location(), b.Focused(t), err)
+	}
+	return b.orLoaded(t, resp)
+}
+
+// Focused describes the element with the keyboard focus: its tag, id and
+// text, or "body" when nothing has it.
+func (b *Browser) Focused(t testing.TB) string {
+	t.Helper()
+	return Eval[string](t, b, `(() => { const el = document.activeElement; if (!el || el === document.body) return 'body'; return el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + ' ' + JSON.stringify((el.innerText || el.value || '').slice(0, 40)); })()`)
 }
 
 // Wait waits until an element matching the CSS selector sel is visible,
@@ -451,6 +497,22 @@ func (b *Browser) Overflowing(t testing.TB) []string {
     let path = [], p = el;
     while (p && p !== document.body) { path.unshift(name(p)); p = p.parentElement; }
     out.push(path.join(' > ') + ' (position ' + getComputedStyle(el).position + ', right edge ' + Math.round(el.getBoundingClientRect().right) + ' px)');
+  }
+  if (out.length) return out;
+  // No box sticks out: then a box's content does, as a long word that
+  // cannot wrap. Name the innermost such boxes.
+  const spill = [];
+  for (const el of document.body.querySelectorAll('*')) {
+    const cs = getComputedStyle(el);
+    if (cs.position === 'fixed' || cs.overflowX !== 'visible' || clipped(el)) continue;
+    if (el.getBoundingClientRect().left + el.scrollWidth > w + 0.5) spill.push(el);
+  }
+  for (const el of spill) {
+    if (out.length >= 5) break;
+    if (spill.some((o) => o !== el && el.contains(o))) continue;
+    let path = [], p = el;
+    while (p && p !== document.body) { path.unshift(name(p)); p = p.parentElement; }
+    out.push(path.join(' > ') + ' (its content reaches ' + Math.round(el.getBoundingClientRect().left + el.scrollWidth) + ' px: ' + JSON.stringify(el.textContent.trim().slice(0, 60)) + ')');
   }
   return out;
 })()`)

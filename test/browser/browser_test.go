@@ -23,13 +23,15 @@ func site(t *testing.T) *httptest.Server {
 <link rel="stylesheet" href="/app.css"><script src="/app.js" defer></script></head>
 <body><h1 id="title">Hello</h1><button id="more">more</button><ul id="list"></ul>
 <form method="post" action="/submit"><input id="name" name="name"><button id="go">go</button></form></body></html>`,
-		"/later": `<!doctype html><html><head><script src="/later.js" defer></script></head><body><ul id="list"></ul></body></html>`,
-		"/wide":  `<!doctype html><html><head><meta name="viewport" content="width=device-width"><link rel="stylesheet" href="/wide.css"></head><body><div id="wide">wide</div></body></html>`,
+		"/keyboard": `<!doctype html><html><head></head><body><form method="post" action="/submit"><input type="hidden" name="name" value="kb"><button id="go" autofocus>go</button></form></body></html>`,
+		"/later":    `<!doctype html><html><head><script src="/later.js" defer></script></head><body><button id="later">later</button><ul id="list"></ul></body></html>`,
+		"/wide":     `<!doctype html><html><head><meta name="viewport" content="width=device-width"><link rel="stylesheet" href="/wide.css"></head><body><div id="wide">wide</div></body></html>`,
 		// A wide table scrolls in its box; but an absolutely positioned
 		// label in its last column escapes the box and widens the page.
-		"/scrolls": `<!doctype html><html><head><meta name="viewport" content="width=device-width"><link rel="stylesheet" href="/wide.css"></head><body><div class="scroll"><table><tr><th>a</th><th>b</th></tr></table></div></body></html>`,
-		"/escapes": `<!doctype html><html><head><meta name="viewport" content="width=device-width"><link rel="stylesheet" href="/wide.css"></head><body><div class="scroll"><table><tr><th>a</th><th><span class="sr">b</span></th></tr></table></div></body></html>`,
-		"/done":    `<!doctype html><html><head><meta name="viewport" content="width=device-width"></head><body><p id="done" data-name="">done</p></body></html>`,
+		"/scrolls":  `<!doctype html><html><head><meta name="viewport" content="width=device-width"><link rel="stylesheet" href="/wide.css"></head><body><div class="scroll"><table><tr><th>a</th><th>b</th></tr></table></div></body></html>`,
+		"/longword": `<!doctype html><html><head><meta name="viewport" content="width=device-width"></head><body><ul><li id="path">/tmp/TestConsoleInBrowser284089033_a_very_long_path/001/state/audit/audit.jsonl:12</li></ul></body></html>`,
+		"/escapes":  `<!doctype html><html><head><meta name="viewport" content="width=device-width"><link rel="stylesheet" href="/wide.css"></head><body><div class="scroll"><table><tr><th>a</th><th><span class="sr">b</span></th></tr></table></div></body></html>`,
+		"/done":     `<!doctype html><html><head><meta name="viewport" content="width=device-width"></head><body><p id="done" data-name="">done</p></body></html>`,
 		// Each hostile page does one thing the console must never do.
 		"/inline-script": `<!doctype html><html><head></head><body><script>document.title='x'</script><p id="p">p</p></body></html>`,
 		"/inline-style":  `<!doctype html><html><head></head><body><p id="p" style="color:red">p</p></body></html>`,
@@ -42,7 +44,7 @@ func site(t *testing.T) *httptest.Server {
 		"/app.css":  `h1 { color: #123; }`,
 		"/wide.css": `#wide { width: 1000px; } .scroll { overflow-x: auto; } .scroll table { width: 1000px; } .sr { position: absolute; width: 1px; height: 1px; overflow: hidden; }`,
 		"/app.js":   `document.getElementById('more').addEventListener('click', () => { const li = document.createElement('li'); li.id = 'item'; li.textContent = 'item'; document.getElementById('list').append(li); });`,
-		"/later.js": `setTimeout(() => { const li = document.createElement('li'); li.dataset.n = '2'; document.getElementById('list').append(li); }, 150);`,
+		"/later.js": `document.getElementById('later').addEventListener('click', () => setTimeout(() => { const li = document.createElement('li'); li.dataset.n = '2'; document.getElementById('list').append(li); }, 200));`,
 		"/error.js": `console.error('something broke');`,
 		"/throw.js": `throw new Error('boom');`,
 	}
@@ -110,6 +112,15 @@ func TestSmoke(t *testing.T) {
 		t.Errorf("data-name = %q", got)
 	}
 
+	// From the keyboard: the autofocused button takes Enter.
+	b.Go(t, srv.URL+"/keyboard")
+	if f := b.Focused(t); !strings.HasPrefix(f, "button#go") {
+		t.Errorf("focus on %s, want the autofocused button#go", f)
+	}
+	if resp := b.Enter(t); !strings.Contains(resp.URL, "/done?name=kb") {
+		t.Errorf("Enter on the autofocused button went to %s", resp.URL)
+	}
+
 	// On a phone, the page fits the narrower viewport; a wide one does not.
 	b.Phone(t)
 	b.Go(t, srv.URL+"/done")
@@ -134,6 +145,10 @@ func TestSmoke(t *testing.T) {
 	if got := strings.Join(b.Overflowing(t), "; "); b.Overflow(t) == 0 || !strings.Contains(got, "span.sr (position absolute") {
 		t.Errorf("an escaping absolute label: overflow %d, Overflowing %q, want span.sr named", b.Overflow(t), got)
 	}
+	b.Go(t, srv.URL+"/longword")
+	if got := strings.Join(b.Overflowing(t), "; "); b.Overflow(t) == 0 || !strings.Contains(got, "li#path (its content reaches") {
+		t.Errorf("a long word: overflow %d, Overflowing %q, want li#path named", b.Overflow(t), got)
+	}
 	b.Desktop(t)
 	if w := Eval[int](t, b, `innerWidth`); w != Width {
 		t.Errorf("desktop viewport is %d px wide, want %d", w, Width)
@@ -141,9 +156,10 @@ func TestSmoke(t *testing.T) {
 
 	// A condition that becomes true later, under the strict CSP.
 	b.Go(t, srv.URL+"/later")
+	b.Click(t, "#later") // adds the item 200 ms later
 	start := time.Now()
 	b.WaitTrue(t, "the late item", `document.querySelector('li[data-n="2"]') !== null`, 2*time.Second)
-	if took := time.Since(start); took < 100*time.Millisecond {
+	if took := time.Since(start); took < 150*time.Millisecond {
 		t.Errorf("WaitTrue returned after %v, before the item was added", took)
 	}
 	if p := b.Problems(t); len(p) != 0 {
