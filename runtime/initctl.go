@@ -148,7 +148,8 @@ func (ic *initChan) accept(pid, uid int, timeout time.Duration) {
 	os.Remove(filepath.Join(ic.dir, sandboxinit.ControlSocket))
 	if err != nil {
 		ic.err = fmt.Errorf("%w: PID 1 did not connect: %w", errInitDown, err)
-		ic.log.Warn("sandbox init channel not up; turns use runc exec", "sandbox", ic.id, "err", err)
+		ic.log.Warn("sandbox init did not connect to its control socket (an image built before this gateway? rebuild it: parachute image build); turns use runc exec",
+			"sandbox", ic.id, "err", err)
 		return
 	}
 	puid, ppid, err := unixsock.PeerCred(conn)
