@@ -348,3 +348,40 @@ func TestCallerCancelStopsEvaluation(t *testing.T) {
 		t.Fatalf("a cancelled caller waited %v", took)
 	}
 }
+
+// The field names of a typed document are made once and shared: building
+// a document allocates for its values and objects, not for every key, and
+// concurrent builds (every decision runs one) agree with each other.
+func TestDocumentKeysAreSharedAcrossBuilds(t *testing.T) {
+	in := MessageInput{Connector: "tg", ConnectorType: "telegram",
+		Sender: Sender{ID: "telegram:1", PlatformID: "1", DisplayName: "one"}, Chat: Chat{ID: "1", Kind: "dm"},
+		Binding: &Binding{Role: "member", Workspace: "team", Source: "invite"}, RequestedTrustLevel: "direct", RequestedWorkspace: "team"}
+	want := buildValue(in)
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 200 {
+				if got := buildValue(in); got.Compare(want) != 0 {
+					errs <- got.String()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Fatalf("concurrent build gave %s, want %s", e, want)
+	}
+	if keyTerm("connector_type") != keyTerm("connector_type") {
+		t.Fatal("a field name is made anew on every build")
+	}
+	// With its 18 keys shared, a build allocates for its values and its
+	// four objects only (49 with OPA v1.22; 87 when every key was made anew).
+	if n := testing.AllocsPerRun(100, func() { buildValue(in) }); n > 55 {
+		t.Fatalf("building a message document allocates %v times, want at most 55", n)
+	}
+}

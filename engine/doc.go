@@ -2,8 +2,10 @@ package engine
 
 import (
 	"encoding/binary"
+	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -111,12 +113,46 @@ func (w *docWriter) put(name string, v *ast.Term) {
 		w.elems = append(w.elems, v)
 		return
 	}
-	w.items = append(w.items, [2]*ast.Term{ast.InternedTerm(name), v})
+	w.items = append(w.items, [2]*ast.Term{keyTerm(name), v})
+}
+
+// keyTerms holds one term per field name the typed inputs write. OPA's
+// InternedTerm only interns the strings of its own table and allocates a
+// new term for any other (connector_type, platform_id, …) on every call; the
+// names are a small fixed set (the literals of the write methods), so each is
+// made once and shared, read-only, by every document. The map is copied on
+// write: a name is added once, then only ever read without a lock.
+var (
+	keyTerms   atomic.Pointer[map[string]*ast.Term]
+	keyTermsMu sync.Mutex
+)
+
+func keyTerm(name string) *ast.Term {
+	if m := keyTerms.Load(); m != nil {
+		if t, ok := (*m)[name]; ok {
+			return t
+		}
+	}
+	keyTermsMu.Lock()
+	defer keyTermsMu.Unlock()
+	var next map[string]*ast.Term
+	if m := keyTerms.Load(); m != nil {
+		if t, ok := (*m)[name]; ok {
+			return t
+		}
+		next = maps.Clone(*m)
+	} else {
+		next = map[string]*ast.Term{}
+	}
+	t := ast.StringTerm(name)
+	next[name] = t
+	keyTerms.Store(&next)
+	return t
 }
 
 func (w *docWriter) str(name, v string) {
 	if w.build {
-		w.put(name, ast.StringTerm(v))
+		w.put(name, ast.InternedTerm(v)) // "" and OPA's common strings are shared
 		return
 	}
 	if _, ok := w.keep(name); !ok {
