@@ -655,6 +655,17 @@ func TestPlaygroundChangesNothing(t *testing.T) {
 		t.Fatalf("playground not pre-filled from %s:\n%s", rec.DecisionID, page)
 	}
 
+	// Evaluated with that record named, the result is compared with it.
+	r = f.post(hc, "/console/policy/eval", url.Values{"csrf": {csrf}, "entry": {"message"}, "input": {string(rec.Input)}, "from": {rec.DecisionID}}, nil)
+	body, _ = io.ReadAll(r.Body)
+	r.Body.Close()
+	if !strings.Contains(string(body), `id="pg-same" data-same="true"`) || !strings.Contains(string(body), `id="pg-recorded" data-allow="true"`) {
+		t.Fatalf("playground from a record: no comparison with it:\n%s", body)
+	}
+	if n := len(f.b.records(t)); n != seqBefore+1 {
+		t.Fatalf("the playground wrote %d audit records", n-seqBefore-1)
+	}
+
 	// Duplicate keys are refused, not resolved: one parse.
 	r = f.post(hc, "/console/policy/eval", url.Values{"csrf": {csrf}, "entry": {"message"}, "input": {`{"connector":"a","connector":"b"}`}}, nil)
 	body, _ = io.ReadAll(r.Body)

@@ -56,7 +56,7 @@ func toRow(r audit.Record) row {
 	}
 	var what []string
 	for _, f := range []struct{ k, v string }{{"tool", r.Tool}, {"path", r.Path}, {"model", r.Model}, {"host", r.Host},
-		{"event", r.Detail["event"]}, {"actor", r.Detail["actor"]}, {"error", r.Error}} {
+		{"event", r.Detail["event"]}, {"why", r.Detail["why"]}, {"actor", r.Detail["actor"]}, {"error", r.Error}} {
 		if f.v != "" {
 			what = append(what, f.k+"="+f.v)
 		}

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,7 +38,17 @@ type playground struct {
 	Input   string
 	From    string // the record it was pre-filled from
 	FromErr string
-	Result  *pgResult
+	// Recorded is that record's decision, to compare with.
+	Recorded *recorded
+	Result   *pgResult
+}
+
+// recorded is a recorded decision as the playground compares it.
+type recorded struct {
+	Seq      uint64
+	Allow    bool
+	Reasons  []string
+	Revision string
 }
 
 type pgResult struct {
@@ -50,17 +61,33 @@ type pgResult struct {
 	Trace      string
 	Truncated  bool
 	InputError string
+	// Same: the evaluation decided as the record did (allow and reasons,
+	// leaving out the reasons only taking effect adds); nil without a
+	// record to compare with.
+	Same *bool
+}
+
+// commitReasons are added when a decision takes effect (engine.Commit),
+// not by policy: an evaluation never reproduces them.
+var commitReasons = []string{engine.ReasonRateLimited, engine.ReasonAuditUnavailable, engine.ReasonNoReason}
+
+func (r *recorded) same(d *engine.Decision) bool {
+	want := slices.DeleteFunc(slices.Clone(r.Reasons), func(s string) bool { return slices.Contains(commitReasons, s) })
+	got := slices.Clone(d.Reasons)
+	slices.Sort(want)
+	slices.Sort(got)
+	return r.Allow == d.Allow && slices.Equal(want, got)
 }
 
 func (c *Console) policyPage(w http.ResponseWriter, r *http.Request, s *session) {
 	pg := playground{Entry: string(engine.Message), Input: "{}"}
 	if from := strings.TrimSpace(r.URL.Query().Get("from")); from != "" {
 		pg.From = from
-		entry, input, err := c.recordedInput(from)
+		entry, input, rec, err := c.recordedInput(from)
 		if err != nil {
 			pg.FromErr = err.Error()
 		} else {
-			pg.Entry, pg.Input = entry, input
+			pg.Entry, pg.Input, pg.Recorded = entry, input, rec
 		}
 	}
 	c.renderPolicy(w, r, s, http.StatusOK, pg)
@@ -108,8 +135,8 @@ func policyFiles(dir string) ([]policyFile, error) {
 var errFound = errors.New("found")
 
 // recordedInput finds a decision record by decision_id or seq and returns
-// its entry and stored input, indented.
-func (c *Console) recordedInput(want string) (string, string, error) {
+// its entry, its stored input (indented) and its decision.
+func (c *Console) recordedInput(want string) (string, string, *recorded, error) {
 	var rec *audit.Record
 	err := audit.Read(c.b.AuditDir(), audit.ReadOptions{}, func(e audit.Entry) error {
 		if e.Record.DecisionID == want || strconv.FormatUint(e.Record.Seq, 10) == want {
@@ -120,23 +147,23 @@ func (c *Console) recordedInput(want string) (string, string, error) {
 		return nil
 	})
 	if err != nil && !errors.Is(err, errFound) {
-		return "", "", err
+		return "", "", nil, err
 	}
 	if rec == nil {
-		return "", "", fmt.Errorf("no record with decision_id or seq %q in the audit log", want)
+		return "", "", nil, fmt.Errorf("no record with decision_id or seq %q in the audit log", want)
 	}
 	kind := string(rec.Kind)
 	if !isEntry(kind) {
-		return "", "", fmt.Errorf("record %s is a %s record, not a policy decision", want, kind)
+		return "", "", nil, fmt.Errorf("record %s is a %s record, not a policy decision", want, kind)
 	}
 	if len(rec.Input) == 0 {
-		return "", "", fmt.Errorf("record %s has no stored input (written by a gateway older than input recording)", want)
+		return "", "", nil, fmt.Errorf("record %s has no stored input (written by a gateway older than input recording)", want)
 	}
 	var buf bytes.Buffer
 	if err := json.Indent(&buf, rec.Input, "", "  "); err != nil {
-		return "", "", fmt.Errorf("record %s: stored input: %w", want, err)
+		return "", "", nil, fmt.Errorf("record %s: stored input: %w", want, err)
 	}
-	return kind, buf.String(), nil
+	return kind, buf.String(), &recorded{Seq: rec.Seq, Allow: rec.Decision == "allow", Reasons: rec.Reasons, Revision: rec.PolicyRevision}, nil
 }
 
 // policyEval evaluates the playground's input against the policy in
@@ -167,7 +194,17 @@ func (c *Console) policyEval(w http.ResponseWriter, r *http.Request, s *session)
 		c.renderPolicy(w, r, s, http.StatusBadRequest, pg)
 		return
 	}
+	if pg.From != "" {
+		// Compare with the record only if the input is still its input.
+		if entry, input, rec, err := c.recordedInput(pg.From); err == nil && entry == pg.Entry && sameJSON(input, pg.Input) {
+			pg.Recorded = rec
+		}
+	}
 	d, trace := c.b.Explain(r.Context(), engine.Entry(pg.Entry), doc)
+	if pg.Recorded != nil {
+		same := pg.Recorded.same(&d)
+		res.Same = &same
+	}
 	res.Allow, res.Reasons, res.Revision, res.LatencyUS = d.Allow, d.Reasons, d.Revision, d.Latency.Microseconds()
 	if res.Reasons == nil {
 		res.Reasons = []string{}
@@ -207,4 +244,15 @@ func (b *limitedBuffer) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	return b.Buffer.Write(p)
+}
+
+// sameJSON reports whether two JSON texts hold the same value.
+func sameJSON(a, b string) bool {
+	var va, vb any
+	if json.Unmarshal([]byte(a), &va) != nil || json.Unmarshal([]byte(b), &vb) != nil {
+		return false
+	}
+	ja, _ := json.Marshal(va)
+	jb, _ := json.Marshal(vb)
+	return bytes.Equal(ja, jb)
 }
