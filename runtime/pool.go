@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -36,11 +37,20 @@ import (
 //
 // Sizing: each profile keeps Size sandboxes ready. Under a burst it grows:
 // its target is Size plus the claims (pooled or cold) of the last
-// PoolRateWindow, never more than Max, and starts run concurrently, at
-// most Parallel at once for all profiles. A window without a claim
-// shrinks it back to Size. Ready plus starting never exceeds Max: a start
-// is a reservation made before it runs. A claim never waits for a
-// refill: with nothing ready it starts cold at once.
+// PoolRateWindow, never more than Max. A window without a claim shrinks
+// it back to Size. Ready plus starting never exceeds Max: a start is a
+// reservation made before it runs.
+//
+// Starts: at most Parallel sandbox starts run at once, cold starts and
+// refills together, for all profiles. A burst of a few hundred sessions
+// starting at once leaves the host's CPU to hundreds of runc and shim
+// processes, and the gateway's own decisions then miss their deadline
+// (overloaded); bounded, the starts finish in turn and the sessions
+// already started keep being served. A claim with nothing ready takes a
+// free slot and starts cold; when there is none it waits for one, or for
+// a sandbox becoming ready, whichever comes first, until its context
+// ends. Waiting claims go before refills: a refill starts only when no
+// claim waits, so a claim never waits behind one.
 type Pool struct {
 	c        *Containerd
 	be       poolBackend
@@ -51,7 +61,9 @@ type Pool struct {
 
 	mu       sync.Mutex
 	keys     map[string]*poolKeyState
-	starting int // starts under way, all profiles
+	starting int           // starts under way (cold and refill), all profiles
+	waiting  int           // claims waiting for a start slot or a ready sandbox
+	changed  chan struct{} // closed (and replaced) when a slot frees or a sandbox is ready
 	wg       sync.WaitGroup
 	done     bool
 
@@ -98,8 +110,8 @@ type PoolOptions struct {
 	// (ready and starting together); at most Size (the default) keeps the
 	// pool fixed at Size.
 	Max int
-	// Parallel bounds the refill starts under way at once, all profiles
-	// together (default PoolRefillParallel).
+	// Parallel bounds the sandbox starts under way at once, cold starts
+	// and refills, all profiles together (default PoolStartParallel).
 	Parallel int
 }
 
@@ -107,9 +119,10 @@ const (
 	// PoolRateWindow is how far back claims count toward a profile's
 	// target, and how long without a claim shrinks it back to Size.
 	PoolRateWindow = 10 * time.Second
-	// PoolRefillParallel is the default bound on concurrent refill
-	// starts: on a 2-core host more only slows each start down.
-	PoolRefillParallel = 4
+	// PoolStartsPerCPU sets the default bound on concurrent starts: this
+	// many per CPU, at least PoolMinStarts (4 on a 2-core host).
+	PoolStartsPerCPU = 2
+	PoolMinStarts    = 4
 	// PoolCleanupTimeout bounds the removal of a sandbox whose pooled
 	// start or claim failed, and of one trimmed or finished after Close.
 	PoolCleanupTimeout = 30 * time.Second
@@ -144,9 +157,9 @@ func newPool(be poolBackend, opts PoolOptions) *Pool {
 		opts.Max = opts.Size
 	}
 	if opts.Parallel <= 0 {
-		opts.Parallel = PoolRefillParallel
+		opts.Parallel = max(PoolMinStarts, PoolStartsPerCPU*goruntime.NumCPU())
 	}
-	p := &Pool{be: be, size: opts.Size, max: opts.Max, parallel: opts.Parallel, keys: map[string]*poolKeyState{}}
+	p := &Pool{be: be, size: opts.Size, max: opts.Max, parallel: opts.Parallel, keys: map[string]*poolKeyState{}, changed: make(chan struct{})}
 	p.refills, p.cancelRefill = context.WithCancel(context.Background())
 	return p
 }
@@ -183,9 +196,10 @@ func (p *Pool) ReadyTotal() int {
 }
 
 // Start gives the session a pooled sandbox if one matches, else starts
-// one cold. Either way the claim counts toward the profile's target and
-// the refill starts before the claim is served, so it runs alongside a
-// cold start rather than after it.
+// one cold, in a start slot (waiting for one, or for a ready sandbox,
+// when all are taken). Either way the claim counts toward the profile's
+// target and the refill is scheduled before the claim is served, so it
+// runs alongside a cold start rather than after it.
 func (p *Pool) Start(ctx context.Context, s Spec) (Sandbox, error) {
 	if err := validateSessionID(s.SessionID); err != nil {
 		return nil, err
@@ -194,25 +208,28 @@ func (p *Pool) Start(ctx context.Context, s Spec) (Sandbox, error) {
 		return p.be.startCold(ctx, s)
 	}
 	key := poolKey(s)
-	now := time.Now()
 	p.mu.Lock()
-	var w *pooled
-	if !p.done {
-		k := p.keys[key]
-		if k == nil {
-			k = &poolKeyState{}
-			p.keys[key] = k
-		}
-		k.tmpl = s
-		k.failed = false
-		k.claims = append(k.claims, now)
-		if len(k.ready) > 0 {
-			w, k.ready = k.ready[0], k.ready[1:]
-		}
-		p.armTrimLocked(key, k)
-		p.scheduleLocked(now)
+	if p.done {
+		p.mu.Unlock()
+		return p.be.startCold(ctx, s)
+	}
+	k := p.keys[key]
+	if k == nil {
+		k = &poolKeyState{}
+		p.keys[key] = k
+	}
+	k.tmpl = s
+	k.failed = false
+	k.claims = append(k.claims, time.Now())
+	p.armTrimLocked(key, k)
+	w, slot, err := p.takeLocked(ctx, k)
+	if err == nil {
+		p.scheduleLocked(time.Now())
 	}
 	p.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
 	if w != nil {
 		sb, err := p.be.claimPooled(ctx, w, s)
 		if err == nil {
@@ -222,8 +239,59 @@ func (p *Pool) Start(ctx context.Context, s Spec) (Sandbox, error) {
 		if errors.Is(err, ErrInvalidSpec) {
 			return nil, err
 		}
+		return p.be.startCold(ctx, s) // unbounded: a rare path, not worth a second wait
+	}
+	if slot {
+		defer p.release()
 	}
 	return p.be.startCold(ctx, s)
+}
+
+// takeLocked returns a ready sandbox of k, or takes a start slot (slot),
+// waiting for either while all slots are taken; p.mu is held, and
+// released while waiting. A closed pool gives neither (start cold).
+func (p *Pool) takeLocked(ctx context.Context, k *poolKeyState) (w *pooled, slot bool, err error) {
+	for {
+		switch {
+		case len(k.ready) > 0:
+			w, k.ready = k.ready[0], k.ready[1:]
+			return w, false, nil
+		case p.done:
+			return nil, false, nil
+		case p.starting < p.parallel:
+			p.starting++
+			return nil, true, nil
+		}
+		changed := p.changed
+		p.waiting++
+		p.mu.Unlock()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+		}
+		p.mu.Lock()
+		p.waiting--
+		if ctx.Err() != nil {
+			return nil, false, fmt.Errorf("runtime: waiting for a sandbox start slot (%d starts under way, the bound): %w", p.starting, context.Cause(ctx))
+		}
+	}
+}
+
+// release frees a cold start's slot.
+func (p *Pool) release() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.starting--
+	p.wakeLocked()
+	p.scheduleLocked(time.Now())
+}
+
+// wakeLocked wakes every waiting claim to look again.
+func (p *Pool) wakeLocked() {
+	if p.waiting > 0 {
+		close(p.changed)
+		p.changed = make(chan struct{})
+	}
 }
 
 // poolable says whether sandboxes of a class can be started before their
@@ -244,16 +312,17 @@ func (p *Pool) targetLocked(k *poolKeyState, now time.Time) int {
 	return min(p.size+len(k.claims), p.max)
 }
 
-// scheduleLocked starts refills, up to Parallel at once, for every
-// profile below its target. Each start is counted before it runs, so
-// ready plus starting never passes Max.
+// scheduleLocked starts refills in the free start slots for every
+// profile below its target, unless a claim is waiting for a slot (it
+// goes first). Each start is counted before it runs, so ready plus
+// starting never passes Max.
 func (p *Pool) scheduleLocked(now time.Time) {
 	for _, k := range p.keys {
 		if k.failed {
 			continue
 		}
 		target := p.targetLocked(k, now)
-		for !p.done && p.starting < p.parallel && len(k.ready)+k.starting < target {
+		for !p.done && p.waiting == 0 && p.starting < p.parallel && len(k.ready)+k.starting < target {
 			k.starting++
 			p.starting++
 			p.wg.Add(1)
@@ -281,6 +350,7 @@ func (p *Pool) startOne(k *poolKeyState, tmpl Spec) {
 		k.ready = append(k.ready, w)
 		w = nil
 	}
+	p.wakeLocked()
 	if !p.done {
 		p.scheduleLocked(time.Now())
 	}
@@ -354,6 +424,7 @@ func (p *Pool) Close(ctx context.Context) error {
 	}
 	p.mu.Lock()
 	p.done = true
+	p.wakeLocked() // waiting claims start cold
 	for _, k := range p.keys {
 		if k.trim != nil {
 			k.trim.Stop()
