@@ -19,16 +19,17 @@ import (
 // Reasons a console request is refused with (the "reason" of its page
 // and of its audit record).
 const (
-	ReasonHost          = "console-host-mismatch"
-	ReasonNoSession     = "console-no-session"
-	ReasonCSRF          = "console-csrf"
-	ReasonCrossSite     = "console-cross-site"
-	ReasonTokenUnknown  = "console-token-unknown"
-	ReasonTokenUsed     = "console-token-used"
-	ReasonTokenExpired  = "console-token-expired"
-	ReasonTokenMissing  = "console-token-missing"
-	ReasonNotRecorded   = "audit-unavailable"
-	ReasonTooManyTokens = "console-too-many-tokens"
+	ReasonHost           = "console-host-mismatch"
+	ReasonNoSession      = "console-no-session"
+	ReasonCSRF           = "console-csrf"
+	ReasonCrossSite      = "console-cross-site"
+	ReasonTokenUnknown   = "console-token-unknown"
+	ReasonTokenUsed      = "console-token-used"
+	ReasonTokenExpired   = "console-token-expired"
+	ReasonTokenMissing   = "console-token-missing"
+	ReasonNotRecorded    = "audit-unavailable"
+	ReasonTooManyTokens  = "console-too-many-tokens"
+	ReasonTooManyStreams = "console-too-many-streams"
 )
 
 // Audit events (detail "event" of kind=admin records).

@@ -37,6 +37,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/topdown"
@@ -147,6 +148,9 @@ const (
 	maxTokens = 256
 	// maxSessions bounds console sessions; the oldest is logged out.
 	maxSessions = 64
+	// MaxStreams bounds the live streams open at once (each follows the
+	// audit log in its own goroutine); past it a stream is refused (503).
+	MaxStreams = 16
 )
 
 //go:embed templates/*.html
@@ -176,6 +180,7 @@ type Console struct {
 	// so that the admin listener's shutdown is not held up by them.
 	stopped   chan struct{}
 	closeOnce sync.Once
+	streams   atomic.Int32 // live streams open
 }
 
 // New returns a console for the listener at opts.Addr.

@@ -787,3 +787,33 @@ func signIn(t *testing.T, c *console.Console, h http.Handler) *http.Cookie {
 	t.Fatalf("login: %d %s", rec.Code, rec.Body)
 	return nil
 }
+
+// TestLiveStreamsAreBounded: past MaxStreams open streams, another is
+// refused (503, with its reason) instead of costing one more follower.
+func TestLiveStreamsAreBounded(t *testing.T) {
+	f := newFixture(t)
+	hc, _ := f.login()
+	hc.Timeout = 0
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	open := func() *http.Response {
+		req, _ := http.NewRequestWithContext(ctx, "GET", f.srv.URL+"/console/live/events", nil)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	for i := range console.MaxStreams {
+		resp := open()
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("stream %d: %s", i+1, resp.Status)
+		}
+	}
+	resp := open()
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("X-Parachute-Reasons") != console.ReasonTooManyStreams {
+		t.Fatalf("stream %d: %s %q, want 503 %s", console.MaxStreams+1, resp.Status, resp.Header.Get("X-Parachute-Reasons"), console.ReasonTooManyStreams)
+	}
+}

@@ -136,6 +136,13 @@ func (c *Console) liveEvents(w http.ResponseWriter, r *http.Request, _ *session)
 		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
 		return
 	}
+	if n := c.streams.Add(1); n > MaxStreams {
+		c.streams.Add(-1)
+		w.Header().Set("Retry-After", "10")
+		refuse(w, http.StatusServiceUnavailable, ReasonTooManyStreams, fmt.Sprintf("refused: %d live streams are open (at most %d); close a live page or wait", n-1, MaxStreams))
+		return
+	}
+	defer c.streams.Add(-1)
 	var after uint64
 	if id := r.Header.Get("Last-Event-ID"); id != "" {
 		after, _ = strconv.ParseUint(id, 10, 64)
