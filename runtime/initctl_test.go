@@ -182,9 +182,34 @@ func TestInitChannelUnreachableFromTurn(t *testing.T) {
 	if _, err := os.Stat("/bin/busybox"); err != nil {
 		ctrd.Unavailable(t, "busybox-static not installed")
 	}
-	for _, seccomp := range []string{"default", "strict"} {
-		t.Run(seccomp, func(t *testing.T) {
-			sb, _ := startSandbox(t, rt, limitsProfile(seccomp, true))
+	pool, err := rt.NewPool(PoolOptions{Dir: filepath.Join(t.TempDir(), "pool")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close(context.Background())
+	for _, mode := range []string{"default", "strict", "pooled"} {
+		t.Run(mode, func(t *testing.T) {
+			var sb Sandbox
+			if mode == "pooled" {
+				// Its PID 1 connected before the session existed.
+				teach, _ := poolSpec(t, "init-teach", true)
+				cold, err := pool.Start(context.Background(), teach)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cold.Stop(context.Background())
+				s, _ := poolSpec(t, "init-pooled", true)
+				waitReady(t, pool, s)
+				if sb, err = pool.Start(context.Background(), s); err != nil {
+					t.Fatal(err)
+				}
+				defer sb.Stop(context.Background())
+				if _, ok := sb.(*poolSandbox); !ok {
+					t.Fatalf("got %T, want a pooled sandbox", sb)
+				}
+			} else {
+				sb, _ = startSandbox(t, rt, limitsProfile(mode, true))
+			}
 			for _, tc := range []struct{ name, script, want string }{
 				{"socket gone", "test -e " + InitDir + "/" + sandboxinit.ControlSocket + " && echo present || echo gone", "gone\n"},
 				{"mount read-only", "mkdir " + InitDir + "/x 2>/dev/null && echo made || echo refused", "refused\n"},
@@ -267,3 +292,41 @@ func TestTurnHostileBothPaths(t *testing.T) {
 		})
 	}
 }
+
+// Without a working channel turns are runc exec'd, and work: a PID 1 that
+// never connects (an image from before the channel), and a channel that
+// broke after some turns.
+func TestInitFallback(t *testing.T) {
+	rt := testRuntime(t, func(o *ContainerdOptions) { o.InitConnectTimeout = 300 * time.Millisecond })
+	t.Run("PID 1 never connects", func(t *testing.T) {
+		sb, _ := startSandbox(t, rt, limitsProfile("strict", true), func(s *Spec) { s.Init = []string{"/parachute", "sleep", "300"} })
+		res, out, _ := run(t, sb, "/bin/sh", "-c", "echo ran; exit 4")
+		if res.ExitCode != 4 || out != "ran\n" {
+			t.Fatalf("exit %d, stdout %q; want 4, ran", res.ExitCode, out)
+		}
+		assertExecPath(t, sb, true)
+		if err := ic(sb).err; !errors.Is(err, errInitDown) {
+			t.Errorf("channel error %v, want %v", err, errInitDown)
+		}
+		if _, err := os.Lstat(filepath.Join(ic(sb).dir, sandboxinit.ControlSocket)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("control socket left after the wait: %v", err)
+		}
+	})
+	t.Run("channel broken", func(t *testing.T) {
+		sb, _ := startSandbox(t, rt, limitsProfile("strict", true))
+		run(t, sb, "/parachute", "sleep", "0")
+		assertExecPath(t, sb, false)
+		ic(sb).conn.Close() // as if PID 1's end had gone
+		res, err := sb.Exec(context.Background(), Turn{Args: []string{"/parachute", "sleep", "0"}, Timeout: time.Minute})
+		if err == nil {
+			t.Logf("turn on the broken channel: %+v (fell back)", res)
+		}
+		res, _, _ = run(t, sb, "/bin/sh", "-c", "exit 5")
+		if res.ExitCode != 5 {
+			t.Errorf("exit %d after the channel broke, want 5", res.ExitCode)
+		}
+		assertExecPath(t, sb, true)
+	})
+}
+
+func ic(sb Sandbox) *initChan { return sb.(*ctrSandbox).ictl }
