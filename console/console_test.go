@@ -84,7 +84,7 @@ func (f *fakeBackend) Admin(actor string) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		switch r.Method + " " + r.URL.Path {
 		case "GET /v1/pairings":
-			_, _ = io.WriteString(w, `[{"code":"ABCD1234","connector":"tg","identity":"telegram:42","display_name":"<b>Eve</b>","created":"2026-12-04T10:00:00Z","expires":"2026-12-04T11:00:00Z"}]`)
+			_, _ = io.WriteString(w, `[{"code":"ABCD1234","connector":"tg","identity":"telegram:42","display_name":"<b>Eve</b>\u202egnp.sh","created":"2026-12-04T10:00:00Z","expires":"2026-12-04T11:00:00Z"}]`)
 		case "GET /v1/invites":
 			_, _ = io.WriteString(w, `[{"hash":"0123456789abcdef","role":"member","created":"2026-12-04T10:00:00Z","expires":"2026-12-05T10:00:00Z"}]`)
 		case "GET /v1/bindings":
@@ -422,8 +422,9 @@ func TestAccessActionsGoThroughTheOperatorAPI(t *testing.T) {
 	f := newFixture(t)
 	hc, csrf := f.login()
 	resp, body := f.get(hc, "/console/access")
-	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `data-pairing="ABCD1234"`) || strings.Contains(body, "<b>Eve</b>") {
-		t.Fatalf("access page (display names must be escaped): %s\n%s", resp.Status, body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `data-pairing="ABCD1234"`) || strings.Contains(body, "<b>Eve</b>") ||
+		strings.Contains(body, "\u202e") || !strings.Contains(body, `&lt;b&gt;Eve&lt;/b&gt;\u202egnp.sh`) {
+		t.Fatalf("access page (display names must be escaped, HTML and bidi alike): %s\n%s", resp.Status, body)
 	}
 	r := f.post(hc, "/console/access/pairings/ABCD1234", url.Values{"csrf": {csrf}, "action": {"approve"}, "role": {"guest"}, "workspace": {" team "}}, nil)
 	r.Body.Close()

@@ -39,8 +39,11 @@ func isEntry(kind string) bool {
 }
 
 func toRow(r audit.Record) row {
-	out := row{Seq: r.Seq, Time: r.Time, Kind: string(r.Kind), Reasons: r.Reasons, Connector: r.Connector,
-		User: r.User, Turn: r.TurnID, DecisionID: r.DecisionID}
+	out := row{Seq: r.Seq, Time: r.Time, Kind: audit.Escape(string(r.Kind)), Connector: audit.Escape(r.Connector),
+		User: audit.Escape(r.User), Turn: r.TurnID, DecisionID: r.DecisionID}
+	for _, reason := range r.Reasons {
+		out.Reasons = append(out.Reasons, audit.Escape(reason))
+	}
 	switch r.Decision {
 	case "allow":
 		out.Allow = "true"

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/parachute-gateway/parachute/audit"
 )
 
 // pageNames are the templates under templates/, each rendered inside
@@ -27,7 +29,11 @@ var navItems = []struct{ Page, Path, Label string }{
 	{"policy", "/console/policy", "Policy"},
 }
 
+// funcs are the templates' helpers. esc shows invisible, control and
+// bidi characters as escapes (audit.Escape): a display name or a file
+// name cannot reorder or hide what the operator reads.
 var funcs = template.FuncMap{
+	"esc":  audit.Escape,
 	"when": func(t time.Time) string {
 		if t.IsZero() {
 			return "-"
