@@ -118,3 +118,14 @@ func TestConsoleCannotMintTokens(t *testing.T) {
 		t.Fatalf("admin handler without a socket peer: %d", rec.Code)
 	}
 }
+
+// TestConsoleTokenNeedsItsRecord: with the audit log down no token is
+// minted, and the CLI is told why.
+func TestConsoleTokenNeedsItsRecord(t *testing.T) {
+	g, _, cfg := start(t)
+	g.Audit.Close() // the audit log cannot be written from here on
+	code, body := adminDo(t, g, cfg.StateDir, "POST", "/v1/console/token", "")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, gateway.AdminReasonNotRecorded) || strings.Contains(body, "token=") {
+		t.Fatalf("token with no audit log: %d %s", code, body)
+	}
+}
