@@ -214,12 +214,18 @@ func (c *Console) pruneLocked() {
 			delete(c.sessions, k)
 		}
 	}
+	// A spent or expired token is remembered for a while, so that using
+	// it again is refused as used or expired, not as unknown.
 	for k, t := range c.tokens {
-		if !now.Before(t.expires) {
+		if now.After(t.expires.Add(tokenMemory)) {
 			delete(c.tokens, k)
 		}
 	}
 }
+
+// tokenMemory is how long past its expiry a token is remembered (only the
+// login-time pruning; a full table drops expired tokens at once).
+const tokenMemory = time.Hour
 
 // sessionOf returns the request's live session, or nil.
 func (c *Console) sessionOf(r *http.Request) *session {

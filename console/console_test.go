@@ -320,6 +320,14 @@ func TestLoginRefusals(t *testing.T) {
 		says   string
 	}{
 		{"expired", func(f *fixture) string { tok := f.mint(); f.clk.Add(console.TokenTTL + time.Second); return tok }, console.ReasonTokenExpired, "expired"},
+		// Another operator's login prunes the table; an expired token
+		// is still refused as expired, not as unknown.
+		{"expired, after a prune", func(f *fixture) string {
+			tok := f.mint()
+			f.clk.Add(console.TokenTTL + time.Minute)
+			f.login()
+			return tok
+		}, console.ReasonTokenExpired, "expired"},
 		{"unknown", func(*fixture) string { return strings.Repeat("ab", 32) }, console.ReasonTokenUnknown, "not one this gateway issued"},
 		{"empty", func(*fixture) string { return "" }, console.ReasonTokenMissing, "No login token"},
 	} {
