@@ -185,8 +185,14 @@ func (ic *initChan) close() {
 	if ic.conn != nil {
 		ic.conn.Close()
 	}
-	os.Remove(filepath.Join(ic.dir, sandboxinit.ControlSocket))
-	os.Remove(ic.dir)
+	removeInitDir(ic.dir)
+}
+
+// removeInitDir removes a control folder and its socket, nothing else
+// (never recursively).
+func removeInitDir(dir string) {
+	os.Remove(filepath.Join(dir, sandboxinit.ControlSocket))
+	os.Remove(dir)
 }
 
 // send writes one request with its descriptors.

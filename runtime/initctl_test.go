@@ -330,3 +330,22 @@ func TestInitFallback(t *testing.T) {
 }
 
 func ic(sb Sandbox) *initChan { return sb.(*ctrSandbox).ictl }
+
+// A sandbox removed as an orphan (by another runtime value, as at the
+// next gateway start) takes its control folder with it.
+func TestInitDirRemovedWithOrphan(t *testing.T) {
+	rt := testRuntime(t)
+	sb, _ := startSandbox(t, rt, limitsProfile("strict", true))
+	run(t, sb, "/parachute", "sleep", "0")
+	dir := ic(sb).dir
+	if _, err := os.Lstat(dir); err != nil {
+		t.Fatalf("control folder: %v", err)
+	}
+	next := testRuntime(t)
+	if _, err := next.RemoveOrphans(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("control folder left after the orphan's removal: %v", err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"slices"
 	"sync"
 	"syscall"
@@ -226,6 +227,10 @@ func (b *ctrSandbox) remove(ctx context.Context) error {
 	}
 	if b.ictl != nil {
 		b.ictl.close()
+	} else if b.rt.opts.InitStateDir != "" {
+		// An orphan removed by RemoveOrphans: its control folder, if it
+		// has one, goes with it.
+		removeInitDir(filepath.Join(b.rt.opts.InitStateDir, b.id))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("remove sandbox %s: %w", b.id, errors.Join(errs...))
