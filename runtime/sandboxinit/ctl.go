@@ -90,6 +90,10 @@ func (s *server) post(r Reply) {
 // is closed in init once the request is done with: a turn gets its three
 // as 0, 1 and 2 and nothing else.
 func (s *server) serve() {
+	// However serving ends, the host must see it (EOF, EPIPE) and fall
+	// back to runc exec rather than wait for an answer. Shut down, not
+	// closed: the sender may still hold the descriptor number.
+	defer unix.Shutdown(s.fd, unix.SHUT_RDWR)
 	buf := make([]byte, MaxMessage+1)
 	oob := make([]byte, unix.CmsgSpace(maxFDs*4))
 	for {
