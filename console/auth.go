@@ -133,6 +133,15 @@ func (c *Console) redeem(tok string) (by, reason string) {
 	return t.by, ""
 }
 
+// unspend gives back a token whose login did not happen.
+func (c *Console) unspend(tok string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t := c.tokens[hashHex(tok)]; t != nil {
+		t.used = false
+	}
+}
+
 // tokenHelp says, for a refused token, what happened and what to do.
 func tokenHelp(reason string) string {
 	var what string
@@ -184,9 +193,11 @@ func (c *Console) loginPost(w http.ResponseWriter, r *http.Request) {
 	if err := c.b.Record(r.Context(), audit.Record{Kind: audit.KindAdmin, Decision: "allow",
 		Detail: map[string]string{"event": EventLogin, "actor": s.actor(), "token_hash": hashHex(tok)[:12],
 			"expires": s.expires.UTC().Format(time.RFC3339)}}); err != nil {
-		// The token was consumed; no session exists. A new token is needed.
+		// No session exists, so nothing was signed in: the token is given
+		// back, to be used once the log can be written again.
+		c.unspend(tok)
 		c.render(w, r, http.StatusServiceUnavailable, "login", nil, map[string]any{"Refused": ReasonNotRecorded,
-			"Help": "The audit log cannot be written, so the login was not recorded and no session was made (" + err.Error() + "). Fix the audit log (see /readyz), then get a new token with `parachute console url --config FILE`."})
+			"Help": "The audit log cannot be written, so the login was not recorded and no session was made (" + err.Error() + "). Fix the audit log (see /readyz), then sign in again with the same link while it is valid, or get a new one with `parachute console url --config FILE`."})
 		return
 	}
 	c.mu.Lock()

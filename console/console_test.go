@@ -360,6 +360,13 @@ func TestNothingWithoutItsRecord(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable || len(resp.Cookies()) != 0 || !strings.Contains(string(body), "disk full") {
 		t.Fatalf("login with the audit log down: %s cookies=%v\n%s", resp.Status, resp.Cookies(), body)
 	}
+	// Nothing was signed in, so the token still works once the log does.
+	f.b.failRe = nil
+	resp = f.post(f.client(), "/console/login", url.Values{"token": {tok}}, nil)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("login with the same token once the log works: %s", resp.Status)
+	}
 }
 
 func TestActionGuards(t *testing.T) {
