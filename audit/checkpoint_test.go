@@ -117,7 +117,7 @@ func rechain(t *testing.T, lines []string) []string {
 func kinds(t *testing.T, dir string) []string {
 	t.Helper()
 	var out []string
-	if err := Read(dir, ReadOptions{}, func(e Entry) error { out = append(out, e.Record.Kind); return nil }); err != nil {
+	if err := Read(dir, ReadOptions{}, func(e Entry) error { out = append(out, string(e.Record.Kind)); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	return out
@@ -135,7 +135,7 @@ func TestCheckpointsAreSignedRecordsAndProcessLogLines(t *testing.T) {
 	got := kinds(t, s.dir)
 	var at []int
 	for i, k := range got {
-		if k == KindCheckpoint {
+		if Kind(k) == KindCheckpoint {
 			at = append(at, i+1)
 		}
 	}

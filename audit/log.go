@@ -249,7 +249,7 @@ func inside(dir, path string) bool {
 }
 
 // resume finds the last complete record of the newest file holding one.
-func (l *Log) resume() (kind string, err error) {
+func (l *Log) resume() (kind Kind, err error) {
 	files, err := Files(l.dir)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -264,7 +264,7 @@ func (l *Log) resume() (kind string, err error) {
 		}
 		var r struct {
 			Seq  uint64 `json:"seq"`
-			Kind string `json:"kind"`
+			Kind Kind   `json:"kind"`
 		}
 		body, hash, ok := split(last)
 		if !ok || json.Unmarshal(body, &r) != nil {

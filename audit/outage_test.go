@@ -145,7 +145,7 @@ func TestOutageIsRefusedCountedAndRecorded(t *testing.T) {
 			var got []string
 			var gap Record
 			for _, r := range records(t, s.dir) {
-				got = append(got, r.Kind+":"+r.User)
+				got = append(got, string(r.Kind)+":"+r.User)
 				if r.Kind == KindGap {
 					gap = r
 				}

@@ -30,6 +30,9 @@ func ParseFilter(args []string) (Filter, error) {
 		if !ok || k == "" {
 			return nil, fmt.Errorf("filter %q is not key=value", a)
 		}
+		if _, known := LookupKind(Kind(v)); k == "kind" && !known {
+			return nil, fmt.Errorf("filter %q: no record has kind %q; the kinds are %s", a, v, KindList())
+		}
 		f[k] = v
 	}
 	return f, nil
@@ -77,7 +80,7 @@ func Fields(r Record) []Field {
 		}
 	}
 	add("decision", r.Decision)
-	add("kind", r.Kind)
+	add("kind", string(r.Kind))
 	add("connector", r.Connector)
 	add("user", r.User)
 	add("session_id", r.SessionID)

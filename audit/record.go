@@ -27,21 +27,6 @@ import (
 	"github.com/parachute-gateway/parachute/engine"
 )
 
-// Kinds of record beyond the engine's entry points.
-const (
-	KindPairing = "pairing"
-	KindInvite  = "invite"
-	KindAdmin   = "admin"
-	KindHook    = "hook"
-	// KindCheckpoint signs the chain head: detail "note" is a signed note
-	// (see Checkpoint) over the record before it.
-	KindCheckpoint = "checkpoint"
-	// KindGap is written first when the log can be written again after an
-	// outage: detail from, to (times of the first and last refused append)
-	// and refused (how many); error is the first failure.
-	KindGap = "gap"
-)
-
 // ReasonAuditUnavailable is the reason of a gap record: the engine's reason
 // for the decisions refused in its window.
 const ReasonAuditUnavailable = engine.ReasonAuditUnavailable
@@ -50,7 +35,7 @@ const ReasonAuditUnavailable = engine.ReasonAuditUnavailable
 type Record struct {
 	Seq            uint64            `json:"seq"`
 	Time           time.Time         `json:"time"`
-	Kind           string            `json:"kind"`
+	Kind           Kind              `json:"kind"`
 	Decision       string            `json:"decision,omitempty"` // allow or deny
 	DecisionID     string            `json:"decision_id,omitempty"`
 	Connector      string            `json:"connector,omitempty"`
@@ -80,7 +65,7 @@ type Record struct {
 // never part of an input, so it cannot reach the log from here.
 func FromDecision(in engine.Input, d *engine.Decision) Record {
 	r := Record{
-		Kind:           string(d.Entry),
+		Kind:           Kind(d.Entry),
 		Decision:       "deny",
 		DecisionID:     d.ID,
 		Reasons:        d.Reasons,
@@ -170,14 +155,14 @@ func FromDecision(in engine.Input, d *engine.Decision) Record {
 	return r
 }
 
-// Recorder adapts a Log to engine.Recorder: every decision is appended and
-// made durable before Decide returns it.
+// Recorder adapts a Log to engine.Recorder without metrics: every decision
+// is appended through an Emitter with no Observer and made durable before
+// Decide returns it. The gateway uses its Emitter, which counts them.
 type Recorder struct{ Log *Log }
 
 // Record implements engine.Recorder.
 func (r Recorder) Record(ctx context.Context, in engine.Input, d *engine.Decision) error {
-	_, err := r.Log.Append(ctx, FromDecision(in, d))
-	return err
+	return NewEmitter(r.Log, nil).Record(ctx, in, d)
 }
 
 // canonicalInput is in's document as compact JSON (object keys sorted, as

@@ -273,7 +273,7 @@ func storeFail(w http.ResponseWriter, err error) {
 // operator: events are recorded in the audit log (before the change
 // commits) with the peer as actor.
 func (g *Gateway) operatorStore(ctx context.Context, r *http.Request) (*pairing.Store, error) {
-	return pairing.Open(ctx, pairing.Options{Path: pairing.PathIn(g.cfg.StateDir), Recorder: authRecorder{g.Audit}, Actor: adminActor(r)})
+	return pairing.Open(ctx, pairing.Options{Path: pairing.PathIn(g.cfg.StateDir), Recorder: authRecorder{g.emit}, Actor: adminActor(r)})
 }
 
 func (g *Gateway) adminPolicy(w http.ResponseWriter, _ *http.Request) {
@@ -500,7 +500,7 @@ func (g *Gateway) adminStop(w http.ResponseWriter, r *http.Request) {
 		adminFail(w, http.StatusNotFound, AdminReasonNotFound, fmt.Sprintf("no running session %q (parachute sessions list shows them)", id))
 		return
 	}
-	if _, err := g.Audit.Append(r.Context(), audit.Record{Kind: audit.KindAdmin, Decision: "allow", Connector: sess.Connector,
+	if _, err := g.emit.Append(r.Context(), audit.Record{Kind: audit.KindAdmin, Decision: "allow", Connector: sess.Connector,
 		User: sess.Owner, SessionID: sess.ID, Workspace: sess.Workspace,
 		Detail: map[string]string{"event": "session-stop", "actor": adminActor(r)}}); err != nil {
 		adminFail(w, http.StatusServiceUnavailable, AdminReasonNotRecorded, "the stop could not be recorded in the audit log, so the session was not stopped: "+err.Error())

@@ -115,7 +115,7 @@ func (g *Gateway) connectors() ([]connectors.Connector, error) {
 			}
 			c, err = matrix.New(matrix.Options{Name: name, Homeserver: k.Homeserver, UserID: k.UserID,
 				AccessToken: g.getenv(k.AccessTokenEnv), Logger: g.log,
-				Encryption: enc, Recorder: matrixRecorder{connector: name, log: g.Audit}})
+				Encryption: enc, Recorder: matrixRecorder{connector: name, log: g.emit}})
 		default:
 			err = fmt.Errorf("type %q is not supported by this build", k.Type)
 		}
@@ -149,7 +149,7 @@ func (c countingRuntime) Start(ctx context.Context, s runtime.Spec) (runtime.San
 // message denials; an error means the record is not durable.
 type matrixRecorder struct {
 	connector string
-	log       *audit.Log
+	log       *audit.Emitter
 }
 
 func (m matrixRecorder) RecordMatrix(ctx context.Context, r matrix.Record) error {
@@ -160,7 +160,7 @@ func (m matrixRecorder) RecordMatrix(ctx context.Context, r matrix.Record) error
 	for k, v := range r.Detail {
 		d[k] = v
 	}
-	_, err := m.log.Append(ctx, audit.Record{Kind: string(engine.Message), Decision: "deny", Connector: m.connector,
+	_, err := m.log.Append(ctx, audit.Record{Kind: audit.KindMessage, Decision: "deny", Connector: m.connector,
 		User: r.Identity, Reasons: []string{r.Reason}, Detail: d})
 	return err
 }

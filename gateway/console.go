@@ -67,7 +67,7 @@ type consoleBackend struct{ g *Gateway }
 func (b consoleBackend) Admin(actor string) http.Handler { return b.g.AdminHandlerAs(actor) }
 
 func (b consoleBackend) Record(ctx context.Context, r audit.Record) error {
-	_, err := b.g.Audit.Append(ctx, r)
+	_, err := b.g.emit.Append(ctx, r)
 	return err
 }
 

@@ -54,6 +54,7 @@ type Gateway struct {
 	getenv  func(string) string
 	Engine  *engine.Engine
 	Audit   *audit.Log
+	emit    *audit.Emitter // every append goes through it (checked kinds, metrics)
 	Pairing *pairing.Store
 	Store   *sessions.Store
 	Manager *sessions.Manager
@@ -168,6 +169,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 			return float64(mgr.Unrecorded())
 		},
 	})
+	g.emit = audit.NewEmitter(g.Audit, g.metrics)
 	// Rate-limit buckets (messages, tools, denials) survive a restart: the
 	// snapshot is read before anything is decided, and a snapshot that
 	// cannot be read stops the start rather than hand every flooder a
@@ -180,7 +182,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 	g.Engine, err = engine.New(ctx, engine.Options{
 		PolicyDir: cfg.Policies,
 		Data:      cfg.PolicyData(),
-		Recorder:  recorder{next: audit.Recorder{Log: g.Audit}, m: g.metrics},
+		Recorder:  recorder{next: g.emit, m: g.metrics},
 		Logger:    g.log.With().Str("component", "engine").Logger(),
 		// A reload must pass the revision's own tests and examples, or
 		// the last good revision stays (and /readyz says so).
@@ -195,7 +197,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 	// made until the end is in the final snapshot.
 	g.closers = append(g.closers, func(context.Context) { g.saveLimits(true) })
 
-	g.Pairing, err = pairing.Open(ctx, pairing.Options{Path: pairing.PathIn(cfg.StateDir), Recorder: authRecorder{g.Audit}})
+	g.Pairing, err = pairing.Open(ctx, pairing.Options{Path: pairing.PathIn(cfg.StateDir), Recorder: authRecorder{g.emit}})
 	if err != nil {
 		return nil, fmt.Errorf("pairing store: %w", err)
 	}
@@ -220,7 +222,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 		return nil, err
 	}
 	mgr, err = sessions.NewManager(sessions.Options{
-		Store: g.Store, Decider: g.Engine, Runtimes: runtimes, Audit: g.Audit,
+		Store: g.Store, Decider: g.Engine, Runtimes: runtimes, Audit: g.emit,
 		Vault: cfg.Vault, SocketRoot: filepath.Join(cfg.StateDir, "s"), Socket: sock,
 		Image: cfg.Runtime.Image, Agent: cfg.Runtime.AgentCommand, Model: sessions.Model{Provider: providerName(cfg.Model.Provider), Name: cfg.Model.Model},
 		AgentFor:    agentFor(cfg),
@@ -479,7 +481,7 @@ func (g *Gateway) close(ctx context.Context) {
 }
 
 // authRecorder puts pairing and invite events in the audit log.
-type authRecorder struct{ log *audit.Log }
+type authRecorder struct{ log *audit.Emitter }
 
 func (a authRecorder) RecordAuth(ctx context.Context, e pairing.Event) error {
 	kind := audit.KindPairing
@@ -515,7 +517,7 @@ func (a authRecorder) RecordAuth(ctx context.Context, e pairing.Event) error {
 // router calls it only for decisions it records, so duplicates, edits and
 // denials past the budget leave no text behind.
 func (g *Gateway) recordText(ctx context.Context, m *connectors.Message, decisionID string) error {
-	if _, err := g.Audit.Append(ctx, audit.Record{Kind: "message-text", DecisionID: decisionID, Connector: m.Connector, User: m.Identity(),
+	if _, err := g.emit.Append(ctx, audit.Record{Kind: audit.KindMessageText, DecisionID: decisionID, Connector: m.Connector, User: m.Identity(),
 		Detail: map[string]string{"chat_id": m.ChatID, "message_id": m.MessageID, "text": m.Text}}); err != nil {
 		return fmt.Errorf("gateway: recording message text: %w", err)
 	}

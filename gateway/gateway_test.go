@@ -163,7 +163,7 @@ func TestMessageToReplyIsDecidedAndAudited(t *testing.T) {
 	var kinds []string
 	turnIDs := map[string]bool{}
 	for _, r := range recs {
-		kinds = append(kinds, r.Kind+"/"+r.Decision+"/"+r.User)
+		kinds = append(kinds, string(r.Kind)+"/"+r.Decision+"/"+r.User)
 		if r.Kind == "message" && r.Decision == "allow" {
 			turnIDs[r.DecisionID] = true
 		}

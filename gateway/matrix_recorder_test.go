@@ -17,7 +17,7 @@ func TestMatrixRecorder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := matrixRecorder{connector: "mx", log: log}
+	rec := matrixRecorder{connector: "mx", log: audit.NewEmitter(log, nil)}
 	err = rec.RecordMatrix(context.Background(), matrix.Record{Reason: matrix.ReasonForgedSender, Identity: "matrix:@alice:x",
 		ChatID: "!room:x", EventID: "$ev", Detail: map[string]string{"trust": "unknown device"}})
 	if err != nil {

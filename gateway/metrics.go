@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/parachute-gateway/parachute/audit"
 	"github.com/parachute-gateway/parachute/engine"
 )
 
@@ -21,6 +22,7 @@ type metrics struct {
 	denials         *prometheus.CounterVec
 	auditLatency    prometheus.Histogram
 	auditFailures   prometheus.Counter
+	auditRecords    *prometheus.CounterVec
 	sandboxStarts   *prometheus.CounterVec
 }
 
@@ -56,13 +58,16 @@ func newMetrics(src metricSources) *metrics {
 			Buckets: []float64{50e-6, 100e-6, 200e-6, 500e-6, 1e-3, 5e-3, 25e-3, 0.1},
 		}),
 		auditFailures: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "parachute_audit_failures_total", Help: "Audit appends that failed (the decision was then denied).",
+			Name: string(audit.MetricFailures), Help: "Audit appends that failed, a record the registry refuses included (the decision was then denied, the action refused).",
 		}),
+		auditRecords: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: string(audit.MetricRecords), Help: "Durable audit records by kind (every append goes through the gateway's audit.Emitter; checkpoints and gaps, which the log writes itself, are not counted).",
+		}, []string{"kind"}),
 		sandboxStarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parachute_sandbox_starts_total", Help: "Sandbox starts by runtime and result.",
 		}, []string{"runtime", "result"}),
 	}
-	m.reg.MustRegister(m.decisions, m.decisionLatency, m.rateLimited, m.denials, m.auditLatency, m.auditFailures, m.sandboxStarts,
+	m.reg.MustRegister(m.decisions, m.decisionLatency, m.rateLimited, m.denials, m.auditLatency, m.auditFailures, m.auditRecords, m.sandboxStarts,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "parachute_sessions_active", Help: "Sessions with a running sandbox.",
 		}, src.active),
@@ -86,7 +91,21 @@ func newMetrics(src metricSources) *metrics {
 	return m
 }
 
-// recorder counts every decision and times the audit append it wraps.
+// Appended implements audit.Observer: every append the gateway's
+// emitter makes, decisions and all other kinds alike, is timed and counted.
+func (m *metrics) Appended(k audit.Kind, took time.Duration, err error) {
+	if took > 0 { // 0: refused before the log was asked
+		m.auditLatency.Observe(took.Seconds())
+	}
+	if err != nil {
+		m.auditFailures.Inc()
+		return
+	}
+	m.auditRecords.WithLabelValues(string(k)).Inc()
+}
+
+// recorder counts every decision; the emitter it wraps times and counts
+// the record.
 type recorder struct {
 	next engine.Recorder
 	m    *metrics
@@ -108,11 +127,5 @@ func (r recorder) Record(ctx context.Context, in engine.Input, d *engine.Decisio
 			r.m.denials.WithLabelValues(entry, reason).Inc()
 		}
 	}
-	start := time.Now()
-	err := r.next.Record(ctx, in, d)
-	r.m.auditLatency.Observe(time.Since(start).Seconds())
-	if err != nil {
-		r.m.auditFailures.Inc()
-	}
-	return err
+	return r.next.Record(ctx, in, d)
 }

@@ -25,7 +25,7 @@ func (a *failingAudit) Append(_ context.Context, r audit.Record) (audit.Record, 
 	if a.fail {
 		return audit.Record{}, audit.ErrUnavailable
 	}
-	a.kinds = append(a.kinds, r.Kind)
+	a.kinds = append(a.kinds, string(r.Kind))
 	return r, nil
 }
 

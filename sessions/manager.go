@@ -37,7 +37,7 @@ type Sandboxes interface {
 }
 
 // Auditor appends records that are not policy decisions (session start
-// and stop, hooks); *audit.Log implements it.
+// and stop, hooks); the gateway's *audit.Emitter implements it.
 type Auditor interface {
 	Append(ctx context.Context, r audit.Record) (audit.Record, error)
 }
@@ -392,7 +392,7 @@ func (m *Manager) ensure(ctx context.Context, sess Session, facts, start engine.
 	if hook {
 		detail = map[string]string{"hook": "run"}
 	}
-	if err := m.event(ctx, l, "session-start", detail); err != nil {
+	if err := m.event(ctx, l, audit.KindSessionStart, detail); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotRecorded, err)
 	}
 	// The workspace's disk quota is mounted before the socket's vault
@@ -591,7 +591,7 @@ func (m *Manager) runHook(ctx context.Context, l *Live) {
 	if err != nil {
 		detail["error"] = err.Error()
 	}
-	if err := m.event(ctx, l, "hook", detail); err != nil {
+	if err := m.event(ctx, l, audit.KindHook, detail); err != nil {
 		m.unrecorded.Add(1)
 	}
 }
@@ -600,14 +600,14 @@ func (m *Manager) runHook(ctx context.Context, l *Live) {
 // effort, counted and logged when it fails, since nothing is left to
 // refuse.
 func (m *Manager) stopped(ctx context.Context, l *Live, why string) {
-	if err := m.event(ctx, l, "session-stop", map[string]string{"why": why}); err != nil {
+	if err := m.event(ctx, l, audit.KindSessionStop, map[string]string{"why": why}); err != nil {
 		m.unrecorded.Add(1)
 	}
 }
 
 // event appends a session record; the caller decides what a failure
 // means (logged here).
-func (m *Manager) event(ctx context.Context, l *Live, kind string, detail map[string]string) error {
+func (m *Manager) event(ctx context.Context, l *Live, kind audit.Kind, detail map[string]string) error {
 	if m.opts.Audit == nil {
 		return nil
 	}
@@ -617,7 +617,7 @@ func (m *Manager) event(ctx context.Context, l *Live, kind string, detail map[st
 		TurnID: f.TurnID, TrustLevel: f.TrustLevel, Workspace: f.Workspace, Detail: detail,
 	}
 	if _, err := m.opts.Audit.Append(ctx, r); err != nil {
-		m.opts.Logger.Error().Err(err).Str("session_id", l.Session.ID).Str("kind", kind).Msg("audit append failed")
+		m.opts.Logger.Error().Err(err).Str("session_id", l.Session.ID).Str("kind", string(kind)).Msg("audit append failed")
 		return err
 	}
 	return nil

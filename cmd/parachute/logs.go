@@ -54,6 +54,7 @@ func logsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	follow := fs.Bool("follow", false, "keep printing new records as they are appended")
 	asJSON := fs.Bool("json", false, "print the JSON lines (control, bidi and format characters \\u-escaped)")
 	since := fs.String("since", "", "only records since a duration ago (10m, 24h) or an RFC 3339 time")
+	kind := fs.String("kind", "", "only records of this kind (as kind=KIND): "+audit.KindList())
 	// Accept flags and filters in any order.
 	var filters []string
 	rest := args
@@ -66,6 +67,9 @@ func logsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		filters = append(filters, fs.Arg(0))
 		rest = fs.Args()[1:]
+	}
+	if *kind != "" {
+		filters = append(filters, "kind="+*kind)
 	}
 	filter, err := audit.ParseFilter(filters)
 	if err != nil {

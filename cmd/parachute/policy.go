@@ -266,7 +266,7 @@ func policyReplay(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if rec == nil {
 		return fmt.Errorf("no record with decision_id or seq %q in %s", want, op.Cfg.Audit.Dir)
 	}
-	if !validEntry(rec.Kind) {
+	if !validEntry(string(rec.Kind)) {
 		return fmt.Errorf("record %s is a %s record, not a policy decision: only %s decisions can be replayed", want, rec.Kind, entryList())
 	}
 	if len(rec.Input) == 0 {

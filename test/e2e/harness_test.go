@@ -280,7 +280,7 @@ func (e *env) records() []audit.Record {
 func (e *env) denials(kind string) []string {
 	var out []string
 	for _, r := range e.records() {
-		if r.Kind == kind && r.Decision == "deny" {
+		if string(r.Kind) == kind && r.Decision == "deny" {
 			out = append(out, r.Path+":"+strings.Join(r.Reasons, ","))
 		}
 	}
