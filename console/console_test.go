@@ -833,3 +833,28 @@ func TestLiveStreamsAreBounded(t *testing.T) {
 		t.Fatalf("stream %d: %s %q, want 503 %s", console.MaxStreams+1, resp.Status, resp.Header.Get("X-Parachute-Reasons"), console.ReasonTooManyStreams)
 	}
 }
+
+// TestEveryRouteIsGuarded: no page, stream or action answers without a
+// session: pages send the browser to the login page, actions are 401.
+func TestEveryRouteIsGuarded(t *testing.T) {
+	f := newFixture(t)
+	hc := f.client()
+	for _, p := range []string{"/console/", "/console/health/charts", "/console/sessions", "/console/access", "/console/live",
+		"/console/live/events", "/console/trace/T1", "/console/audit", "/console/policy"} {
+		resp, _ := f.get(hc, p)
+		if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/console/login" {
+			t.Errorf("GET %s without a session: %s → %q", p, resp.Status, resp.Header.Get("Location"))
+		}
+	}
+	for _, p := range []string{"/console/logout", "/console/sessions/s1/stop", "/console/access/pairings/ABCD1234",
+		"/console/access/invites", "/console/access/invites/0123456789abcdef/revoke", "/console/access/bindings/revoke", "/console/policy/eval"} {
+		resp := f.post(hc, p, url.Values{"csrf": {strings.Repeat("a", 64)}, "action": {"approve"}}, nil)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("POST %s without a session: %s", p, resp.Status)
+		}
+	}
+	if calls := f.b.adminCalls(); len(calls) != 0 {
+		t.Fatalf("the operator API was called without a session: %+v", calls)
+	}
+}
