@@ -33,7 +33,7 @@ var navItems = []struct{ Page, Path, Label string }{
 // bidi characters as escapes (audit.Escape): a display name or a file
 // name cannot reorder or hide what the operator reads.
 var funcs = template.FuncMap{
-	"esc":  audit.Escape,
+	"esc": audit.Escape,
 	"when": func(t time.Time) string {
 		if t.IsZero() {
 			return "-"
