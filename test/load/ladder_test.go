@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -267,7 +268,7 @@ model:
 			mu.Unlock()
 		}()
 	}
-	self0, host0 := selfCPU(), hostCPU()
+	self0, host0, procs0 := selfCPU(), hostCPU(), procCPU()
 	t0 := time.Now()
 	close(start)
 	wg.Wait()
@@ -275,6 +276,7 @@ model:
 	self, host := selfCPU()-self0, hostCPU()-host0
 	b.Logf("CPU during the burst: this process (gateway and load generator) %.1f s, the whole host %.1f s, over %.1f s wall on %d cores",
 		self.Seconds(), host.Seconds(), res.Wall.Seconds(), goruntime.NumCPU())
+	b.Logf("CPU during the burst by program (with reaped children): %s", topCPU(procs0, procCPU(), 10))
 
 	logFailures(b, res)
 	logMetrics(b, g)
@@ -420,6 +422,75 @@ func hostCPU() time.Duration {
 		busy += n
 	}
 	return time.Duration(busy / 100 * float64(time.Second)) // USER_HZ is 100 on Linux
+}
+
+// procCPU is, for every process now, its name and the CPU time it and
+// its reaped children used (utime+stime+cutime+cstime), by PID.
+type procTime struct {
+	comm  string
+	start string  // start time: a reused PID is another process
+	cpu   float64 // clock ticks
+}
+
+func procCPU() map[int]procTime {
+	out := map[int]procTime{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		open, close := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+		if open < 0 || close < open {
+			continue
+		}
+		f := strings.Fields(string(b[close+1:])) // from state: utime is f[11]
+		if len(f) < 20 {
+			continue
+		}
+		var t float64
+		for _, v := range f[11:15] {
+			n, _ := strconv.ParseFloat(v, 64)
+			t += n
+		}
+		comm := string(b[open+1 : close])
+		if i := strings.IndexAny(comm, "/-"); i > 0 && strings.HasPrefix(comm, "kworker") {
+			comm = "kworker"
+		}
+		out[pid] = procTime{comm: comm, start: f[19], cpu: t}
+	}
+	return out
+}
+
+// topCPU sums, by program name, the CPU used between two procCPU
+// snapshots: the growth of processes alive at both, all of new ones.
+// A process that started and ended in between counts in its parent's
+// reaped-children time, if the parent is still there.
+func topCPU(before, after map[int]procTime, n int) string {
+	by := map[string]float64{}
+	for pid, a := range after {
+		d := a.cpu
+		if b, ok := before[pid]; ok && b.start == a.start {
+			d -= b.cpu
+		}
+		if d > 0 {
+			by[a.comm] += d
+		}
+	}
+	names := make([]string, 0, len(by))
+	for c := range by {
+		names = append(names, c)
+	}
+	sort.Slice(names, func(i, j int) bool { return by[names[i]] > by[names[j]] })
+	var parts []string
+	for _, c := range names[:min(n, len(names))] {
+		parts = append(parts, fmt.Sprintf("%s %.1fs", c, by[c]/100))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func loadAvg() string {
