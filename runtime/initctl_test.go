@@ -349,3 +349,35 @@ func TestInitDirRemovedWithOrphan(t *testing.T) {
 		t.Errorf("control folder left after the orphan's removal: %v", err)
 	}
 }
+
+// The control folder is one more bind, last, read-only and inert, at
+// InitDir; only an absolute host path is taken.
+func TestSpecInitControlMount(t *testing.T) {
+	in := specInput{
+		Namespace: "parachute", ID: "parachute-s1", Init: []string{"/parachute", "sandbox", "init"},
+		Workspace: "/srv/ws/alice", SocketDir: "/run/parachute-gw/s1", Profile: testProfile("default"),
+		SeccompDir: testSeccompDir, InitControl: "/run/parachute-init/parachute-s1",
+	}
+	s, err := buildSpec(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := s.Mounts[len(s.Mounts)-1]
+	if last.Destination != InitDir || last.Source != in.InitControl || last.Type != "bind" {
+		t.Fatalf("last mount %+v, want the control folder at %s", last, InitDir)
+	}
+	if got, want := strings.Join(last.Options, ","), "rbind,rprivate,nosuid,nodev,noexec,ro"; got != want {
+		t.Errorf("options %s, want %s", got, want)
+	}
+	if initControlSource(s) != in.InitControl {
+		t.Errorf("initControlSource %q", initControlSource(s))
+	}
+	in.InitControl = "run/parachute-init/x"
+	if _, err := buildSpec(context.Background(), in); !errors.Is(err, ErrInvalidSpec) {
+		t.Errorf("relative control folder: %v, want ErrInvalidSpec", err)
+	}
+	in.InitControl = ""
+	if s, err := buildSpec(context.Background(), in); err != nil || initControlSource(s) != "" {
+		t.Errorf("no control folder: %v %q", err, initControlSource(s))
+	}
+}
