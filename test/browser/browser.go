@@ -87,6 +87,7 @@ type Browser struct {
 	msgs      []chromedp.ConsoleMessage
 	seen      chan struct{} // closed and replaced at each message
 	expected  []*regexp.Regexp
+	pending   []string // problems found while an expectation ended
 	flushes   int
 	streamErr error
 }
@@ -205,13 +206,33 @@ func (b *Browser) collect(messages func(func(chromedp.ConsoleMessage, error) boo
 	}
 }
 
-// Expect lets console errors matching pattern pass: a test that provokes
-// one (a refused request shows as "Failed to load resource: ... 401")
-// says so before.
-func (b *Browser) Expect(pattern string) {
+// Expect lets console errors matching pattern pass until the returned
+// stop is called: a test that provokes one (a refused request shows as
+// "Failed to load resource: ... 401") says so before, and stops
+// expecting it after. stop first waits for every message the page wrote
+// until then; the problems among them that were not expected are kept
+// for the next Problems (or the end of the test).
+func (b *Browser) Expect(pattern string) (stop func(t testing.TB)) {
+	re := regexp.MustCompile(pattern)
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.expected = append(b.expected, regexp.MustCompile(pattern))
+	b.expected = append(b.expected, re)
+	b.mu.Unlock()
+	return func(t testing.TB) {
+		t.Helper()
+		p, err := b.problems()
+		if err != nil {
+			t.Fatalf("browser: reading the console: %v", err)
+		}
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.pending = append(b.pending, p...)
+		for i, e := range b.expected {
+			if e == re {
+				b.expected = append(b.expected[:i:i], b.expected[i+1:]...)
+				break
+			}
+		}
+	}
 }
 
 // Problems returns the console errors, exceptions and CSP violations not
@@ -243,7 +264,8 @@ func (b *Browser) problems() ([]string, error) {
 	for {
 		for i, m := range b.msgs {
 			if m.Text == marker {
-				out := b.classify(b.msgs[:i])
+				out := append(b.pending, b.classify(b.msgs[:i])...)
+				b.pending = nil
 				b.msgs = append([]chromedp.ConsoleMessage(nil), b.msgs[i+1:]...)
 				return out, nil
 			}

@@ -197,12 +197,20 @@ func TestReportsWhatThePageMustNotDo(t *testing.T) {
 			}
 		})
 	}
-	t.Run("expected", func(t *testing.T) {
-		b.Expect(`something broke`)
+	t.Run("expected, then not", func(t *testing.T) {
+		stop := b.Expect(`something broke`)
 		b.Go(t, srv.URL+"/console-error")
 		b.Wait(t, "#p", time.Second)
-		if p := b.Problems(t); len(p) != 0 {
-			t.Errorf("an expected error was reported: %v", p)
+		b.Go(t, srv.URL+"/exception") // not expected: kept past stop
+		b.Wait(t, "#p", time.Second)
+		stop(t)
+		if p := b.Problems(t); len(p) != 1 || !strings.Contains(p[0], "boom") {
+			t.Errorf("while expecting one error, the others: %v, want only boom", p)
+		}
+		b.Go(t, srv.URL+"/console-error")
+		b.Wait(t, "#p", time.Second)
+		if p := b.Problems(t); len(p) != 1 || !strings.Contains(p[0], "something broke") {
+			t.Errorf("after the expectation stopped: %v, want something broke reported", p)
 		}
 	})
 }
