@@ -3,7 +3,9 @@ package runtime
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net"
 	"os"
@@ -379,5 +381,48 @@ func TestSpecInitControlMount(t *testing.T) {
 	in.InitControl = ""
 	if s, err := buildSpec(context.Background(), in); err != nil || initControlSource(s) != "" {
 		t.Errorf("no control folder: %v %q", err, initControlSource(s))
+	}
+}
+
+// A turn started by PID 1 sees what a runc exec'd turn sees: the probe's
+// every check and its detail, side by side (details that name the
+// sandbox or measure time, and init-ctl-ro, whose mount a runc-exec-only
+// sandbox does not have, are compared by result only).
+func TestProbeSameOnBothPaths(t *testing.T) {
+	volatile := map[string]bool{"cgroup-of-init": true, "cpu-ratio": true, "init-ctl-ro": true}
+	for _, seccomp := range []string{"default", "strict"} {
+		t.Run(seccomp, func(t *testing.T) {
+			reports := map[bool]map[string]string{}
+			for _, via := range execPaths {
+				rt := testRuntimeVia(t, via.noInit)
+				sb, _ := startSandbox(t, rt, limitsProfile(seccomp, true))
+				assertExecPath(t, sb, via.noInit)
+				_, out, errOut := run(t, sb, "/parachute", "check", "--profile", seccomp, "--workspace-ro")
+				var rep probeReport
+				if err := json.Unmarshal([]byte(out), &rep); err != nil {
+					t.Fatalf("%s: %v\n%s\n%s", via.name, err, out, errOut)
+				}
+				m := map[string]string{}
+				for _, r := range rep.Results {
+					d := r.Detail
+					if volatile[r.Check] {
+						d = ""
+					}
+					m[r.Check] = fmt.Sprintf("ok=%v %s", r.OK, d)
+				}
+				reports[via.noInit] = m
+			}
+			initRep, runcRep := reports[false], reports[true]
+			for k, v := range runcRep {
+				if initRep[k] != v {
+					t.Errorf("%s: runc exec %q, init %q", k, v, initRep[k])
+				}
+			}
+			for k := range initRep {
+				if _, ok := runcRep[k]; !ok {
+					t.Errorf("%s only reported through init", k)
+				}
+			}
+		})
 	}
 }
