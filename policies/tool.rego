@@ -6,20 +6,18 @@ package parachute.tool
 
 import data.parachute.lib
 
-s := input.session
+# The input is read where it is used (input.tool.access == "exec"), not
+# through an alias rule (access := input.tool.access): OPA's rule index
+# skips a rule whose condition on the input fails without evaluating it, and
+# cannot see through a rule. See policies/README.md, "Cost".
+connector := data.parachute.config.connectors[input.session.connector]
 
-ws := s.workspace
-
-connector := data.parachute.config.connectors[s.connector]
-
-settings := lib.role_settings(s.role)
-
-access := input.tool.access
+settings := lib.role_settings(input.session.role)
 
 # Anything that is not a read tool may change something: write, exec and
 # unknown tools all count as writes (read-only mode refuses them whatever
 # the trust level; their paths are checked as written paths).
-is_write if access != "read"
+is_write if input.tool.access != "read"
 
 is_write if {
 	some p in input.paths
@@ -28,32 +26,32 @@ is_write if {
 
 # A path is written when the tool writes or the path is marked written; a
 # write tool's every path counts (move_file changes its source too).
-written(_) if access != "read"
+written(_) if input.tool.access != "read"
 
 written(p) if p.access == "write"
 
 inside(p) if {
 	p.inside_workspace == true
-	lib.within(p.resolved, ws)
+	lib.within(p.resolved, input.session.workspace)
 }
 
 allowlisted if input.tool.name in settings.tools
 
-is_direct if s.trust_level == "direct"
+is_direct if input.session.trust_level == "direct"
 
-slug := lib.shared_slug(ws)
+slug := lib.shared_slug(input.session.workspace)
 
 shared := data.parachute.config.workspaces[slug]
 
-acl_member if shared.members[s.identity]
+acl_member if shared.members[input.session.identity]
 
-acl_member if shared.read_only_members[s.identity]
+acl_member if shared.read_only_members[input.session.identity]
 
-acl_member if s.binding.workspace == slug
+acl_member if input.session.binding.workspace == slug
 
 # Negations only ever negate a rule: "not f(x)" is not true when x is
 # undefined, and a missing field must deny.
-workspace_ok if lib.valid_workspace(ws)
+workspace_ok if lib.valid_workspace(input.session.workspace)
 
 name_ok if is_string(input.tool.name)
 
@@ -63,7 +61,7 @@ deny contains "invalid-workspace" if not workspace_ok
 
 deny contains "invalid-tool" if not name_ok
 
-valid_access if access in {"read", "write", "exec", "unknown"}
+valid_access if input.tool.access in {"read", "write", "exec", "unknown"}
 
 deny contains "invalid-tool" if not valid_access
 
@@ -100,12 +98,12 @@ deny contains "path-outside-workspace" if {
 
 deny contains "read-only-mode" if {
 	is_write
-	not s.read_only == false
+	not input.session.read_only == false
 }
 
 deny contains "read-only-mode" if {
 	is_write
-	shared.read_only_members[s.identity]
+	shared.read_only_members[input.session.identity]
 }
 
 deny contains "read-only-mode" if {
@@ -152,13 +150,13 @@ deny contains "tool-unapproved" if {
 }
 
 deny contains "unknown-tool" if {
-	access == "unknown"
+	input.tool.access == "unknown"
 	not is_direct
 	not allowlisted
 }
 
 deny contains "exec-tool-sandboxed" if {
-	access == "exec"
+	input.tool.access == "exec"
 	not is_direct
 	not allowlisted
 }
@@ -174,7 +172,7 @@ deny contains "workspace-acl" if {
 }
 
 rate_limits := [{
-	"key": concat(":", ["tool", s.id]),
+	"key": concat(":", ["tool", input.session.id]),
 	"rate": settings.tool_call_rate,
 	"burst": settings.tool_call_burst,
 }]
