@@ -22,8 +22,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/open-policy-agent/opa/v1/ast"
-
 	"github.com/parachute-gateway/parachute/engine"
 )
 
@@ -163,21 +161,4 @@ type Recorder struct{ Log *Log }
 // Record implements engine.Recorder.
 func (r Recorder) Record(ctx context.Context, in engine.Input, d *engine.Decision) error {
 	return NewEmitter(r.Log, nil).Record(ctx, in, d)
-}
-
-// canonicalInput is in's document as compact JSON (object keys sorted, as
-// encoding/json writes maps), or nil if it cannot be encoded.
-func canonicalInput(in engine.Input) json.RawMessage {
-	if in == nil {
-		return nil
-	}
-	v, err := ast.JSON(in.Value())
-	if err != nil {
-		return nil
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil
-	}
-	return b
 }
