@@ -249,6 +249,9 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Fatalf("approve: %d at %s", resp.Status, resp.URL)
 		}
 		visit(t, "access-approved")
+		if ok := b.Attr(t, "#flash", "data-ok"); ok != "true" {
+			t.Errorf("after approving, the flash says data-ok=%q: %s", ok, b.Text(t, "#flash"))
+		}
 		if n := b.Count(t, row); n != 0 {
 			t.Errorf("pairing %s still pending after approval", code)
 		}
@@ -369,6 +372,9 @@ func TestConsoleInBrowser(t *testing.T) {
 		if txt := b.Text(t, "#pg-result"); deniedReason == "" || !strings.Contains(txt, deniedReason) {
 			t.Errorf("playground result does not give the recorded reason %q:\n%s", deniedReason, txt)
 		}
+		if same := b.Attr(t, "#pg-same", "data-same"); same != "true" {
+			t.Errorf("the playground says its decision and the recorded one differ (data-same=%q): %s", same, b.Text(t, "#pg-same"))
+		}
 	})
 
 	t.Run("other pages", func(t *testing.T) {
@@ -466,7 +472,7 @@ func testConsoleRefusals(t *testing.T, e *env, b *browser.Browser, admin string)
 		{"no cookie", "", csrf, "", http.StatusUnauthorized},
 		{"unknown cookie", strings.Repeat("0", len(cookie)), csrf, "", http.StatusUnauthorized},
 		{"no csrf", cookie, "", "", http.StatusForbidden},
-		{"bad csrf", cookie, "0" + csrf[1:], "", http.StatusForbidden},
+		{"bad csrf", cookie, otherFirst(csrf), "", http.StatusForbidden},
 		{"another session's csrf length", cookie, csrf + "00", "", http.StatusForbidden},
 		{"foreign origin", cookie, csrf, "http://evil.example", http.StatusForbidden},
 	} {
@@ -488,4 +494,13 @@ func testConsoleRefusals(t *testing.T, e *env, b *browser.Browser, admin string)
 	}
 	b.Go(t, admin+"/console/access")
 	b.Wait(t, row, 2*time.Second) // still pending
+}
+
+// otherFirst is s with its first character changed: a wrong token that is
+// never the right one ("0"+s[1:] would be s itself when s starts with 0).
+func otherFirst(s string) string {
+	if s[0] == '0' {
+		return "1" + s[1:]
+	}
+	return "0" + s[1:]
 }
