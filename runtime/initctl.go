@@ -27,7 +27,7 @@ const InitDir = sandboxinit.ControlDir
 // Defaults of the init channel's options.
 const (
 	DefaultInitStateDir       = "/run/parachute-init"
-	DefaultInitConnectTimeout = 2 * time.Second
+	DefaultInitConnectTimeout = 5 * time.Second
 )
 
 // Errors of the init channel. A turn never fails because of them: the
