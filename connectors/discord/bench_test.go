@@ -32,8 +32,8 @@ func BenchmarkDiscordInboundToReply(b *testing.B) {
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx, router) }()
 	b.Cleanup(func() { cancel(); <-done })
-	for !f.Connected() {
-		time.Sleep(time.Millisecond)
+	if !until(f, f.Connected) {
+		b.Fatal("the connector did not open a gateway session in 10 s")
 	}
 	lat := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
@@ -41,8 +41,8 @@ func BenchmarkDiscordInboundToReply(b *testing.B) {
 		u := users[i%len(users)]
 		t0 := time.Now()
 		f.Send(fake.Message{ChannelID: dmChannel(u), AuthorID: u, Username: "u", Content: "ping"})
-		for len(f.Sent()) < i+1 {
-			time.Sleep(20 * time.Microsecond)
+		if !until(f, func() bool { return len(f.Sent()) >= i+1 }) {
+			b.Fatalf("reply %d not accepted by the fake in 10 s", i+1)
 		}
 		lat = append(lat, time.Since(t0))
 	}

@@ -69,18 +69,35 @@ func start(t *testing.T, turns *testkit.Turns, prep ...func(*fake.Server)) *rig 
 			t.Errorf("bot token in the log")
 		}
 	})
-	waitFor(t, "the gateway session", f.Connected)
+	waitFor(t, f, "the gateway session", f.Connected)
 	return &rig{fake: f, turns: turns, log: lg}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %.2000s", what)
+// until waits until cond holds, checking it again at every change the
+// fake reports (no polling), and reports whether it held within 10 s. It
+// does not fail the test, so a fake agent's turn can use it too.
+func until(f *fake.Server, cond func() bool) bool {
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
+	for {
+		changed := f.Changed() // before cond: a change in between wakes us
+		if cond() {
+			return true
 		}
-		time.Sleep(5 * time.Millisecond)
+		select {
+		case <-changed:
+		case <-timeout.C:
+			return cond()
+		}
+	}
+}
+
+// waitFor waits until cond holds and fails the test, naming what it
+// waited for, after 10 s.
+func waitFor(t *testing.T, f *fake.Server, what string, cond func() bool) {
+	t.Helper()
+	if !until(f, cond) {
+		t.Fatalf("timed out after 10 s waiting for %.2000s", what)
 	}
 }
 
@@ -90,7 +107,7 @@ func (r *rig) sentinel(t *testing.T, from, chat, gid string) []fake.Sent {
 	t.Helper()
 	r.fake.Send(fake.Message{ChannelID: chat, GuildID: gid, AuthorID: from, Username: "x", Content: "<@" + fake.BotID + "> sentinel", MentionBot: true})
 	var out []fake.Sent
-	waitFor(t, "the sentinel's echo", func() bool {
+	waitFor(t, r.fake, "the sentinel's echo", func() bool {
 		sent := r.fake.Sent()
 		for i, s := range sent {
 			if s.ChannelID == chat && strings.HasSuffix(s.Content, "sentinel") {
@@ -149,7 +166,7 @@ func TestDiscordMessages(t *testing.T) {
 				// a stranger's or bot's DM: wait for its reply, or for a
 				// sentinel in the owner's DM when none is expected
 				if tt.wantReply != "" {
-					waitFor(t, "a reply", func() bool { return len(r.fake.Sent()) > 0 })
+					waitFor(t, r.fake, "a reply", func() bool { return len(r.fake.Sent()) > 0 })
 				} else {
 					r.sentinel(t, owner, dmChannel(owner), "")
 				}
@@ -186,14 +203,14 @@ func TestDiscordResumeReplaysOnce(t *testing.T) {
 	r := start(t, nil, func(f *fake.Server) { f.ReplayOverlap = 100 })
 	ch := dmChannel(alice)
 	r.fake.Send(fake.Message{ChannelID: ch, AuthorID: alice, Content: "before"})
-	waitFor(t, "the first reply", func() bool { return len(r.fake.Sent()) == 1 })
+	waitFor(t, r.fake, "the first reply", func() bool { return len(r.fake.Sent()) == 1 })
 
 	// The connection drops; a message arrives while the bot is away. On
 	// RESUME the fake replays everything (ReplayOverlap), including what
 	// the bot already handled.
 	r.fake.Drop()
 	r.fake.Send(fake.Message{ChannelID: ch, AuthorID: alice, Content: "while away"})
-	waitFor(t, "a resume", func() bool { return r.fake.Stats().Resumes >= 1 && r.fake.Connected() })
+	waitFor(t, r.fake, "a resume", func() bool { return r.fake.Stats().Resumes >= 1 && r.fake.Connected() })
 	r.fake.Send(fake.Message{ChannelID: ch, AuthorID: alice, Content: "after"})
 	r.sentinel(t, alice, ch, "")
 
@@ -209,7 +226,7 @@ func TestDiscordInvalidSessionReidentifies(t *testing.T) {
 	r := start(t, nil)
 	r.fake.InvalidateSession()
 	r.fake.Drop()
-	waitFor(t, "a second IDENTIFY", func() bool { return r.fake.Stats().Identifies == 2 && r.fake.Connected() })
+	waitFor(t, r.fake, "a second IDENTIFY", func() bool { return r.fake.Stats().Identifies == 2 && r.fake.Connected() })
 	if st := r.fake.Stats(); st.Resumes < 1 {
 		t.Errorf("resumes = %d: the client should have tried RESUME first", st.Resumes)
 	}
@@ -219,13 +236,13 @@ func TestDiscordInvalidSessionReidentifies(t *testing.T) {
 func TestDiscordReconnectOp7(t *testing.T) {
 	r := start(t, nil)
 	r.fake.Reconnect()
-	waitFor(t, "a resume after op 7", func() bool { return r.fake.Stats().Resumes >= 1 && r.fake.Connected() })
+	waitFor(t, r.fake, "a resume after op 7", func() bool { return r.fake.Stats().Resumes >= 1 && r.fake.Connected() })
 	r.sentinel(t, alice, dmChannel(alice), "")
 }
 
 func TestDiscordHeartbeats(t *testing.T) {
 	r := start(t, nil, func(f *fake.Server) { f.HeartbeatInterval = 20 * time.Millisecond })
-	waitFor(t, "heartbeats", func() bool { return r.fake.Stats().Heartbeats >= 3 })
+	waitFor(t, r.fake, "heartbeats", func() bool { return r.fake.Stats().Heartbeats >= 3 })
 	r.sentinel(t, alice, dmChannel(alice), "")
 	if st := r.fake.Stats(); st.Identifies != 1 {
 		t.Errorf("identifies = %d: acknowledged heartbeats must keep the session", st.Identifies)

@@ -30,7 +30,10 @@ func TestDiscordStreamedReply(t *testing.T) {
 		}
 		for _, p := range progress {
 			req.Progress(p)
-			waitFor(t, "the edit to "+p, func() bool { return placeholder() == p })
+			if !until(f, func() bool { return placeholder() == p }) {
+				t.Errorf("waited 10 s for the edit to %q", p) // not Fatal: this is the agent's goroutine
+				return full
+			}
 		}
 		return full
 	}}
@@ -38,7 +41,7 @@ func TestDiscordStreamedReply(t *testing.T) {
 	f = r.fake
 	ch := dmChannel(alice)
 	f.Send(fake.Message{ChannelID: ch, AuthorID: alice, Username: "alice", Content: "talk to me"})
-	waitFor(t, "the full reply", func() bool { return placeholder() == full })
+	waitFor(t, f, "the full reply", func() bool { return placeholder() == full })
 
 	sent := f.Sent()
 	if len(sent) != 1 || sent[0].Content != connectors.Placeholder || sent[0].ChannelID != ch {

@@ -83,6 +83,7 @@ type Server struct {
 	resumes    int
 	heartbeats int
 	nextID     atomic.Int64
+	changed    chan struct{} // closed (and dropped) at the next change a test can see: Changed
 }
 
 type session struct {
@@ -149,7 +150,7 @@ func (s *Server) rest(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodPost && strings.HasPrefix(path, "channels/") && strings.HasSuffix(path, "/typing"):
 		s.mu.Lock()
 		s.typing++
-		s.mu.Unlock()
+		s.unlockChanged()
 		w.WriteHeader(http.StatusNoContent)
 	case r.Method == http.MethodPatch && strings.HasPrefix(path, "channels/") && strings.Count(path, "/") == 3 && strings.Split(path, "/")[2] == "messages":
 		parts := strings.Split(path, "/")
@@ -203,7 +204,7 @@ func (s *Server) createMessage(w http.ResponseWriter, r *http.Request, channel s
 		s.current = map[string]string{}
 	}
 	s.current[id] = body.Content
-	s.mu.Unlock()
+	s.unlockChanged()
 	writeJSON(w, 200, map[string]any{"id": id, "channel_id": channel, "content": body.Content, "type": 0,
 		"author": map[string]any{"id": BotID, "username": BotUsername, "bot": true}, "timestamp": time.Now().UTC().Format(time.RFC3339)})
 }
@@ -234,7 +235,7 @@ func (s *Server) gateway(w http.ResponseWriter, r *http.Request) {
 		case 1:
 			s.mu.Lock()
 			s.heartbeats++
-			s.mu.Unlock()
+			s.unlockChanged()
 			_ = conn.send(map[string]any{"op": 11})
 		case 2:
 			var d struct {
@@ -272,7 +273,7 @@ func (s *Server) identify(conn *wsConn) {
 		"user":               map[string]any{"id": BotID, "username": BotUsername, "bot": true},
 		"guilds":             []any{}, "private_channels": []any{}}
 	raw := s.record("READY", ready)
-	s.mu.Unlock()
+	s.unlockChanged()
 	_ = conn.sendRaw(raw)
 }
 
@@ -280,7 +281,7 @@ func (s *Server) resume(conn *wsConn, token, id string, seq int64) {
 	s.mu.Lock()
 	s.resumes++
 	if s.sess == nil || s.sess.id != id || !s.sess.resumable || strings.TrimPrefix(token, "Bot ") != s.Token {
-		s.mu.Unlock()
+		s.unlockChanged()
 		_ = conn.send(map[string]any{"op": 9, "d": false})
 		return
 	}
@@ -293,7 +294,7 @@ func (s *Server) resume(conn *wsConn, token, id string, seq int64) {
 	}
 	s.conn = conn
 	resumed := s.record("RESUMED", map[string]any{})
-	s.mu.Unlock()
+	s.unlockChanged()
 	for _, raw := range replay {
 		_ = conn.sendRaw(raw)
 	}
@@ -319,7 +320,7 @@ func (s *Server) detach(conn *wsConn) {
 	if s.conn == conn {
 		s.conn = nil
 	}
-	s.mu.Unlock()
+	s.unlockChanged()
 }
 
 // Dispatch sends an event (op 0) on the current session: to the live
@@ -398,7 +399,7 @@ func (s *Server) Drop() {
 	s.mu.Lock()
 	conn := s.conn
 	s.conn = nil
-	s.mu.Unlock()
+	s.unlockChanged()
 	if conn != nil {
 		_ = conn.c.UnderlyingConn().Close()
 	}
@@ -428,6 +429,28 @@ func (s *Server) InvalidateSession() {
 func (s *Server) RateLimit(n int, secs float64) {
 	s.mu.Lock()
 	s.limitNext, s.retryAfter = n, secs
+	s.mu.Unlock()
+}
+
+// Changed returns a channel closed at the next change a test can see
+// (a message sent or edited, a typing call, a heartbeat, an IDENTIFY or
+// RESUME, a connection gone), so a test waits on the event instead of
+// polling: take Changed, check the condition, then wait on the channel.
+func (s *Server) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.changed == nil {
+		s.changed = make(chan struct{})
+	}
+	return s.changed
+}
+
+// unlockChanged wakes Changed's waiters and unlocks s.mu.
+func (s *Server) unlockChanged() {
+	if s.changed != nil {
+		close(s.changed)
+		s.changed = nil
+	}
 	s.mu.Unlock()
 }
 
@@ -491,7 +514,7 @@ func (s *Server) editMessage(w http.ResponseWriter, r *http.Request, channel, id
 	}
 	s.current[id] = body.Content
 	s.edits = append(s.edits, Edit{ChannelID: channel, MessageID: id, Content: body.Content, AllowedMentions: body.AllowedMentions, At: time.Now()})
-	s.mu.Unlock()
+	s.unlockChanged()
 	writeJSON(w, 200, map[string]any{"id": id, "channel_id": channel, "content": body.Content, "type": 0,
 		"author": map[string]any{"id": BotID, "username": BotUsername, "bot": true}, "timestamp": time.Now().UTC().Format(time.RFC3339),
 		"edited_timestamp": time.Now().UTC().Format(time.RFC3339)})
