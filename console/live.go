@@ -77,7 +77,9 @@ func toRow(r audit.Record) row {
 
 // hidden are kinds the live stream leaves out: checkpoints sign the chain
 // (the audit page shows them), message text is content, not a decision.
-func hidden(kind string) bool { return kind == string(audit.KindCheckpoint) || kind == "message-text" }
+func hidden(kind string) bool {
+	return kind == string(audit.KindCheckpoint) || kind == string(audit.KindMessageText)
+}
 
 // liveFilter reads the stream's filters from the query string: connector,
 // identity, kind, allow (true|false), reason.
@@ -109,12 +111,16 @@ func (c *Console) livePage(w http.ResponseWriter, r *http.Request, s *session) {
 	})
 }
 
+// kindsOffered are the kinds the live filter offers: the audit registry's,
+// less those the stream leaves out.
 func kindsOffered() []string {
-	out := make([]string, 0, len(engine.Entries)+4)
-	for _, e := range engine.Entries {
-		out = append(out, string(e))
+	var out []string
+	for _, k := range audit.Kinds() {
+		if !hidden(string(k.Kind)) {
+			out = append(out, string(k.Kind))
+		}
 	}
-	return append(out, string(audit.KindPairing), string(audit.KindInvite), string(audit.KindAdmin), string(audit.KindGap))
+	return out
 }
 
 // LiveBacklog is how far back a new live stream starts.
@@ -218,8 +224,9 @@ type tracePath struct{ Raw, Resolved string }
 
 // stepOrder is the order of a turn: message → session → tool calls →
 // model calls → egress; within a kind, the log's order.
-var stepOrder = map[string]int{"message-text": 0, "message": 1, "session": 2, "session-start": 2, "hook": 2,
-	"tool": 3, "model": 4, "egress": 5}
+var stepOrder = map[audit.Kind]int{audit.KindMessageText: 0, audit.KindMessage: 1,
+	audit.KindSession: 2, audit.KindSessionStart: 2, audit.KindHook: 2, audit.KindSessionStop: 2,
+	audit.KindTool: 3, audit.KindToolList: 3, audit.KindModel: 4, audit.KindEgress: 5}
 
 func (c *Console) tracePage(w http.ResponseWriter, r *http.Request, s *session) {
 	turn := r.PathValue("turn")
@@ -233,7 +240,7 @@ func (c *Console) tracePage(w http.ResponseWriter, r *http.Request, s *session) 
 			return nil
 		}
 		st := step{row: toRow(rec), Record: rec}
-		if string(rec.Kind) == "message-text" {
+		if rec.Kind == audit.KindMessageText {
 			st.Text = audit.Escape(rec.Detail["text"])
 		}
 		if string(rec.Kind) == string(engine.Tool) && len(rec.Input) > 0 {
@@ -253,11 +260,11 @@ func (c *Console) tracePage(w http.ResponseWriter, r *http.Request, s *session) 
 		return nil
 	})
 	slices.SortStableFunc(steps, func(a, b step) int {
-		oa, ok := stepOrder[a.Kind]
+		oa, ok := stepOrder[a.Record.Kind]
 		if !ok {
 			oa = 6
 		}
-		ob, ok := stepOrder[b.Kind]
+		ob, ok := stepOrder[b.Record.Kind]
 		if !ok {
 			ob = 6
 		}
