@@ -3,11 +3,13 @@ package gateway_test
 import (
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -127,5 +129,34 @@ func TestConsoleTokenNeedsItsRecord(t *testing.T) {
 	code, body := adminDo(t, g, cfg.StateDir, "POST", "/v1/console/token", "")
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, gateway.AdminReasonNotRecorded) || strings.Contains(body, "token=") {
 		t.Fatalf("token with no audit log: %d %s", code, body)
+	}
+}
+
+// TestConsoleRefusesAForeignHost: on the gateway's own admin listener, a
+// request naming another host (DNS rebinding) is refused before anything
+// else, and /metrics and /healthz stay as they were.
+func TestConsoleRefusesAForeignHost(t *testing.T) {
+	g, _, _ := start(t)
+	for _, tc := range []struct {
+		path, host string
+		code       int
+	}{
+		{"/console/login", "evil.example:" + strconv.Itoa(g.AdminAddr().(*net.TCPAddr).Port), http.StatusMisdirectedRequest},
+		{"/console/login", g.AdminAddr().String(), http.StatusOK},
+		{"/healthz", "evil.example", http.StatusOK},
+	} {
+		req, _ := http.NewRequest("GET", "http://"+g.AdminAddr().String()+tc.path, nil)
+		req.Host = tc.host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.code {
+			t.Errorf("GET %s Host %s: %s, want %d", tc.path, tc.host, resp.Status, tc.code)
+		}
+		if strings.HasPrefix(tc.path, "/console/") && resp.Header.Get("Content-Security-Policy") == "" {
+			t.Errorf("GET %s: no Content-Security-Policy", tc.path)
+		}
 	}
 }
