@@ -2,6 +2,8 @@ package runtime
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -59,29 +61,50 @@ type initChan struct {
 	dead  atomic.Bool
 }
 
-// initStateDir prepares the 0700 root state folder and returns the
-// sandbox's control folder path under it ("" for classes without the
-// channel: gVisor passes no host descriptors through its gofer).
+// initControlDir is the host control folder of sandbox id, "" when it
+// gets no channel (NoInitExec, or gVisor: see docs/runtime.md).
 func (c *Containerd) initControlDir(id, class string) string {
 	if c.opts.NoInitExec || class == ClassGVisor {
 		return ""
 	}
-	return filepath.Join(c.opts.InitStateDir, id)
+	return c.initDirPath(id)
 }
+
+// initDirPath is <InitStateDir>/<24 hex of sha256(containerd socket,
+// namespace, container ID)>: container IDs are unique only within one
+// containerd's namespace, several containerds (tests, a second gateway)
+// may share the host, and a unix socket's path must stay under 108 bytes
+// (a session ID alone may be 64).
+func (c *Containerd) initDirPath(id string) string {
+	sum := sha256.Sum256([]byte(c.opts.Address + "\x00" + c.opts.Namespace + "\x00" + id))
+	return filepath.Join(c.opts.InitStateDir, hex.EncodeToString(sum[:12]))
+}
+
+// maxSocketPath is the longest path a unix socket can be bound at
+// (sun_path is 108 bytes with its NUL).
+const maxSocketPath = 107
 
 // listenInit makes dir (0711 root: the sandbox user may only traverse
 // it) in the 0700 state folder and listens on dir/ctl.sock, owned by the
 // sandbox user, mode 0600. A folder already there (a crash's leftover) is
 // replaced; anything else is refused, never followed.
 func (c *Containerd) listenInit(id, dir string) (*initChan, error) {
-	state := filepath.Dir(dir)
-	if err := os.MkdirAll(state, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
 		return nil, fmt.Errorf("runtime: init state dir: %w", err)
 	}
-	if err := checkPrivateDir(state); err != nil {
-		return nil, err
+	// Every level from the state folder down: root's, 0700, no symlink.
+	for p := filepath.Dir(dir); ; p = filepath.Dir(p) {
+		if err := checkPrivateDir(p); err != nil {
+			return nil, err
+		}
+		if p == filepath.Clean(c.opts.InitStateDir) || p == filepath.Dir(p) {
+			break
+		}
 	}
 	sock := filepath.Join(dir, sandboxinit.ControlSocket)
+	if len(sock) > maxSocketPath {
+		return nil, fmt.Errorf("%w: init control socket %s is %d bytes, over the %d a unix socket path may have; use a shorter InitStateDir", ErrInvalidSpec, sock, len(sock), maxSocketPath)
+	}
 	if fi, err := os.Lstat(dir); err == nil {
 		if !fi.IsDir() {
 			return nil, fmt.Errorf("runtime: init control dir %s is not a folder", dir)

@@ -86,7 +86,12 @@ func TestInitListenerTakesOnlyPID1(t *testing.T) {
 		{"nobody connects", self, uid, false, errInitDown},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := &Containerd{opts: ContainerdOptions{InitStateDir: filepath.Join(t.TempDir(), "init")}}
+			base, err := os.MkdirTemp("", "ic") // short: a socket path has at most 107 bytes
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer os.RemoveAll(base)
+			c := &Containerd{opts: ContainerdOptions{InitStateDir: filepath.Join(base, "init")}}
 			dir := c.initControlDir("parachute-x", ClassRunc)
 			ic, err := c.listenInit("parachute-x", dir)
 			if err != nil {
@@ -145,7 +150,8 @@ func TestInitListenerTakesOnlyPID1(t *testing.T) {
 	}
 }
 
-// A state folder that is a symlink is refused, never followed.
+// A state folder that is a symlink is refused, never followed; one too
+// long for a socket path is refused naming the limit.
 func TestInitStateDirRefusesSymlink(t *testing.T) {
 	if os.Geteuid() != 0 {
 		ctrd.Unavailable(t, "needs root")
@@ -158,14 +164,30 @@ func TestInitStateDirRefusesSymlink(t *testing.T) {
 	if _, err := c.listenInit("parachute-x", c.initControlDir("parachute-x", ClassRunc)); err == nil || !strings.Contains(err.Error(), "symlink") {
 		t.Fatalf("err %v, want the symlink refused", err)
 	}
+	c = &Containerd{opts: ContainerdOptions{InitStateDir: filepath.Join(base, strings.Repeat("d", 90))}}
+	if _, err := c.listenInit("parachute-x", c.initControlDir("parachute-x", ClassRunc)); !errors.Is(err, ErrInvalidSpec) || !strings.Contains(err.Error(), "shorter InitStateDir") {
+		t.Fatalf("err %v, want the long path refused", err)
+	}
 }
 
-// No control channel for gVisor (its gofer passes no host descriptors),
-// nor with NoInitExec; the spec then has no control mount.
+// One control folder per containerd, namespace and container; none for
+// gVisor or with NoInitExec (the spec then has no control mount).
 func TestInitControlOnlyForRunc(t *testing.T) {
-	c := &Containerd{opts: ContainerdOptions{InitStateDir: "/run/x"}}
-	if d := c.initControlDir("parachute-a", ClassRunc); d != "/run/x/parachute-a" {
-		t.Errorf("runc: %q", d)
+	c := &Containerd{opts: ContainerdOptions{InitStateDir: "/run/x", Address: "/run/c.sock", Namespace: "ns"}}
+	d := c.initControlDir("parachute-a", ClassRunc)
+	if filepath.Dir(d) != "/run/x" || len(filepath.Base(d)) != 24 {
+		t.Errorf("runc: %q, want /run/x/<24 hex>", d)
+	}
+	long := c.initControlDir("parachute-"+strings.Repeat("s", 64), ClassRunc)
+	if n := len(filepath.Join(DefaultInitStateDir, filepath.Base(long), sandboxinit.ControlSocket)); n > maxSocketPath {
+		t.Errorf("the longest session's socket path is %d bytes", n)
+	}
+	if c.initControlDir("parachute-b", ClassRunc) == d {
+		t.Error("two containers share a control folder")
+	}
+	other := &Containerd{opts: ContainerdOptions{InitStateDir: "/run/x", Address: "/run/other.sock", Namespace: "ns"}}
+	if d2 := other.initControlDir("parachute-a", ClassRunc); d2 == d {
+		t.Errorf("two containerds share the control folder %q of one container ID", d)
 	}
 	if d := c.initControlDir("parachute-a", ClassGVisor); d != "" {
 		t.Errorf("gvisor: %q, want none", d)

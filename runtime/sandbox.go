@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"slices"
 	"sync"
 	"syscall"
@@ -230,7 +229,7 @@ func (b *ctrSandbox) remove(ctx context.Context) error {
 	} else if b.rt.opts.InitStateDir != "" {
 		// An orphan removed by RemoveOrphans: its control folder, if it
 		// has one, goes with it.
-		removeInitDir(filepath.Join(b.rt.opts.InitStateDir, b.id))
+		removeInitDir(b.rt.initDirPath(b.id))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("remove sandbox %s: %w", b.id, errors.Join(errs...))
