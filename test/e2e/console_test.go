@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
@@ -416,6 +417,63 @@ func TestConsoleInBrowser(t *testing.T) {
 	t.Run("refused without cookie or with bad csrf", func(t *testing.T) {
 		testConsoleRefusals(t, e, b, admin)
 	})
+
+	t.Run("another page cannot act or frame", func(t *testing.T) {
+		testConsoleCrossSite(t, e, b, admin)
+	})
+}
+
+// testConsoleCrossSite: a page on another local port (another origin of
+// the same site, so the SameSite=Strict cookie does go with its request)
+// posts the approve form with a guessed CSRF token when the signed-in
+// operator clicks on it: refused, nothing bound. The same page framing
+// the console is refused by its CSP's frame-ancestors (clickjacking).
+func testConsoleCrossSite(t *testing.T, e *env, b *browser.Browser, admin string) {
+	m := regexp.MustCompile(`code is ([A-Z0-9-]+)`).FindStringSubmatch(e.send("dev", "erin", "/pair"))
+	if m == nil {
+		t.Fatal("/pair gave no code")
+	}
+	code := m[1]
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		switch r.URL.Path {
+		case "/favicon.ico":
+			w.WriteHeader(http.StatusNoContent)
+		case "/frame":
+			fmt.Fprintf(w, `<!doctype html><html><body><iframe id="f" src="%s/console/access" width="800" height="600"></iframe></body></html>`, admin)
+		default:
+			fmt.Fprintf(w, `<!doctype html><html><body><form method="post" action="%s/console/access/pairings/%s">
+<input type="hidden" name="action" value="approve"><input type="hidden" name="role" value="owner">
+<input type="hidden" name="csrf" value="%s"><button id="win">Claim your prize</button></form></body></html>`, admin, code, strings.Repeat("0", 64))
+		}
+	}))
+	defer evil.Close()
+
+	stop := b.Expect(`Failed to load resource: the server responded with a status of 403`)
+	b.Go(t, evil.URL+"/")
+	resp := b.Submit(t, "#win")
+	stop(t)
+	if resp.Status != http.StatusForbidden {
+		t.Errorf("a cross-origin post with the operator's cookie: %d at %s, want 403", resp.Status, resp.URL)
+	}
+	if r, _ := resp.Headers["X-Parachute-Reasons"].(string); r != console.ReasonCrossSite {
+		t.Errorf("refused with reason %q, want %s (the browser says where the post came from)", r, console.ReasonCrossSite)
+	}
+	if bind, err := e.g.Pairing.Binding(context.Background(), "dev", "local:erin"); err != nil || bind != nil {
+		t.Fatalf("a cross-origin post bound erin: %+v %v", bind, err)
+	}
+
+	b.Go(t, evil.URL+"/frame")
+	b.Wait(t, "#f", 2*time.Second)
+	framed := b.Problems(t) // the refusal is reported on the framing page
+	if !strings.Contains(strings.Join(framed, "\n"), "frame-ancestors") {
+		t.Errorf("the console in another page's frame was not refused by frame-ancestors; the page reported: %v", framed)
+	}
+	if got := b.Count(t, "#f"); got != 1 {
+		t.Fatalf("no frame on the framing page")
+	}
+	b.Go(t, admin+"/console/access")
+	b.Wait(t, fmt.Sprintf(`tr[data-pairing=%q]`, code), 2*time.Second) // still pending
 }
 
 // testConsoleRefusals: a state change without the session cookie is 401,
