@@ -134,6 +134,10 @@ func (w *world) botMembership(t testing.TB, creator person, room string) string 
 	return out.Membership
 }
 
+// waitFor polls cond every 20 ms and fails the test, naming what, after
+// 20 s. It polls because most conditions are state on Dendrite, a real
+// server with no event to wait on (membership, room messages); the ones
+// on this process's recorders are cheap to poll alongside.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
@@ -453,9 +457,20 @@ func TestMatrixDMStranger(t *testing.T) {
 	room := w.room(t, w.mallory, true, w.bot.UserID)
 	waitFor(t, "the invite to be rejected", func() bool { return w.botMembership(t, w.mallory, room) == "leave" })
 	w.mallory.say(t, room, "hello?")
-	time.Sleep(300 * time.Millisecond) // nothing can arrive: the bot is not in the room
-	if n := len(w.turns.All()); n != 0 {
-		t.Errorf("%d turns for a stranger", n)
+	// Nothing can arrive: the bot is not in the room. A sentinel proves the
+	// bot's sync has moved past mallory's message: the homeserver orders
+	// its sync stream, so had the bot seen "hello?", it would have been
+	// handed over in this batch or an earlier one, before alice's echo.
+	dm := w.dm(t, w.alice)
+	w.alice.say(t, dm, "sentinel")
+	w.waitReplies(t, dm, 1)
+	for _, tr := range w.turns.All() {
+		if tr.Message.Text != "sentinel" {
+			t.Errorf("a turn for %q from %s: the stranger's room reached the agent", tr.Message.Text, tr.Message.Identity())
+		}
+	}
+	if got := w.decisions.of("matrix:" + w.mallory.UserID); len(got) != 0 {
+		t.Errorf("%d decisions about the stranger, want none (the bot is not in the room)", len(got))
 	}
 }
 
@@ -473,14 +488,19 @@ func TestMatrixDuplicatesAndEdits(t *testing.T) {
 		"m.new_content": map[string]any{"msgtype": "m.text", "body": "rm -rf /"},
 		"m.relates_to":  map[string]any{"rel_type": "m.replace", "event_id": orig}})
 	w.alice.say(t, room, "after")
-	got := w.waitReplies(t, room, 2)
-	time.Sleep(200 * time.Millisecond)
-	got = w.replies(t, room)
-	if strings.Join(got, "|") != "echo: original|echo: after" {
-		t.Errorf("replies = %q, want original and after once each", got)
+	// A sentinel in the same room: its messages are handled in order, so a
+	// wrongly repeated or edited turn is answered before the sentinel.
+	w.alice.say(t, room, "sentinel")
+	var got []string
+	waitFor(t, "the sentinel's echo", func() bool {
+		got = w.replies(t, room)
+		return len(got) > 0 && got[len(got)-1] == "echo: sentinel"
+	})
+	if strings.Join(got, "|") != "echo: original|echo: after|echo: sentinel" {
+		t.Errorf("replies = %q, want original and after once each, then the sentinel", got)
 	}
-	if tx := strings.Join(w.turns.Texts(), "|"); tx != "original|after" {
-		t.Errorf("turns = %q", tx)
+	if tx := strings.Join(w.turns.Texts(), "|"); tx != "original|after|sentinel" {
+		t.Errorf("turns = %q, want original|after|sentinel", tx)
 	}
 }
 
