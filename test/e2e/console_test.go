@@ -378,9 +378,85 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	})
 
+	// Invites: one made on the console admits its holder once; a revoked
+	// one admits nobody.
+	t.Run("invites", func(t *testing.T) {
+		open(t, "/console/access", "access-before-invite")
+		invite := func(t *testing.T) string {
+			t.Helper()
+			b.SetValue(t, "#inv-role", "member")
+			b.SetValue(t, "#inv-conn", "dev")
+			if resp := b.Submit(t, "#invite-submit"); resp.Status != http.StatusOK {
+				t.Fatalf("create invite: %d", resp.Status)
+			}
+			if ok := b.Attr(t, "#flash", "data-ok"); ok != "true" {
+				t.Fatalf("creating an invite: %s", b.Text(t, "#flash"))
+			}
+			v := browser.Eval[string](t, b, `document.querySelector('#copy-value').value`)
+			if !strings.HasPrefix(v, "/start ") {
+				t.Fatalf("the invite to copy is %q, want /start TOKEN", v)
+			}
+			return v
+		}
+		start := invite(t)
+		visit(t, "access-invite")
+		if got := e.send("dev", "frank", start); !strings.Contains(strings.ToLower(got), "welcome") {
+			t.Fatalf("%s from a stranger: %q", start, got)
+		}
+		if got := e.send("dev", "frank", "hi"); got != "echo: hi" {
+			t.Fatalf("the invited user: %q", got)
+		}
+		if got := e.send("dev", "grace", start); !strings.Contains(got, "not valid") {
+			t.Fatalf("a used invite again: %q", got)
+		}
+
+		revoked := invite(t)
+		if n := b.Count(t, "tr[data-invite]"); n != 1 {
+			t.Fatalf("%d unused invites listed, want the new one", n)
+		}
+		if resp := b.Submit(t, `tr[data-invite] button[data-action="revoke"]`); resp.Status != http.StatusOK {
+			t.Fatalf("revoke invite: %d", resp.Status)
+		}
+		if ok := b.Attr(t, "#flash", "data-ok"); ok != "true" {
+			t.Fatalf("revoking the invite: %s", b.Text(t, "#flash"))
+		}
+		if got := e.send("dev", "grace", revoked); !strings.Contains(got, "not valid") {
+			t.Fatalf("a revoked invite admitted grace: %q", got)
+		}
+	})
+
+	// Stopping carol's session from the console: her next message starts
+	// a new one.
+	t.Run("stop session", func(t *testing.T) {
+		open(t, "/console/sessions", "sessions-before-stop")
+		sid := browser.Eval[string](t, b, `(() => { const r = [...document.querySelectorAll('#sessions tr[data-session]')].find(r => r.innerText.includes('local:carol')); return r ? r.dataset.session : ''; })()`)
+		if sid == "" {
+			t.Fatalf("no session of local:carol on /console/sessions: %s", b.Text(t, "#sessions"))
+		}
+		row := fmt.Sprintf(`#sessions tr[data-session=%q]`, sid)
+		if resp := b.Submit(t, row+` button[data-action="stop"]`); resp.Status != http.StatusOK {
+			t.Fatalf("stop: %d", resp.Status)
+		}
+		if ok := b.Attr(t, "#flash", "data-ok"); ok != "true" {
+			t.Fatalf("stopping the session: %s", b.Text(t, "#flash"))
+		}
+		if got := e.send("dev", "carol", "still there?"); got != "echo: still there?" {
+			t.Fatalf("carol after her session was stopped: %q", got)
+		}
+		var starts []string
+		for _, r := range e.records() {
+			if r.Kind == "session-start" && r.User == "local:carol" {
+				starts = append(starts, r.SessionID)
+			}
+		}
+		if len(starts) < 2 || starts[len(starts)-1] == sid {
+			t.Errorf("carol's sessions %v after stopping %s: want a new one", starts, sid)
+		}
+	})
+
 	t.Run("other pages", func(t *testing.T) {
 		for _, p := range []struct{ path, name, want string }{
-			{"/console/", "overview-again", "main"},
+			{"/console/", "overview-again", `tr[data-connector="dev"][data-state="running"]`},
 			{"/console/sessions", "sessions", "main"},
 			{"/console/audit", "audit", "main"},
 			{"/console/policy", "policy-page", "#pg-eval"},
