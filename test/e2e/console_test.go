@@ -109,10 +109,14 @@ connectors:
 // pairing with a role and a workspace and see the stranger admitted on
 // the next chat message, see a denial on the live page within a second
 // of the message, open a turn's trace, evaluate a recorded decision's
-// input in the playground. Every page is screenshotted and measured; any
-// console error or CSP violation fails the test. Then, without the
-// browser, a state change without the session cookie (401) or with a bad
-// CSRF token (403) changes nothing.
+// input in the playground (same decision, same reason), make and revoke
+// invites, stop a session; every page again on a phone. Every page is
+// screenshotted and measured; any console error or CSP violation fails
+// the test. Then the attacks: without the browser, a state change without
+// the session cookie (401), with a missing or bad CSRF token or a foreign
+// Origin (403); in it, a page on another local port posting the approve
+// form with the operator's cookie, and framing the console. None changes
+// anything.
 func TestConsoleInBrowser(t *testing.T) {
 	if why := browser.Missing(); why != "" {
 		browser.Unavailable(t, why) // before anything starts
