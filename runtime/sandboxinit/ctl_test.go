@@ -80,7 +80,6 @@ func TestParseReplyStrict(t *testing.T) {
 // host is the test's end of a control channel served by a real server in
 // this process (it forks real children; the reaper runs on SIGCHLD).
 type host struct {
-	t     *testing.T
 	fd    int
 	s     *server
 	swept chan struct{}
@@ -120,14 +119,16 @@ func newHost(t *testing.T) *host {
 	t.Cleanup(func() {
 		signal.Stop(sigs)
 		close(stop)
+		// Only the host's end: the server then reads EOF and stops on
+		// its own descriptor. Closing that one under its goroutines would
+		// let them act on the number once a later test reuses it.
 		unix.Close(fds[0])
-		unix.Close(fds[1])
 	})
-	return &host{t: t, fd: fds[0], s: s, swept: swept}
+	return &host{fd: fds[0], s: s, swept: swept}
 }
 
-func (h *host) sendRaw(raw string, files ...*os.File) {
-	h.t.Helper()
+func (h *host) sendRaw(t testing.TB, raw string, files ...*os.File) {
+	t.Helper()
 	var oob []byte
 	if len(files) > 0 {
 		fds := make([]int, len(files))
@@ -137,22 +138,22 @@ func (h *host) sendRaw(raw string, files ...*os.File) {
 		oob = unix.UnixRights(fds...)
 	}
 	if err := unix.Sendmsg(h.fd, []byte(raw), oob, nil, 0); err != nil {
-		h.t.Fatal(err)
+		t.Fatal(err)
 	}
 }
 
-func (h *host) recv() Reply {
-	h.t.Helper()
+func (h *host) recv(t testing.TB) Reply {
+	t.Helper()
 	buf := make([]byte, MaxMessage)
 	tv := unix.NsecToTimeval(int64(30 * time.Second))
 	unix.SetsockoptTimeval(h.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 	n, _, _, _, err := unix.Recvmsg(h.fd, buf, nil, 0)
 	if err != nil {
-		h.t.Fatalf("no reply from init: %v", err)
+		t.Fatalf("no reply from init: %v", err)
 	}
 	r, err := ParseReply(buf[:n])
 	if err != nil {
-		h.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return r
 }
@@ -210,15 +211,15 @@ func TestServerRunsTurns(t *testing.T) {
 		t.Helper()
 		turn++
 		p := newPipes(t)
-		h.sendRaw(startReq(turn, args...), p.inR, p.outW, p.errW)
+		h.sendRaw(t, startReq(turn, args...), p.inR, p.outW, p.errW)
 		p.sent()
-		r := h.recv()
+		r := h.recv(t)
 		if r.Op != OpStarted || r.Turn != turn || r.Pid <= 0 {
 			t.Fatalf("start: %+v", r)
 		}
 		go func() { io.WriteString(p.inW, stdin); p.inW.Close() }()
 		out, errOut := readAll(t, p.outR), readAll(t, p.errR)
-		return h.recv(), out, errOut
+		return h.recv(t), out, errOut
 	}
 	t.Run("exit code and streams", func(t *testing.T) {
 		r, out, errOut := run("", "/bin/sh", "-c", "echo out; echo err >&2; exit 3")
@@ -256,9 +257,9 @@ func TestServerRunsTurns(t *testing.T) {
 	t.Run("not found", func(t *testing.T) {
 		turn++
 		p := newPipes(t)
-		h.sendRaw(startReq(turn, "no-such-command"), p.inR, p.outW, p.errW)
+		h.sendRaw(t, startReq(turn, "no-such-command"), p.inR, p.outW, p.errW)
 		p.sent()
-		if r := h.recv(); r.Op != OpError || !strings.Contains(r.Error, "not found") {
+		if r := h.recv(t); r.Op != OpError || !strings.Contains(r.Error, "not found") {
 			t.Fatalf("reply %+v, want not found", r)
 		}
 	})
@@ -285,9 +286,9 @@ func TestServerRefusesMalformedRequests(t *testing.T) {
 			if tc.extra {
 				files = append(files, p.inW)
 			}
-			h.sendRaw(tc.raw, files...)
+			h.sendRaw(t, tc.raw, files...)
 			p.sent()
-			if r := h.recv(); r.Op != OpError || r.Error == "" {
+			if r := h.recv(t); r.Op != OpError || r.Error == "" {
 				t.Fatalf("reply %+v, want an error", r)
 			}
 			if out := readAll(t, p.outR); out != "" {
@@ -302,24 +303,24 @@ func TestServerRefusesMalformedRequests(t *testing.T) {
 func TestServerKill(t *testing.T) {
 	h := newHost(t)
 	p := newPipes(t)
-	h.sendRaw(startReq(1, "/bin/sh", "-c", "sleep 300 & sleep 301"), p.inR, p.outW, p.errW)
+	h.sendRaw(t, startReq(1, "/bin/sh", "-c", "sleep 300 & sleep 301"), p.inR, p.outW, p.errW)
 	p.sent()
-	if r := h.recv(); r.Op != OpStarted {
+	if r := h.recv(t); r.Op != OpStarted {
 		t.Fatalf("start: %+v", r)
 	}
 	q := newPipes(t)
-	h.sendRaw(startReq(2, "/bin/true"), q.inR, q.outW, q.errW)
+	h.sendRaw(t, startReq(2, "/bin/true"), q.inR, q.outW, q.errW)
 	q.sent()
-	if r := h.recv(); r.Op != OpError || r.Turn != 2 {
+	if r := h.recv(t); r.Op != OpError || r.Turn != 2 {
 		t.Fatalf("a second turn while one runs: %+v, want refused", r)
 	}
-	h.sendRaw(`{"op":"kill","turn":1}`)
+	h.sendRaw(t, `{"op":"kill","turn":1}`)
 	select {
 	case <-h.swept:
 	case <-time.After(10 * time.Second):
 		t.Fatal("kill did not sweep")
 	}
-	if r := h.recv(); r.Op != OpExit || r.Turn != 1 || r.Code != 128+9 {
+	if r := h.recv(t); r.Op != OpExit || r.Turn != 1 || r.Code != 128+9 {
 		t.Fatalf("exit %+v, want 137", r)
 	}
 	// The background sleep was in the group: the pipe's last writer is gone.
