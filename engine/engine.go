@@ -470,9 +470,11 @@ func readResult(entry Entry, v ast.Value) (*result, error) {
 	return res, nil
 }
 
-// field is obj[name], or nil.
+// field is obj[name], or nil. The name's term is made once (keyTerm):
+// OPA's InternedTerm would make a new one per look-up for "reasons",
+// "rate_limits" and every other name outside its own table.
 func field(obj ast.Object, name string) ast.Value {
-	if t := obj.Get(ast.InternedTerm(name)); t != nil {
+	if t := obj.Get(keyTerm(name)); t != nil {
 		return t.Value
 	}
 	return nil
