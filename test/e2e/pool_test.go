@@ -68,23 +68,33 @@ func TestWarmPoolSessionsStayIsolated(t *testing.T) {
 }
 
 // waitPoolReady waits until the gateway reports a pre-started sandbox ready
-// (parachute_pool_ready ≥ 1) and fails the test if none is within d.
+// (parachute_pool_ready ≥ 1) and fails the test, with the last value seen,
+// if none is within d. It polls the metric every 50 ms: the pool lives
+// inside the gateway, and this end-to-end test sees it only as an operator
+// would, through /metrics.
 func (e *env) waitPoolReady(t *testing.T, d time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(d)
+	last := "no answer from /metrics"
 	for {
 		resp, err := http.Get("http://" + e.g.AdminAddr().String() + "/metrics")
-		if err == nil {
+		if err != nil {
+			last = err.Error()
+		} else {
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
+			last = "no parachute_pool_ready line"
 			for _, line := range strings.Split(string(b), "\n") {
-				if v, ok := strings.CutPrefix(line, "parachute_pool_ready "); ok && v != "0" {
-					return
+				if v, ok := strings.CutPrefix(line, "parachute_pool_ready "); ok {
+					if v != "0" {
+						return
+					}
+					last = "parachute_pool_ready " + v
 				}
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no pooled sandbox was ready within %v", d)
+			t.Fatalf("no pooled sandbox was ready within %v (last: %s)", d, last)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
