@@ -100,7 +100,9 @@ func New(t testing.TB) *Browser {
 		Unavailable(t, why)
 	}
 	dir := t.TempDir()
+	out := &tailBuffer{max: 8 << 10}
 	opts := []chromedp.ExecAllocatorOption{
+		chromedp.CombinedOutput(out), // Chromium's own complaints, for a start that fails
 		chromedp.ExecPath(ExecPath),
 		chromedp.UserDataDir(filepath.Join(dir, "profile")),
 		chromedp.WindowSize(Width, Height),
@@ -128,8 +130,9 @@ func New(t testing.TB) *Browser {
 	start := time.Now()
 	// The first Run starts the browser; it must not carry a deadline, or
 	// the deadline would stop the browser. A start that hangs is bounded
-	// by the allocator's own read timeout of the DevTools address.
-	messages := chromedp.Console(ctx)
+	// by the allocator's own read timeout of the DevTools address. Only one
+	// call may try: a second start after a failed one makes chromedp
+	// close a channel twice and panic, so the console is subscribed after.
 	if err := chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, tgt *chromedp.Target) error {
 		if _, err := cdp.Call(ctx, tgt, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: cspProbe}); err != nil {
 			return err
@@ -140,10 +143,16 @@ func New(t testing.TB) *Browser {
 		return err
 	})); err != nil {
 		b.cancel()
-		t.Fatalf("browser: starting %s: %v", ExecPath, err)
+		msg := err.Error()
+		if o := strings.TrimSpace(out.String()); o != "" && !strings.Contains(msg, o) {
+			msg += "\nits output ended with:\n" + o
+		}
+		t.Fatalf("browser: starting %s: %s", ExecPath, msg)
 	}
 	b.Started = time.Since(start)
-	go b.collect(messages)
+	// Nothing has loaded yet (the tab shows about:blank): no message is
+	// lost by subscribing now.
+	go b.collect(chromedp.Console(ctx))
 	t.Cleanup(func() {
 		if problems, err := b.problems(); err != nil {
 			t.Errorf("browser: reading the console: %v", err)
@@ -685,4 +694,27 @@ func jsString(s string) string {
 	}
 	sb.WriteByte('"')
 	return sb.String()
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (w *tailBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.b = append(w.b, p...)
+	if len(w.b) > w.max {
+		w.b = append([]byte(nil), w.b[len(w.b)-w.max:]...)
+	}
+	return len(p), nil
+}
+
+func (w *tailBuffer) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return string(w.b)
 }
