@@ -5,9 +5,7 @@ package parachute.egress
 
 import data.parachute.lib
 
-s := input.session
-
-settings := lib.role_settings(s.role)
+settings := lib.role_settings(input.session.role)
 
 host := lower(input.host)
 
@@ -36,7 +34,7 @@ private_ranges := [
 	"64:ff9b:1::/48", "2001::/23", "ff00::/8",
 ]
 
-deny contains "network-disabled" if not s.network == true
+deny contains "network-disabled" if not input.session.network == true
 
 # Negations only ever negate a rule: "not f(x)" is not true when x is
 # undefined, and a missing field must deny.

@@ -5,9 +5,7 @@ package parachute.model
 
 import data.parachute.lib
 
-s := input.session
-
-settings := lib.role_settings(s.role)
+settings := lib.role_settings(input.session.role)
 
 budget := settings.tokens_per_day
 
@@ -123,7 +121,7 @@ deny contains "invalid-provider-tools" if not extras_ok
 
 deny contains "provider-tool-needs-network" if {
 	count(provider_side) > 0
-	not s.network
+	not input.session.network
 }
 
 deny contains "provider-tool-not-allowed" if {
@@ -134,7 +132,7 @@ deny contains "provider-tool-not-allowed" if {
 deny contains "model-beta-needs-network" if {
 	some b in betas
 	network_beta(b)
-	not s.network
+	not input.session.network
 }
 
 deny contains "model-beta-not-allowed" if {
@@ -158,7 +156,7 @@ reply := "Your daily model budget is used up. It resets at midnight UTC." if {
 } else := ""
 
 rate_limits := [{
-	"key": concat(":", ["model", s.identity]),
+	"key": concat(":", ["model", input.session.identity]),
 	"rate": settings.model_call_rate,
 	"burst": settings.model_call_burst,
 }]

@@ -6,11 +6,9 @@ package parachute.session
 
 import data.parachute.lib
 
-s := input.session
+connector := lib.connector(input.session.connector)
 
-connector := lib.connector(s.connector)
-
-settings := lib.role_settings(s.role)
+settings := lib.role_settings(input.session.role)
 
 is_public if connector.public == true
 
@@ -19,43 +17,43 @@ is_public if connector.public == true
 direct_ok if {
 	not is_public
 	connector.allow_direct == true
-	s.role == "owner"
-	connector.owners[lib.platform_id(s.identity)]
-	not s.unverified == true
+	input.session.role == "owner"
+	connector.owners[lib.platform_id(input.session.identity)]
+	not input.session.unverified == true
 }
 
 is_direct if {
-	s.trust_level == "direct"
+	input.session.trust_level == "direct"
 	direct_ok
 }
 
 deny contains "unknown-connector" if not connector
 
-valid_trust if s.trust_level in {"sandboxed", "direct"}
+valid_trust if input.session.trust_level in {"sandboxed", "direct"}
 
-known_role if lib.builtin_role(s.role)
+known_role if lib.builtin_role(input.session.role)
 
 deny contains "invalid-trust-level" if not valid_trust
 
 deny contains "direct-trust-public-bot" if {
-	s.trust_level == "direct"
+	input.session.trust_level == "direct"
 	is_public
 }
 
 deny contains "direct-trust-not-permitted" if {
-	s.trust_level == "direct"
+	input.session.trust_level == "direct"
 	not direct_ok
 }
 
 # Negations only ever negate a rule: "not f(x)" is not true when x is
 # undefined, and a missing field must deny.
-workspace_ok if lib.valid_workspace(s.workspace)
+workspace_ok if lib.valid_workspace(input.session.workspace)
 
 session_ok if {
-	is_string(s.id)
-	s.id != ""
-	is_string(s.identity)
-	s.identity != ""
+	is_string(input.session.id)
+	input.session.id != ""
+	is_string(input.session.identity)
+	input.session.identity != ""
 }
 
 deny contains "invalid-workspace" if not workspace_ok
@@ -63,11 +61,11 @@ deny contains "invalid-workspace" if not workspace_ok
 deny contains "invalid-session" if not session_ok
 
 # Guests, public bots and unverified senders get the strict profile.
-strict if s.role == "guest"
+strict if input.session.role == "guest"
 
 strict if is_public
 
-strict if s.unverified == true
+strict if input.session.unverified == true
 
 strict if not known_role
 
@@ -91,7 +89,7 @@ hooks if {
 default network := false
 
 network if {
-	s.network == true
+	input.session.network == true
 	connector.network_enabled == true
 	settings.network == true
 }
@@ -101,7 +99,7 @@ network if {
 # read_only false (its senders' writes are refused call by call), so the
 # connector's read_only must hold here too.
 read_only := false if {
-	s.read_only == false
+	input.session.read_only == false
 	not connector.read_only == true
 } else := true
 
@@ -115,7 +113,7 @@ runtime_classes := {"runc", "gvisor"}
 
 gvisor_forced if is_public
 
-gvisor_forced if s.unverified == true
+gvisor_forced if input.session.unverified == true
 
 gvisor_forced if not known_role
 
