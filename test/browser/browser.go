@@ -99,11 +99,17 @@ func New(t testing.TB) *Browser {
 	if why := Missing(); why != "" {
 		Unavailable(t, why)
 	}
+	return start(t, ExecPath)
+}
+
+// start is New with the browser at path.
+func start(t testing.TB, path string) *Browser {
+	t.Helper()
 	dir := t.TempDir()
 	out := &tailBuffer{max: 8 << 10}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.CombinedOutput(out), // Chromium's own complaints, for a start that fails
-		chromedp.ExecPath(ExecPath),
+		chromedp.ExecPath(path),
 		chromedp.UserDataDir(filepath.Join(dir, "profile")),
 		chromedp.WindowSize(Width, Height),
 		chromedp.NoFirstRun,
@@ -147,7 +153,7 @@ func New(t testing.TB) *Browser {
 		if o := strings.TrimSpace(out.String()); o != "" && !strings.Contains(msg, o) {
 			msg += "\nits output ended with:\n" + o
 		}
-		t.Fatalf("browser: starting %s: %s", ExecPath, msg)
+		t.Fatalf("browser: starting %s: %s", path, msg)
 	}
 	b.Started = time.Since(start)
 	// Nothing has loaded yet (the tab shows about:blank): no message is

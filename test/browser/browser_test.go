@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -243,5 +245,42 @@ func TestWaitFailsAtItsDeadline(t *testing.T) {
 	}
 	if took < budget || took > budget+2*time.Second {
 		t.Errorf("WaitTrueErr took %v with a %v budget", took, budget)
+	}
+}
+
+// fatalTB is a testing.TB whose Fatalf ends the goroutine (as the real
+// one does) after keeping the message, to watch a helper fail a test.
+type fatalTB struct {
+	testing.TB
+	mu       sync.Mutex
+	fatal    string
+	cleanups []func()
+}
+
+func (f *fatalTB) Helper() {}
+func (f *fatalTB) Fatalf(format string, args ...any) {
+	f.mu.Lock()
+	f.fatal = fmt.Sprintf(format, args...)
+	f.mu.Unlock()
+	runtime.Goexit()
+}
+func (f *fatalTB) Cleanup(fn func()) { f.cleanups = append(f.cleanups, fn) }
+
+// TestBrokenBrowserFailsTheTest: a browser that exits at once fails the
+// test with what it said, and does not take the test binary down (a
+// second start attempt after a failed one made chromedp panic).
+func TestBrokenBrowserFailsTheTest(t *testing.T) {
+	f := &fatalTB{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		start(f, "/bin/false")
+	}()
+	<-done
+	for i := len(f.cleanups) - 1; i >= 0; i-- {
+		f.cleanups[i]()
+	}
+	if !strings.Contains(f.fatal, "starting /bin/false") {
+		t.Fatalf("a browser that exits at once: Fatalf %q, want it named", f.fatal)
 	}
 }
