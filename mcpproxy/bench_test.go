@@ -24,13 +24,13 @@ const benchClients = 8
 // same transport options, and the proxy session. Every decision is made
 // durable as in production: a signed audit log on this machine's disk
 // (the test's temporary folder), fsynced before the call goes on.
-func benchSetup(b *testing.B) (direct, proxied *mcp.ClientSession, s *Session) {
+func benchSetup(b *testing.B) (direct, proxied *mcp.ClientSession, s *Session, log *audit.Log) {
 	b.Helper()
 	f := newFixture(b)
 	state := b.TempDir()
 	key, err := audit.OpenKey(filepath.Join(state, audit.KeyFileName))
 	must(b, err)
-	log, err := audit.Open(filepath.Join(state, "audit"), audit.Options{Signer: key})
+	log, err = audit.Open(filepath.Join(state, "audit"), audit.Options{Signer: key})
 	must(b, err)
 	b.Cleanup(func() { log.Close() })
 	p, err := New(context.Background(), Options{Decider: newFastEngine(b, audit.Recorder{Log: log}), Vault: f.vault, Builtin: true})
@@ -45,7 +45,7 @@ func benchSetup(b *testing.B) (direct, proxied *mcp.ClientSession, s *Session) {
 	srv := v.MCPServer()
 	plain := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv },
 		&mcp.StreamableHTTPOptions{JSONResponse: true, DisableLocalhostProtection: true})
-	return connectHTTP(b, plain), connectHTTP(b, s.Handler()), s
+	return connectHTTP(b, plain), connectHTTP(b, s.Handler()), s, log
 }
 
 func readNotes(b *testing.B, cs *mcp.ClientSession, path string) time.Duration {
@@ -68,7 +68,7 @@ func pct(d []time.Duration, p float64) float64 {
 // resolution included), both over a unix socket, and reports both latency
 // distributions and the difference of their medians and 99th percentiles.
 func BenchmarkProxyOverhead(b *testing.B) {
-	direct, proxied, _ := benchSetup(b)
+	direct, proxied, _, _ := benchSetup(b)
 	for range 200 { // warm up both paths
 		readNotes(b, direct, "notes.md")
 		readNotes(b, proxied, "/workspace/notes.md")
@@ -95,7 +95,7 @@ func BenchmarkProxyOverhead(b *testing.B) {
 // and connection over the unix socket, and reports calls/s. Each call's
 // record is durable before its result is returned.
 func BenchmarkProxyThroughput(b *testing.B) {
-	_, first, s := benchSetup(b)
+	_, first, s, log := benchSetup(b)
 	clients := []*mcp.ClientSession{first}
 	for len(clients) < benchClients {
 		clients = append(clients, connectHTTP(b, s.Handler()))
@@ -112,7 +112,7 @@ func BenchmarkProxyThroughput(b *testing.B) {
 		return left >= 0
 	}
 	b.ResetTimer()
-	start := time.Now()
+	start, syncs := time.Now(), log.Syncs()
 	var wg sync.WaitGroup
 	for _, c := range clients {
 		wg.Go(func() {
@@ -123,13 +123,14 @@ func BenchmarkProxyThroughput(b *testing.B) {
 	}
 	wg.Wait()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
+	b.ReportMetric(float64(b.N)/float64(log.Syncs()-syncs), "records/fsync")
 }
 
 // BenchmarkDecideAndResolve is the proxy's own work per call without any
 // transport: argument decoding, path resolution, the policy decision and
 // the built-in read.
 func BenchmarkDecideAndResolve(b *testing.B) {
-	_, _, s := benchSetup(b)
+	_, _, s, _ := benchSetup(b)
 	e := s.p.catalog.byName["read_file"]
 	raw := []byte(`{"path":"/workspace/notes.md"}`)
 	lat := make([]time.Duration, 0, b.N)
