@@ -99,7 +99,11 @@ type listedPackage struct {
 
 func listPackages(t *testing.T, root string) []listedPackage {
 	t.Helper()
-	cmd := exec.Command("go", "list", "-tags", "goolm", "-export", "-deps", "-json=ImportPath,Dir,Export,GoFiles", "./...")
+	goTool := "go" // the toolchain that runs this test, if it can be found
+	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileExists(p) {
+		goTool = p
+	}
+	cmd := exec.Command(goTool, "list", "-tags", "goolm", "-export", "-deps", "-json=ImportPath,Dir,Export,GoFiles", "./...")
 	cmd.Dir = root
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -222,4 +226,9 @@ func appendsThrough(t types.Type) bool {
 		return false
 	}
 	return slices.ContainsFunc(slices.Collect(it.Methods()), func(m *types.Func) bool { return m.Name() == "Append" })
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
