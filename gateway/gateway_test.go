@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -116,9 +117,23 @@ roles:
 			t.Errorf("Run: %v", err)
 		}
 	})
-	<-g.Ready()
+	waitReady(t, g, done)
 	waitAddr(t, conn)
 	return g, conn, cfg
+}
+
+// waitReady waits until Run has started everything, failing the test if
+// Run returns first (its error is put back on done) or 30 s pass.
+func waitReady(t testing.TB, g *gateway.Gateway, done chan error) {
+	t.Helper()
+	select {
+	case <-g.Ready():
+	case err := <-done:
+		done <- err
+		t.Fatalf("Run returned before the gateway was ready: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the gateway was not ready within 30 s")
+	}
 }
 
 func send(t *testing.T, c *local.Connector, user, text string) string {

@@ -85,7 +85,7 @@ func startWith(t *testing.T, cfg *config.Config, rts map[string]sessions.Sandbox
 			t.Errorf("Run: %v", err)
 		}
 	})
-	<-g.Ready()
+	waitReady(t, g, done)
 	waitAddr(t, conn)
 	return g, conn, logs
 }
