@@ -394,6 +394,16 @@ func (b *Browser) Enter(t testing.TB) *network.Response {
 	return b.orLoaded(t, resp)
 }
 
+// WaitFocus waits until the element matching sel has the keyboard focus
+// (autofocus is applied a moment after the page loads), failing t if it
+// does not within d.
+func (b *Browser) WaitFocus(t testing.TB, sel string, d time.Duration) {
+	t.Helper()
+	if err := b.WaitTrueErr("the focus on "+sel, fmt.Sprintf(`document.activeElement !== null && document.activeElement.matches(%s)`, jsString(sel)), d); err != nil {
+		b.fail(t, "focus-failure", "%v (the focus is on %s)", err, b.Focused(t))
+	}
+}
+
 // Focused describes the element with the keyboard focus: its tag, id and
 // text, or "body" when nothing has it.
 func (b *Browser) Focused(t testing.TB) string {
@@ -437,12 +447,18 @@ func (b *Browser) WaitTrue(t testing.TB, what, js string, d time.Duration) {
 
 // WaitTrueErr is WaitTrue returning the failure instead of failing the test.
 func (b *Browser) WaitTrueErr(what, js string, d time.Duration) error {
+	// Re-checked on every DOM change (at once) and every frame (what no
+	// mutation shows, as the focus moving).
 	expr := fmt.Sprintf(`new Promise((resolve) => {
   const check = () => { try { return !!(%s); } catch (e) { return false; } };
   if (check()) { resolve(true); return; }
-  const obs = new MutationObserver(() => { if (check()) { obs.disconnect(); clearTimeout(timer); resolve(true); } });
+  let done = false;
+  const finish = (v) => { if (done) return; done = true; obs.disconnect(); clearTimeout(timer); resolve(v); };
+  const obs = new MutationObserver(() => { if (check()) finish(true); });
   obs.observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
-  const timer = setTimeout(() => { obs.disconnect(); resolve(check()); }, %d);
+  const frame = () => { if (done) return; if (check()) { finish(true); return; } requestAnimationFrame(frame); };
+  requestAnimationFrame(frame);
+  const timer = setTimeout(() => finish(check()), %d);
 })`, js, d.Milliseconds())
 	ctx, cancel := context.WithTimeout(b.ctx, d+StepTimeout)
 	defer cancel()

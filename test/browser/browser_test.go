@@ -116,8 +116,9 @@ func TestSmoke(t *testing.T) {
 
 	// From the keyboard: the autofocused button takes Enter.
 	b.Go(t, srv.URL+"/keyboard")
+	b.WaitFocus(t, "button#go", 2*time.Second)
 	if f := b.Focused(t); !strings.HasPrefix(f, "button#go") {
-		t.Errorf("focus on %s, want the autofocused button#go", f)
+		t.Errorf("Focused says %s, want the autofocused button#go", f)
 	}
 	if resp := b.Enter(t); !strings.Contains(resp.URL, "/done?name=kb") {
 		t.Errorf("Enter on the autofocused button went to %s", resp.URL)
