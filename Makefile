@@ -45,9 +45,10 @@ bench:
 LADDER        ?= 50,100,200
 WARM_POOL     ?= 1
 WARM_POOL_MAX ?= 0
+RAMP          ?= 0s
 bench-load:
 	$(GO) test -tags $(TAGS) -run '^$$' -bench LoadLadder -benchtime 1x -timeout 60m ./test/load \
-	  -ladder $(LADDER) -warm-pool $(WARM_POOL) -warm-pool-max $(WARM_POOL_MAX)
+	  -ladder $(LADDER) -warm-pool $(WARM_POOL) -warm-pool-max $(WARM_POOL_MAX) -ramp $(RAMP)
 
 # run: build and serve examples/local.yaml, saying what it is doing (the
 # first run fetches and compiles a few minutes); stop: stop that gateway

@@ -10,6 +10,7 @@
 //
 //	make bench-load                      # N = 50, 100, 200
 //	make bench-load LADDER=50 WARM_POOL=4 WARM_POOL_MAX=16
+//	make bench-load LADDER=50 RAMP=10s      # arrivals spread over 10 s
 //	go test -tags goolm -run '^$' -bench LoadLadder -benchtime 1x ./test/load -ladder 50
 //
 // It needs root, containerd and runc (test/deps/00-base.sh); without them

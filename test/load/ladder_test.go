@@ -44,6 +44,8 @@ var (
 		"runtime.warm_pool of the gateway under load (env WARM_POOL)")
 	warmPoolMaxFlag = flag.Int("warm-pool-max", envInt("WARM_POOL_MAX", 0),
 		"runtime.warm_pool_max, 0 to leave it unset (env WARM_POOL_MAX)")
+	rampFlag = flag.Duration("ramp", envDuration("RAMP", 0),
+		"spread the users' arrivals evenly over this long instead of all at once (env RAMP)")
 )
 
 // results collects the rungs run, printed as one table at the end.
@@ -244,15 +246,21 @@ model:
 		waitPoolReady(b, g, *warmPoolFlag, 2*time.Minute)
 	}
 
+	if *rampFlag > 0 {
+		pool += " ramp " + rampFlag.String()
+	}
 	res := Result{Users: n, WarmPool: pool, Turns: make([]Turn, 0, n*(1+laterTurns))}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	start := make(chan struct{})
-	for _, u := range users {
+	for i, u := range users {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			<-start
+			if *rampFlag > 0 {
+				time.Sleep(*rampFlag * time.Duration(i) / time.Duration(n)) // the arrival schedule, not a wait for an event
+			}
 			word := "load-" + u + "-" + randomHex()
 			turns := []Turn{send(client, url, u, "/write notes.txt "+word, "")}
 			turns[0].First = true
@@ -281,7 +289,9 @@ model:
 	logFailures(b, res)
 	logMetrics(b, g)
 	b.Logf("host load average at the end of the burst: %s (2 cores, shared)", loadAvg())
-	res.IdleMemMB, res.IdlePssMB, res.Sandboxes, res.MemoryNote = idleMemory(addr, cfg.Runtime.Namespace)
+	var pooled int
+	res.IdleMemMB, res.IdlePssMB, res.Sandboxes, pooled, res.MemoryNote = idleMemory(addr, cfg.Runtime.Namespace)
+	b.Logf("session sandboxes: %d, of which %d came from the warm pool", res.Sandboxes, pooled)
 	stop()
 	return res
 }
@@ -530,16 +540,16 @@ func waitPoolReady(b *testing.B, g *gateway.Gateway, want int, d time.Duration) 
 // pool) once every turn has ended: the mean of their cgroup's memory
 // (memory.current on cgroup v2, memory.usage_in_bytes on v1) and of the
 // proportional set size of their PID 1 and its shim.
-func idleMemory(addr, ns string) (cgMB, pssMB float64, count int, note string) {
+func idleMemory(addr, ns string) (cgMB, pssMB float64, count, pooled int, note string) {
 	ctx := namespaces.WithNamespace(context.Background(), ns)
 	c, err := containerd.New(addr)
 	if err != nil {
-		return 0, 0, 0, err.Error()
+		return 0, 0, 0, 0, err.Error()
 	}
 	defer c.Close()
 	ctrs, err := c.Containers(ctx)
 	if err != nil {
-		return 0, 0, 0, err.Error()
+		return 0, 0, 0, 0, err.Error()
 	}
 	var cgSum, pssSum float64
 	var cgN, pssN int
@@ -547,6 +557,9 @@ func idleMemory(addr, ns string) (cgMB, pssMB float64, count int, note string) {
 		labels, err := ctr.Labels(ctx)
 		if err != nil || strings.HasPrefix(labels[runtime.LabelSession], "pool-") {
 			continue // waiting in the pool, not a session's
+		}
+		if strings.HasPrefix(ctr.ID(), "parachute-pool-") {
+			pooled++
 		}
 		task, err := ctr.Task(ctx, nil)
 		if err != nil {
@@ -576,7 +589,7 @@ func idleMemory(addr, ns string) (cgMB, pssMB float64, count int, note string) {
 	if cgN == 0 && pssN == 0 {
 		note = fmt.Sprintf("no idle sandbox could be measured (%d containers)", len(ctrs))
 	}
-	return cgMB, pssMB, max(cgN, pssN), note
+	return cgMB, pssMB, max(cgN, pssN), pooled, note
 }
 
 // cgroupMemory is the memory charged to pid's cgroup, in bytes.
@@ -706,6 +719,13 @@ func randomHex() string {
 func repoRoot() string {
 	_, file, _, _ := goruntime.Caller(0)
 	return filepath.Dir(filepath.Dir(filepath.Dir(file)))
+}
+
+func envDuration(k string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(os.Getenv(k)); err == nil {
+		return v
+	}
+	return def
 }
 
 func envInt(k string, def int) int {

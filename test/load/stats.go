@@ -112,7 +112,7 @@ func (r Result) Percentile(first bool, p float64) time.Duration {
 
 // WriteTable prints the results, one row per rung.
 func WriteTable(w io.Writer, rs []Result) {
-	fmt.Fprintf(w, "%6s %9s %8s %9s %10s %10s %10s %10s %7s  %-24s %11s %11s\n",
+	fmt.Fprintf(w, "%6s %16s %8s %9s %10s %10s %10s %10s %7s  %-24s %11s %11s\n",
 		"users", "warm_pool", "turns", "turns/s", "first p50", "first p95", "later p50", "later p95", "failed", "causes", "idle cg MB", "idle pss MB")
 	for _, r := range rs {
 		failed, by := r.Failed()
@@ -124,7 +124,7 @@ func WriteTable(w io.Writer, rs []Result) {
 		if len(causes) == 0 {
 			causes = []string{"-"}
 		}
-		fmt.Fprintf(w, "%6d %9s %8d %9.1f %10s %10s %10s %10s %7d  %-24s %11.1f %11.1f\n",
+		fmt.Fprintf(w, "%6d %16s %8d %9.1f %10s %10s %10s %10s %7d  %-24s %11.1f %11.1f\n",
 			r.Users, r.WarmPool, len(r.Turns), r.TurnsPerSecond(),
 			ms(r.Percentile(true, 50)), ms(r.Percentile(true, 95)), ms(r.Percentile(false, 50)), ms(r.Percentile(false, 95)),
 			failed, strings.Join(causes, ","), r.IdleMemMB, r.IdlePssMB)
