@@ -316,7 +316,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		if resp := b.Submit(t, "#live-filters button"); resp.Status != http.StatusOK {
 			t.Fatalf("filtered live page: %d", resp.Status)
 		}
-		b.Wait(t, "#live-rows tr[data-seq]", 2*time.Second)
+		b.WaitTrue(t, "the filtered page's rows", `location.search.includes('allow=false') && document.readyState === 'complete' && document.querySelector('#live-rows tr[data-seq]') !== null`, 2*time.Second)
 		got := browser.Eval[[]string](t, b, `[...document.querySelectorAll('#live-rows tr[data-seq]')].map(r => r.dataset.kind + ' ' + r.dataset.allow + ' ' + r.innerText.includes('local:mallory'))`)
 		for _, r := range got {
 			if r != "message false true" {
