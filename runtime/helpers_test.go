@@ -68,6 +68,9 @@ func testRuntime(t testing.TB, mod ...func(*ContainerdOptions)) *Containerd {
 	addr := ctrd.Start(t)
 	ctx := context.Background()
 	opts := ContainerdOptions{Address: addr, SeccompDir: testSeccompDir, StopTimeout: 5 * time.Second}
+	// PARACHUTE_TEST_EXEC=runc runs every test that does not choose its
+	// exec path with runc exec'd turns (the fallback).
+	opts.NoInitExec = os.Getenv("PARACHUTE_TEST_EXEC") == "runc"
 	for _, m := range mod {
 		m(&opts)
 	}

@@ -283,7 +283,7 @@ func TestTurnHostileBothPaths(t *testing.T) {
 				}
 			})
 			t.Run("fork bomb", func(t *testing.T) {
-				res, err := sb.Exec(context.Background(), Turn{Args: []string{"/bin/sh", "-c", "sleep 300 & b() { b | b & }; b; wait"}, Timeout: 2 * time.Second})
+				res, err := sb.Exec(context.Background(), Turn{Args: []string{"/bin/sh", "-c", "sleep 300 & (b() { b | b & }; b); wait"}, Timeout: 2 * time.Second})
 				if err != nil || !res.TimedOut {
 					t.Fatalf("%+v %v, want timed out", res, err)
 				}
@@ -321,7 +321,7 @@ func TestTurnHostileBothPaths(t *testing.T) {
 // never connects (an image from before the channel), and a channel that
 // broke after some turns.
 func TestInitFallback(t *testing.T) {
-	rt := testRuntime(t, func(o *ContainerdOptions) { o.InitConnectTimeout = 300 * time.Millisecond })
+	rt := testRuntime(t, func(o *ContainerdOptions) { o.NoInitExec, o.InitConnectTimeout = false, 300*time.Millisecond })
 	t.Run("PID 1 never connects", func(t *testing.T) {
 		sb, _ := startSandbox(t, rt, limitsProfile("strict", true), func(s *Spec) { s.Init = []string{"/parachute", "sleep", "300"} })
 		res, out, _ := run(t, sb, "/bin/sh", "-c", "echo ran; exit 4")
@@ -358,7 +358,7 @@ func ic(sb Sandbox) *initChan { return sb.(*ctrSandbox).ictl }
 // A sandbox removed as an orphan (by another runtime value, as at the
 // next gateway start) takes its control folder with it.
 func TestInitDirRemovedWithOrphan(t *testing.T) {
-	rt := testRuntime(t)
+	rt := testRuntimeVia(t, false)
 	sb, _ := startSandbox(t, rt, limitsProfile("strict", true))
 	run(t, sb, "/parachute", "sleep", "0")
 	dir := ic(sb).dir

@@ -24,9 +24,11 @@ const maxFDs = 8
 type server struct {
 	fd int // connected SOCK_SEQPACKET socket, close-on-exec
 
-	mu   sync.Mutex
-	turn uint64 // the running turn, 0 when none
-	pid  int    // its process (and process group)
+	mu       sync.Mutex
+	turn     uint64 // the running turn, 0 when none
+	pid      int    // its process (and process group)
+	sweeping bool   // the turn was killed: report its exit once all are gone
+	exit     *Reply // the turn's exit, reaped but not yet reported
 
 	out   chan Reply // to the sender goroutine
 	sweep func()     // kill(-1, SIGKILL); tests record it instead
@@ -162,11 +164,30 @@ func (s *server) start(req Request, fds []int) {
 }
 
 // kill ends the turn's process group and then sweeps the sandbox, as
-// SIGUSR1 does: nothing a timed-out turn started survives it.
+// SIGUSR1 does: nothing a timed-out turn started survives it. The turn's
+// exit is then reported only once every process but PID 1 is gone and
+// reaped, so the next turn never meets a dying straggler (or its zombie
+// holding a slot of the PID limit).
 func (s *server) kill(req Request) {
 	s.mu.Lock()
 	if s.pid != 0 && s.turn == req.Turn {
 		syscall.Kill(-s.pid, syscall.SIGKILL)
+		s.sweeping = true
+	}
+	s.mu.Unlock()
+	s.sweep()
+}
+
+// sweepAll is SIGUSR1's sweep (the host's fallback when the channel
+// cannot carry a kill): as kill, for whatever turn runs.
+func (s *server) sweepAll() {
+	if s == nil {
+		sweep()
+		return
+	}
+	s.mu.Lock()
+	if s.pid != 0 {
+		s.sweeping = true
 	}
 	s.mu.Unlock()
 	s.sweep()
@@ -204,6 +225,16 @@ func sweep() {
 	}
 }
 
+// sweepPending says whether a killed turn's exit waits for the sweep.
+func (s *server) sweepPending() bool {
+	if s == nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.exit != nil && s.sweeping
+}
+
 // reap collects every exited child without blocking and reports the
 // turn's exit: its status, or 128+N for a death by signal N (what the
 // shim reports for an exec'd process).
@@ -218,11 +249,17 @@ func (s *server) reap() {
 		var ws syscall.WaitStatus
 		pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
 		if pid <= 0 || err != nil {
+			// No more exited children. A killed turn's exit waits until
+			// there are no children at all (ECHILD): every process the
+			// sweep hit has died and been reaped.
+			if s.exit != nil && (!s.sweeping || errors.Is(err, syscall.ECHILD)) {
+				s.post(*s.exit)
+				s.exit, s.turn, s.pid, s.sweeping = nil, 0, 0, false
+			}
 			return
 		}
-		if pid == s.pid {
-			s.post(Reply{Op: OpExit, Turn: s.turn, Pid: pid, Code: exitCode(ws)})
-			s.turn, s.pid = 0, 0
+		if s.exit == nil && pid == s.pid {
+			s.exit = &Reply{Op: OpExit, Turn: s.turn, Pid: pid, Code: exitCode(ws)}
 		}
 	}
 }

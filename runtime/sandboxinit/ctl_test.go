@@ -148,6 +148,9 @@ func (h *host) recv(t testing.TB) Reply {
 	tv := unix.NsecToTimeval(int64(30 * time.Second))
 	unix.SetsockoptTimeval(h.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 	n, _, _, _, err := unix.Recvmsg(h.fd, buf, nil, 0)
+	for errors.Is(err, unix.EINTR) { // SIGCHLD; a receive timeout makes it not restart
+		n, _, _, _, err = unix.Recvmsg(h.fd, buf, nil, 0)
+	}
 	if err != nil {
 		t.Fatalf("no reply from init: %v", err)
 	}
@@ -207,7 +210,7 @@ func TestServerRunsTurns(t *testing.T) {
 	}
 	h := newHost(t)
 	turn := uint64(0)
-	run := func(stdin string, args ...string) (Reply, string, string) {
+	run := func(t *testing.T, stdin string, args ...string) (Reply, string, string) {
 		t.Helper()
 		turn++
 		p := newPipes(t)
@@ -222,26 +225,26 @@ func TestServerRunsTurns(t *testing.T) {
 		return h.recv(t), out, errOut
 	}
 	t.Run("exit code and streams", func(t *testing.T) {
-		r, out, errOut := run("", "/bin/sh", "-c", "echo out; echo err >&2; exit 3")
+		r, out, errOut := run(t, "", "/bin/sh", "-c", "echo out; echo err >&2; exit 3")
 		if r.Op != OpExit || r.Code != 3 || out != "out\n" || errOut != "err\n" {
 			t.Fatalf("reply %+v, stdout %q, stderr %q", r, out, errOut)
 		}
 	})
 	t.Run("stdin to EOF", func(t *testing.T) {
-		r, out, _ := run("hello init", "cat") // found in the turn's PATH
+		r, out, _ := run(t, "hello init", "cat") // found in the turn's PATH
 		if r.Code != 0 || out != "hello init" {
 			t.Fatalf("reply %+v, stdout %q", r, out)
 		}
 	})
 	t.Run("death by signal is 128+N", func(t *testing.T) {
-		r, _, _ := run("", "/bin/sh", "-c", "kill -TERM $$")
+		r, _, _ := run(t, "", "/bin/sh", "-c", "kill -TERM $$")
 		if r.Code != 128+int(syscall.SIGTERM) {
 			t.Fatalf("reply %+v, want code %d", r, 128+int(syscall.SIGTERM))
 		}
 	})
 	t.Run("only 0, 1 and 2 are open in the turn", func(t *testing.T) {
 		// ls's own listing descriptor is 3.
-		_, out, _ := run("", "/bin/ls", "/proc/self/fd")
+		_, out, _ := run(t, "", "/bin/ls", "/proc/self/fd")
 		fds := strings.Fields(out)
 		sort.Strings(fds)
 		if strings.Join(fds, " ") != "0 1 2 3" {
@@ -249,7 +252,7 @@ func TestServerRunsTurns(t *testing.T) {
 		}
 	})
 	t.Run("own process group", func(t *testing.T) {
-		_, out, _ := run("", "/bin/sh", "-c", `echo $$; cut -d' ' -f5 /proc/$$/stat`)
+		_, out, _ := run(t, "", "/bin/sh", "-c", `echo $$; cut -d' ' -f5 /proc/$$/stat`)
 		if f := strings.Fields(out); len(f) != 2 || f[0] != f[1] {
 			t.Fatalf("pid and process group: %q, want equal", out)
 		}

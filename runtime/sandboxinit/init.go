@@ -58,12 +58,16 @@ func Run() error {
 	// SIGCHLDs coalesce; a slow sweep catches any zombie a lost signal left.
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
+	// While a killed turn's exit waits for the sweep to finish, reap
+	// often: the host waits for that exit.
+	var retry <-chan time.Time
 	for {
 		select {
+		case <-retry:
 		case sig := <-sigs:
 			switch sig {
 			case syscall.SIGUSR1:
-				syscall.Kill(-1, syscall.SIGKILL)
+				srv.sweepAll()
 			case syscall.SIGTERM, syscall.SIGINT:
 				syscall.Kill(-1, syscall.SIGKILL)
 				srv.reap()
@@ -72,6 +76,10 @@ func Run() error {
 		case <-tick.C:
 		}
 		srv.reap()
+		retry = nil
+		if srv.sweepPending() {
+			retry = time.After(20 * time.Millisecond)
+		}
 	}
 }
 
