@@ -169,6 +169,11 @@ func (ic *initChan) accept(pid, uid int, timeout time.Duration) {
 	conn, err := ic.ln.AcceptUnix()
 	ic.ln.Close()
 	os.Remove(filepath.Join(ic.dir, sandboxinit.ControlSocket))
+	if errors.Is(err, net.ErrClosed) {
+		// Stopped before PID 1 connected: nothing to say.
+		ic.err = fmt.Errorf("%w: stopped before PID 1 connected", errInitDown)
+		return
+	}
 	if err != nil {
 		ic.err = fmt.Errorf("%w: PID 1 did not connect: %w", errInitDown, err)
 		ic.log.Warn("sandbox init did not connect to its control socket (an image built before this gateway? rebuild it: parachute image build); turns use runc exec",
