@@ -295,6 +295,9 @@ func (b *ctrSandbox) execInit(ctx context.Context, conn *net.UnixConn, t Turn) (
 	if raw, err := sandboxinit.MarshalRequest(req); err != nil || len(raw) > sandboxinit.MaxMessage {
 		return Result{}, errFallBack // too large for one message: runc exec carries it
 	}
+	if err := ctx.Err(); err != nil {
+		return Result{}, err // start nothing for a caller already gone
+	}
 	var p turnPipes
 	if err := p.open(); err != nil {
 		return Result{}, fmt.Errorf("runtime: turn pipes: %w", err)
@@ -310,7 +313,12 @@ func (b *ctrSandbox) execInit(ctx context.Context, conn *net.UnixConn, t Turn) (
 	conn.SetReadDeadline(time.Now().Add(b.rt.opts.StopTimeout))
 	r, err := ic.recv(conn, turn)
 	if err != nil {
+		// PID 1 may have started the turn without saying so: sweep, as
+		// for a timeout, and stop using the channel.
 		ic.fail(err)
+		kctx, cancel := context.WithTimeout(context.WithoutCancel(b.rt.ns(ctx)), b.rt.opts.StopTimeout)
+		b.task.Kill(kctx, syscall.SIGUSR1)
+		cancel()
 		return Result{}, fmt.Errorf("runtime: start turn through init: %w", err)
 	}
 	if r.Op == sandboxinit.OpError {
@@ -346,8 +354,10 @@ func (b *ctrSandbox) execInit(ctx context.Context, conn *net.UnixConn, t Turn) (
 			exitC <- exit{code: r.Code}
 		}
 	}()
-	// killTurn: SIGKILL the turn's group and sweep, through init; SIGUSR1
-	// through containerd as well if the channel cannot carry it.
+	// kill: SIGKILL the turn's group and sweep, through init, or with
+	// SIGUSR1 through containerd if the channel cannot carry it; then wait
+	// (StopTimeout at most) for the exit, which init reports once the
+	// sweep is complete.
 	kill := func() exit {
 		if err := ic.send(conn, sandboxinit.Request{Op: sandboxinit.OpKill, Turn: turn}); err != nil {
 			kctx, cancel := context.WithTimeout(context.WithoutCancel(b.rt.ns(ctx)), b.rt.opts.StopTimeout)
@@ -359,8 +369,10 @@ func (b *ctrSandbox) execInit(ctx context.Context, conn *net.UnixConn, t Turn) (
 			return e
 		case <-time.After(b.rt.opts.StopTimeout):
 			conn.SetReadDeadline(time.Now()) // ends the reader
-			e := <-exitC
-			return exit{code: int(unknownExit), err: fmt.Errorf("turn did not die after SIGKILL: %w", e.err)}
+			if e := <-exitC; e.err == nil {
+				return e // it came just now
+			}
+			return exit{code: unknownExit, err: errors.New("turn did not die after SIGKILL")}
 		}
 	}
 
