@@ -1,6 +1,7 @@
 package sandboxinit
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"os"
@@ -329,5 +330,41 @@ func TestServerKill(t *testing.T) {
 	// The background sleep was in the group: the pipe's last writer is gone.
 	if out := readAll(t, p.outR); out != "" {
 		t.Fatalf("stdout %q", out)
+	}
+}
+
+// After a kill, the turn's exit is reported only once every process left
+// has died and been reaped. Here the straggler is in another session, so
+// the group kill misses it (in a sandbox the sweep would not) and it ends
+// on its own a second later; this test process stands in for PID 1 as a
+// child subreaper, so the orphan comes to it.
+func TestServerKillWaitsForStragglers(t *testing.T) {
+	if _, err := os.Stat("/usr/bin/setsid"); err != nil {
+		t.Skip("no setsid")
+	}
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Skipf("PR_SET_CHILD_SUBREAPER: %v", err)
+	}
+	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+	h := newHost(t)
+	p := newPipes(t)
+	h.sendRaw(t, startReq(1, "/bin/sh", "-c", "/usr/bin/setsid /bin/sh -c 'echo forked; exec sleep 1' </dev/null 2>/dev/null & exec sleep 300"), p.inR, p.outW, p.errW)
+	p.sent()
+	if r := h.recv(t); r.Op != OpStarted {
+		t.Fatalf("start: %+v", r)
+	}
+	// Kill only once the straggler is in its own session (it says so).
+	p.outR.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if line, err := bufio.NewReader(p.outR).ReadString('\n'); line != "forked\n" {
+		t.Fatalf("turn said %q, %v", line, err)
+	}
+	killed := time.Now()
+	h.sendRaw(t, `{"op":"kill","turn":1}`)
+	r := h.recv(t)
+	if r.Op != OpExit || r.Code != 128+9 {
+		t.Fatalf("exit %+v, want 137", r)
+	}
+	if d := time.Since(killed); d < 500*time.Millisecond {
+		t.Fatalf("exit reported %v after the kill, while the straggler (1 s) still lived", d)
 	}
 }
