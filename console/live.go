@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -123,17 +124,68 @@ func kindsOffered() []string {
 	return out
 }
 
-// LiveBacklog is how far back a new live stream starts.
-const LiveBacklog = 5 * time.Minute
+// LiveBacklog is how far back a new live stream starts, and
+// LiveBacklogMax how many of the newest records in that window it starts
+// with at most: it reads the log from its newest file back, only the
+// files holding them.
+const (
+	LiveBacklog    = 5 * time.Minute
+	LiveBacklogMax = 500
+)
+
+// readCounter is implemented by a backend that counts the console's reads
+// of the audit log: the tests bound each page's cost with it.
+type readCounter interface{ AuditReadStats() *audit.ReadStats }
+
+// readOpts adds the backend's read counter to o.
+func (c *Console) readOpts(o audit.ReadOptions) audit.ReadOptions {
+	if rc, ok := c.b.(readCounter); ok {
+		o.Stats = rc.AuditReadStats()
+	}
+	return o
+}
+
+// Looking records up by decision ID reads only the time around the ID's
+// time, not the whole log: a decision's records are written after it, the
+// log's clock may read a little behind the engine's (idSlack), a decision
+// is recorded as it is decided (decisionWindow), and a turn's trace ends at
+// the first record written TraceQuiet after the turn's latest one (turns
+// time out after 2 minutes unless configured longer: runtime.DefaultTurnTimeout).
+// The reads trust the log's time order (audit.ReadOptions.Ordered).
+const (
+	idSlack        = time.Minute
+	decisionWindow = time.Minute
+	TraceQuiet     = 10 * time.Minute
+)
+
+// decisionTime is the time a decision ID carries: the engine's IDs are 32
+// lowercase hex digits, the first 12 the decision's start in Unix
+// milliseconds (engine/engine.go, newID).
+func decisionTime(id string) (time.Time, bool) {
+	if len(id) != 32 || strings.ToLower(id) != id {
+		return time.Time{}, false
+	}
+	b, err := hex.DecodeString(id)
+	if err != nil {
+		return time.Time{}, false
+	}
+	var ms int64
+	for _, x := range b[:6] {
+		ms = ms<<8 | int64(x)
+	}
+	return time.UnixMilli(ms).UTC(), true
+}
 
 // liveHeartbeat keeps an idle stream open through proxies and tells a
 // closed one from a quiet one.
 const liveHeartbeat = 15 * time.Second
 
 // liveEvents streams matching records as server-sent events (event
-// "record", id = seq, data = the row as JSON), starting LiveBacklog ago or
-// after Last-Event-ID when the browser reconnects, then every new record
-// as it is appended (audit.Follow, polled every FollowPoll).
+// "record", id = seq, data = the row as JSON), starting with the newest
+// LiveBacklogMax of the last LiveBacklog, or after Last-Event-ID when the
+// browser reconnects, then every new record as it is appended
+// (audit.Follow, polled every FollowPoll). Opening it reads only the files
+// holding that start.
 func (c *Console) liveEvents(w http.ResponseWriter, r *http.Request, _ *session) {
 	f, err := liveFilter(r.URL.Query())
 	if err != nil {
@@ -152,9 +204,13 @@ func (c *Console) liveEvents(w http.ResponseWriter, r *http.Request, _ *session)
 		return
 	}
 	defer c.streams.Add(-1)
+	opts := c.readOpts(audit.ReadOptions{Filter: f, Since: c.now().Add(-LiveBacklog), Ordered: true, Last: LiveBacklogMax})
 	var after uint64
 	if id := r.Header.Get("Last-Event-ID"); id != "" {
 		after, _ = strconv.ParseUint(id, 10, 64)
+		if after > 0 {
+			opts.FromSeq, opts.Last = after+1, 0 // every record since, from the file holding it
+		}
 	}
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.WriteHeader(http.StatusOK)
@@ -166,8 +222,8 @@ func (c *Console) liveEvents(w http.ResponseWriter, r *http.Request, _ *session)
 	rows := make(chan row, 64)
 	errc := make(chan error, 1)
 	go func() {
-		errc <- audit.Follow(ctx, c.b.AuditDir(), audit.ReadOptions{Filter: f, Since: c.now().Add(-LiveBacklog)}, c.followPoll, func(e audit.Entry) error {
-			if e.Record.Seq <= after || hidden(string(e.Record.Kind)) {
+		errc <- audit.Follow(ctx, c.b.AuditDir(), opts, c.followPoll, func(e audit.Entry) error {
+			if hidden(string(e.Record.Kind)) {
 				return nil
 			}
 			select {
@@ -228,17 +284,49 @@ var stepOrder = map[audit.Kind]int{audit.KindMessageText: 0, audit.KindMessage: 
 	audit.KindSession: 2, audit.KindSessionStart: 2, audit.KindHook: 2, audit.KindSessionStop: 2,
 	audit.KindTool: 3, audit.KindToolList: 3, audit.KindModel: 4, audit.KindEgress: 5}
 
+// readTurn calls add for every record of turn. A turn ID is its message
+// decision's ID, which carries the turn's start: the log is read forward
+// from there (less idSlack) and the read ends at the first record written
+// TraceQuiet after the turn's latest record, so only the files holding
+// the turn are read. Any other ID (none the gateway writes) is looked for
+// from the newest record back, to TraceQuiet before the oldest match: the
+// whole log when there is none.
+func (c *Console) readTurn(turn string, add func(audit.Record)) error {
+	of := func(r audit.Record) bool {
+		return (r.TurnID == turn || r.DecisionID == turn) && r.Kind != audit.KindCheckpoint
+	}
+	if t0, ok := decisionTime(turn); ok {
+		latest := t0
+		return audit.Read(c.b.AuditDir(), c.readOpts(audit.ReadOptions{Since: t0.Add(-idSlack), Ordered: true}), func(e audit.Entry) error {
+			if e.Record.Time.After(latest.Add(TraceQuiet)) {
+				return audit.Stop
+			}
+			if of(e.Record) {
+				if e.Record.Time.After(latest) {
+					latest = e.Record.Time
+				}
+				add(e.Record)
+			}
+			return nil
+		})
+	}
+	var oldest time.Time
+	return audit.ReadBack(c.b.AuditDir(), c.readOpts(audit.ReadOptions{}), func(e audit.Entry) error {
+		if !oldest.IsZero() && e.Record.Time.Before(oldest.Add(-TraceQuiet)) {
+			return audit.Stop
+		}
+		if of(e.Record) {
+			oldest = e.Record.Time
+			add(e.Record)
+		}
+		return nil
+	})
+}
+
 func (c *Console) tracePage(w http.ResponseWriter, r *http.Request, s *session) {
 	turn := r.PathValue("turn")
 	var steps []step
-	err := audit.Read(c.b.AuditDir(), audit.ReadOptions{}, func(e audit.Entry) error {
-		rec := e.Record
-		if rec.TurnID != turn && rec.DecisionID != turn {
-			return nil
-		}
-		if string(rec.Kind) == string(audit.KindCheckpoint) {
-			return nil
-		}
+	err := c.readTurn(turn, func(rec audit.Record) {
 		st := step{row: toRow(rec), Record: rec}
 		if rec.Kind == audit.KindMessageText {
 			st.Text = audit.Escape(rec.Detail["text"])
@@ -257,7 +345,6 @@ func (c *Console) tracePage(w http.ResponseWriter, r *http.Request, s *session) 
 			}
 		}
 		steps = append(steps, st)
-		return nil
 	})
 	slices.SortStableFunc(steps, func(a, b step) int {
 		oa, ok := stepOrder[a.Record.Kind]
@@ -313,35 +400,31 @@ func (c *Console) auditPage(w http.ResponseWriter, r *http.Request, s *session) 
 	if since := strings.TrimSpace(q.Get("since")); since != "" {
 		vals["since"] = since
 		if d, err := time.ParseDuration(since); err == nil && d >= 0 {
-			opts.Since = c.now().Add(-d)
+			opts.Since, opts.Ordered = c.now().Add(-d), true
 		} else if t, err := time.Parse(time.RFC3339, since); err == nil {
-			opts.Since = t
+			opts.Since, opts.Ordered = t, true
 		} else {
 			errs = append(errs, fmt.Sprintf("since %q is neither a duration (10m, 24h) nor an RFC 3339 time", since))
 		}
 	}
-	var before uint64
 	if b := q.Get("before"); b != "" {
-		before, _ = strconv.ParseUint(b, 10, 64)
+		opts.BeforeSeq, _ = strconv.ParseUint(b, 10, 64)
 	}
-	// Newest first: keep the last auditPageSize matches below before.
+	// Newest first, from the newest file back (or the file holding
+	// before): one more match than a page says whether there are more.
 	var page []row
 	more := false
-	err := audit.Read(c.b.AuditDir(), opts, func(e audit.Entry) error {
-		if before != 0 && e.Record.Seq >= before {
-			return nil
+	err := audit.ReadBack(c.b.AuditDir(), c.readOpts(opts), func(e audit.Entry) error {
+		if len(page) == auditPageSize {
+			more = true
+			return audit.Stop
 		}
 		page = append(page, toRow(e.Record))
-		if len(page) > auditPageSize {
-			page = page[1:]
-			more = true
-		}
 		return nil
 	})
 	if err != nil {
 		errs = append(errs, err.Error())
 	}
-	slices.Reverse(page)
 	next := ""
 	if more && len(page) > 0 {
 		nq := url.Values{}

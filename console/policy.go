@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/topdown"
 
@@ -132,25 +133,49 @@ func policyFiles(dir string) ([]policyFile, error) {
 	return out, err
 }
 
-var errFound = errors.New("found")
-
-// recordedInput finds a decision record by decision_id or seq and returns
-// its entry, its stored input (indented) and its decision.
+// recordedInput finds a decision record by seq or decision_id and returns
+// its entry, its stored input (indented) and its decision. A seq is read
+// from the one file holding it; a decision ID from the minutes around the
+// time it carries (see decisionTime), where the decision, not the message
+// text recorded with the same ID, is taken.
 func (c *Console) recordedInput(want string) (string, string, *recorded, error) {
-	var rec *audit.Record
-	err := audit.Read(c.b.AuditDir(), audit.ReadOptions{}, func(e audit.Entry) error {
-		if e.Record.DecisionID == want || strconv.FormatUint(e.Record.Seq, 10) == want {
-			r := e.Record
-			rec = &r
-			return errFound
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, errFound) {
+	var (
+		rec  *audit.Record
+		err  error
+		miss string
+	)
+	keep := func(e audit.Entry) {
+		r := e.Record
+		rec = &r
+	}
+	if seq, perr := strconv.ParseUint(want, 10, 64); perr == nil && seq > 0 && strconv.FormatUint(seq, 10) == want {
+		err = audit.Read(c.b.AuditDir(), c.readOpts(audit.ReadOptions{FromSeq: seq, BeforeSeq: seq + 1}), func(e audit.Entry) error {
+			keep(e)
+			return audit.Stop
+		})
+		miss = fmt.Sprintf("no record with seq %s in the audit log", want)
+	} else if t, ok := decisionTime(want); ok {
+		from, until := t.Add(-idSlack), t.Add(decisionWindow)
+		err = audit.Read(c.b.AuditDir(), c.readOpts(audit.ReadOptions{Since: from, Until: until, Ordered: true}), func(e audit.Entry) error {
+			if e.Record.DecisionID != want {
+				return nil
+			}
+			keep(e)
+			if isEntry(string(e.Record.Kind)) {
+				return audit.Stop
+			}
+			return nil
+		})
+		miss = fmt.Sprintf("no record with decision_id %s written from %s to %s, the minutes around the time the ID carries (`parachute logs decision_id=%s` reads the whole log)",
+			want, from.Format(time.RFC3339), until.Format(time.RFC3339), want)
+	} else {
+		return "", "", nil, fmt.Errorf("%q is neither a record's seq number nor a decision ID (32 hex digits)", want)
+	}
+	if err != nil {
 		return "", "", nil, err
 	}
 	if rec == nil {
-		return "", "", nil, fmt.Errorf("no record with decision_id or seq %q in the audit log", want)
+		return "", "", nil, errors.New(miss)
 	}
 	kind := string(rec.Kind)
 	if !isEntry(kind) {
