@@ -275,3 +275,23 @@ func snippet(body, at string) string {
 	i := max(strings.Index(body, at), 0)
 	return body[i:min(len(body), i+1500)]
 }
+
+// With audit.record_text on, a message's text is recorded just before its
+// decision, with the same decision ID: ?from= takes the decision.
+func TestLookupTakesTheDecisionNotItsText(t *testing.T) {
+	f := newFixture(t)
+	hc, _ := f.login()
+	id := decisionID(time.Now(), 7)
+	for _, r := range []audit.Record{
+		{Kind: audit.KindMessageText, DecisionID: id, Connector: "tg", User: "telegram:1", Detail: map[string]string{"text": "hi"}},
+		{Kind: "message", Decision: "allow", DecisionID: id, Connector: "tg", User: "telegram:1", Input: []byte(`{"connector":"tg"}`)},
+	} {
+		if _, err := f.b.log.Append(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, body := f.get(hc, "/console/policy?from="+id)
+	if !strings.Contains(body, `id="pg-recorded" data-allow="true"`) {
+		t.Fatalf("from=%s did not take the message decision:\n%s", id, snippet(body, "<main"))
+	}
+}
