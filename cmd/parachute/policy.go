@@ -253,7 +253,7 @@ func policyReplay(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	var rec *audit.Record
 	errFound := errors.New("found")
 	err = audit.Read(op.Cfg.Audit.Dir, audit.ReadOptions{}, func(e audit.Entry) error {
-		if e.Record.DecisionID == want || strconv.FormatUint(e.Record.Seq, 10) == want {
+		if (e.Record.DecisionID == want && validEntry(string(e.Record.Kind))) || strconv.FormatUint(e.Record.Seq, 10) == want { // a message's text, recorded just before its decision, carries the decision's ID
 			r := e.Record
 			rec = &r
 			return errFound
