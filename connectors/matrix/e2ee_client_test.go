@@ -5,6 +5,7 @@ package matrix_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"strings"
 	"sync"
 	"testing"
@@ -54,7 +55,7 @@ func newDevice(t testing.TB, p person, crossSign bool) *device {
 	cli.StateStore = st
 	cli.Store = mautrix.NewMemorySyncStore()
 	log := zerolog.Nop()
-	mach := crypto.NewOlmMachine(cli, &log, crypto.NewMemoryStore(nil), st.(crypto.StateStore))
+	mach := crypto.NewOlmMachine(cli, &log, newMemoryStore(), st.(crypto.StateStore))
 	if err := mach.Load(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -191,4 +192,42 @@ func (w *world) encryptedRoom(t testing.TB, p person, direct bool, invite ...str
 	w.creators[out.RoomID] = p
 	w.mu.Unlock()
 	return out.RoomID
+}
+
+// memoryStore is mautrix's crypto.MemoryStore with its signature map
+// guarded: MemoryStore (v0.32.0) writes it under a read lock (PutSignature,
+// DropSignaturesByKey) and hands the inner map out of the lock
+// (GetSignaturesForKeyBy, read by IsKeySignedBy), so a device syncing
+// cross-signing keys while it sends races (go test -race). Tests only: the
+// connector keeps its crypto state in its own store.
+type memoryStore struct {
+	*crypto.MemoryStore
+	sigs sync.RWMutex
+}
+
+func newMemoryStore() *memoryStore { return &memoryStore{MemoryStore: crypto.NewMemoryStore(nil)} }
+
+func (s *memoryStore) PutSignature(ctx context.Context, signedUser id.UserID, signedKey id.Ed25519, signerUser id.UserID, signerKey id.Ed25519, sig string) error {
+	s.sigs.Lock()
+	defer s.sigs.Unlock()
+	return s.MemoryStore.PutSignature(ctx, signedUser, signedKey, signerUser, signerKey, sig)
+}
+
+func (s *memoryStore) DropSignaturesByKey(ctx context.Context, user id.UserID, key id.Ed25519) (int64, error) {
+	s.sigs.Lock()
+	defer s.sigs.Unlock()
+	return s.MemoryStore.DropSignaturesByKey(ctx, user, key)
+}
+
+func (s *memoryStore) GetSignaturesForKeyBy(ctx context.Context, user id.UserID, key id.Ed25519, signer id.UserID) (map[id.Ed25519]string, error) {
+	s.sigs.RLock()
+	defer s.sigs.RUnlock()
+	m, err := s.MemoryStore.GetSignaturesForKeyBy(ctx, user, key, signer)
+	return maps.Clone(m), err
+}
+
+func (s *memoryStore) IsKeySignedBy(ctx context.Context, user id.UserID, key id.Ed25519, signer id.UserID, signerKey id.Ed25519) (bool, error) {
+	s.sigs.RLock()
+	defer s.sigs.RUnlock()
+	return s.MemoryStore.IsKeySignedBy(ctx, user, key, signer, signerKey)
 }

@@ -381,7 +381,7 @@ func crossSigningKeys(t testing.TB, w *world) string {
 	st := mautrix.NewMemoryStateStore()
 	cli.StateStore = st
 	log := zerolog.Nop()
-	mach := crypto.NewOlmMachine(cli, &log, crypto.NewMemoryStore(nil), st.(crypto.StateStore))
+	mach := crypto.NewOlmMachine(cli, &log, newMemoryStore(), st.(crypto.StateStore))
 	if err := mach.Load(ctx); err != nil {
 		t.Fatal(err)
 	}
