@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 	"unicode/utf16"
 
@@ -327,21 +328,54 @@ func TestTelegramChunkedReply(t *testing.T) {
 	}
 }
 
+// TestTelegramFloodAndOutage: getUpdates failing three times is retried
+// with backoff, and a 429 on the reply is retried after its retry_after,
+// not before. Fake time (a synctest bubble, an in-memory fake), so the
+// second of retry_after costs nothing and is measured exactly.
 func TestTelegramFloodAndOutage(t *testing.T) {
-	r := start(t, nil)
-	r.fake.FailGetUpdates(3) // 502 three times: backoff, then recover
-	r.fake.Flood(1, 1)       // first sendMessage: 429 retry_after 1
-	r.fake.Push(fake.Message{FromID: alice, Text: "hi"})
-	got := texts(waitSent(t, r.fake, 1, 15*time.Second))
-	if len(got) != 1 || got[0] != "echo: hi" {
-		t.Fatalf("replies = %q, want one echo after the retry", got)
-	}
-	if n := r.fake.Calls("sendMessage"); n != 2 {
-		t.Errorf("sendMessage called %d times, want 2 (429, then the retry)", n)
-	}
-	if n := r.fake.ChatActions(); n < 1 {
-		t.Errorf("no typing action sent")
-	}
+	synctest.Test(t, func(t *testing.T) {
+		f := fake.NewInMemory(token)
+		f.FailGetUpdates(3) // 502 three times: backoff, then recover
+		f.Flood(1, 1)       // first sendMessage: 429 retry_after 1
+		lg := &testkit.Log{}
+		c, err := telegram.New(telegram.Options{
+			Name: "tg", Token: token, Endpoint: "http://telegram.invalid/bot%s/%s", PollTimeout: time.Second,
+			HTTPClient: &http.Client{Transport: f.Transport()}, Logger: lg.Logger(),
+			Backoff: backoff.Backoff{Min: 5 * time.Millisecond, Max: 20 * time.Millisecond},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		router := testkit.Router(t, testkit.Data("tg", "telegram", []string{"1001"}, []string{"1002"}), &testkit.Turns{}, lg.Logger())
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- c.Run(ctx, router) }()
+		defer func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		}()
+		start := time.Now()
+		f.Push(fake.Message{FromID: alice, Text: "hi"})
+		got := texts(waitSent(t, f, 1, 15*time.Second))
+		if len(got) != 1 || got[0] != "echo: hi" {
+			t.Fatalf("replies = %q, want one echo after the retry; log:\n%.4000s", got, lg.String())
+		}
+		// Three backoffs of at most 20 ms, then the reply's retry_after.
+		if took := time.Since(start); took < time.Second || took > time.Second+100*time.Millisecond {
+			t.Errorf("the reply came %v after the message, want retry_after (1 s) plus the getUpdates backoffs", took)
+		}
+		if n := f.Calls("sendMessage"); n != 2 {
+			t.Errorf("sendMessage called %d times, want 2 (429, then the retry)", n)
+		}
+		if n := f.Calls("getUpdates"); n < 4 {
+			t.Errorf("getUpdates called %d times, want the three failures and a success", n)
+		}
+		if n := f.ChatActions(); n < 1 {
+			t.Errorf("no typing action sent")
+		}
+	})
 }
 
 func webhookRig(t *testing.T, secret string) (*fake.Server, *testkit.Turns, *httptest.Server) {
