@@ -169,6 +169,13 @@ Operator commands (as root: the state dir is root's) find this gateway by
   sudo parachute sessions list
   sudo parachute doctor
 
+The operator console (sessions, approvals, live decisions, turn traces,
+the audit trail, the policy playground) is on http://127.0.0.1:9464/console/
+(loopback only). Sign in with the one-time URL the gateway logs as it
+starts, or print a fresh one (single use, 10 minutes):
+
+  sudo parachute console url --config parachute.yaml
+
 parachute is $BIN (linked from /usr/local/bin/parachute).
 Stop with Ctrl-C, or from another terminal: sudo make stop (stops this
 gateway and the containerd make run started).
