@@ -411,7 +411,7 @@ func TestSpecInitControlMount(t *testing.T) {
 // sandbox or measure time, and init-ctl-ro, whose mount a runc-exec-only
 // sandbox does not have, are compared by result only).
 func TestProbeSameOnBothPaths(t *testing.T) {
-	volatile := map[string]bool{"cgroup-of-init": true, "cpu-ratio": true, "init-ctl-ro": true}
+	volatile := map[string]bool{"cgroup-of-init": true, "cpu-ratio": true, "init-ctl-ro": true, "signals-default": true}
 	for _, seccomp := range []string{"default", "strict"} {
 		t.Run(seccomp, func(t *testing.T) {
 			reports := map[bool]map[string]string{}
