@@ -10,7 +10,9 @@
 // anything, and the gateway still decides.
 //
 // Contract (see docs/agent.md): one JSON Request on stdin; the reply text on
-// stdout and exit 0; or one line on stderr and exit 1. When the gateway
+// stdout and exit 0; or one line on stderr and exit 1; or, when the gateway
+// answered a tool listing or call as busy, one line on stderr and exit
+// ExitBusy (75). When the gateway
 // sets PARACHUTE_PROGRESS=1, the agent may first write progress lines
 // ({"type":"progress","text":…}, one JSON object a line) on stdout, which
 // the chat shows while the turn runs; the reply follows them.
@@ -73,6 +75,11 @@ func Run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, getenv 
 		progress = func(text string) { _, _ = stdout.Write(ProgressLine(text)) }
 	}
 	reply, err := turn(ctx, stdin, getenv, progress)
+	var be *BusyError
+	if errors.As(err, &be) {
+		fmt.Fprintln(stderr, "agent: "+oneLine(err.Error(), 1000))
+		return ExitBusy
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "agent: "+oneLine(err.Error(), 1000))
 		return 1

@@ -6,9 +6,34 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/parachute-gateway/parachute/mcpproxy/busy"
 )
+
+// BusyError is a listing or call the gateway shed because it is saturated
+// (mcpproxy/busy): nothing ran. It ends the turn, whatever the model would
+// do next, so the gateway answers the user "busy, try again" instead of a
+// reply built on a tool that seemed missing or refused.
+type BusyError struct{ RetryAfter time.Duration }
+
+func (e *BusyError) Error() string {
+	return fmt.Sprintf("the gateway is busy; try again in %s", e.RetryAfter)
+}
+
+// ExitBusy is the agent's exit code when its turn ended on a BusyError
+// (EX_TEMPFAIL); the gateway answers it like a message it shed as busy.
+const ExitBusy = 75
+
+// asBusy returns a *BusyError if err is the gateway's busy answer.
+func asBusy(err error) error {
+	if wait, ok := busy.From(err); ok {
+		return &BusyError{RetryAfter: wait}
+	}
+	return nil
+}
 
 // MaxToolOutputBytes bounds what one tool result contributes to the
 // conversation; the rest is cut with a note.
@@ -60,7 +85,10 @@ func (tb *Toolbox) List(ctx context.Context) ([]Tool, error) {
 	tb.tools = map[string]Tool{}
 	for t, err := range tb.session.Tools(ctx, nil) {
 		if err != nil {
-			tb.tools = nil
+			tb.tools, tb.order = nil, nil
+			if be := asBusy(err); be != nil {
+				return nil, be
+			}
 			return nil, fmt.Errorf("listing the gateway's tools: %w", err)
 		}
 		schema, err := json.Marshal(t.InputSchema)
@@ -76,7 +104,8 @@ func (tb *Toolbox) List(ctx context.Context) ([]Tool, error) {
 
 // Call calls a tool. Whatever goes wrong — an unknown tool, bad arguments,
 // a policy denial, a protocol error — comes back as an error result for the
-// model to read; only a cancelled ctx is returned as an error.
+// model to read; only a cancelled ctx and the gateway's busy answer (a
+// *BusyError, from the listing or the call) are returned as errors.
 //
 // A tool the gateway did not list for this session is still sent to the
 // gateway, which decides and records every call: a tool hidden from the
@@ -128,6 +157,9 @@ func (tb *Toolbox) call(ctx context.Context, name string, args json.RawMessage) 
 	}
 	r, err := tb.session.CallTool(ctx, &mcp.CallToolParams{Name: name, Arguments: argv})
 	if err != nil {
+		if be := asBusy(err); be != nil {
+			return ToolResult{}, false, be
+		}
 		if ctx.Err() != nil {
 			return ToolResult{}, false, fmt.Errorf("calling tool %s: %w", name, ctx.Err())
 		}

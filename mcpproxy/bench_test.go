@@ -137,7 +137,7 @@ func BenchmarkDecideAndResolve(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		start := time.Now()
-		if res := s.call(context.Background(), e, raw); res.IsError {
+		if res, _ := s.call(context.Background(), e, raw); res.IsError {
 			b.Fatal(res.Content[0].(*mcp.TextContent).Text)
 		}
 		lat = append(lat, time.Since(start))

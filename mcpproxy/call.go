@@ -6,14 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/parachute-gateway/parachute/engine"
 	"github.com/parachute-gateway/parachute/internal/strictjson"
+	"github.com/parachute-gateway/parachute/mcpproxy/busy"
 	"github.com/parachute-gateway/parachute/mcpproxy/pathguard"
 )
 
@@ -33,24 +36,31 @@ const (
 // handler is the tools/call handler of one catalog entry.
 func (s *Session) handler(e *entry) mcp.ToolHandler {
 	return func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		return s.call(ctx, e, req.Params.Arguments), nil
+		res, wait := s.call(ctx, e, req.Params.Arguments)
+		if wait > 0 {
+			return nil, busy.Error(wait)
+		}
+		return res, nil
 	}
 }
 
-// call decides and, if allowed, forwards one tool call. It always returns a
-// result: a denial or an upstream failure is a result with IsError set.
+// call decides and, if allowed, forwards one tool call. It returns a
+// result (a denial or an upstream failure is a result with IsError set),
+// or, for a call whose decision missed the engine's deadline (overloaded),
+// no result and how long the client should wait: the handler answers it as
+// busy (mcpproxy/busy), never as a denial the agent would pass on as policy.
 //
 // The arguments are read once, strictly (internal/strictjson), and must be
 // declared by the tool's input schema, names compared exactly; the tool is
 // handed a re-encoding of exactly the values policy decided on.
-func (s *Session) call(ctx context.Context, e *entry, raw json.RawMessage) *mcp.CallToolResult {
+func (s *Session) call(ctx context.Context, e *entry, raw json.RawMessage) (*mcp.CallToolResult, time.Duration) {
 	tool := e.facts()
 	args, err := decodeArgs(raw)
 	if err == nil {
 		err = e.checkDeclared(args)
 	}
 	if err != nil {
-		return s.refuse(ctx, tool, ReasonInvalidArguments, err.Error())
+		return s.refuse(ctx, tool, ReasonInvalidArguments, err.Error()), 0
 	}
 	approved, unapproved := s.p.approval(e)
 	tool.Changed, tool.Unapproved = !approved && !unapproved, unapproved
@@ -69,21 +79,24 @@ func (s *Session) call(ctx context.Context, e *entry, raw json.RawMessage) *mcp.
 	d := s.p.opts.Decider.Decide(ctx, in)
 	if tool.Changed {
 		return denied([]string{ReasonToolChanged}, fmt.Sprintf(
-			"the definition of %s changed since it was approved; an operator must run `parachute mcp approve %s`", e.key, e.key))
+			"the definition of %s changed since it was approved; an operator must run `parachute mcp approve %s`", e.key, e.key)), 0
+	}
+	if !d.Allow && slices.Contains(d.Reasons, engine.ReasonOverloaded) {
+		return nil, max(d.RetryAfter, time.Second)
 	}
 	if !d.Allow {
-		return denied(d.Reasons, replyFor(&d))
+		return denied(d.Reasons, replyFor(&d)), 0
 	}
 	for _, p := range paths {
 		if err := p.rewrite(args, s.hostView(e, p.path)); err != nil {
-			return denied([]string{"invalid-path"}, err.Error())
+			return denied([]string{"invalid-path"}, err.Error()), 0
 		}
 	}
 	res, err := s.forward(ctx, e, args)
 	if err != nil {
-		return errResult("error: " + err.Error())
+		return errResult("error: " + err.Error()), 0
 	}
-	return s.clientView(res, s.upstreamRoot(e))
+	return s.clientView(res, s.upstreamRoot(e)), 0
 }
 
 // denied is the result of a refused call: one line naming the reasons and,

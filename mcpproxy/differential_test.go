@@ -52,7 +52,7 @@ func FuzzDecidedPathsAreTouchedPaths(f *testing.F) {
 		e := p.catalog.byName[tools[int(tool)%len(tools)]]
 		before := snapshotMap(t, root)
 		n0 := rec.count()
-		res := s.call(context.Background(), e, json.RawMessage(raw))
+		res, _ := s.call(context.Background(), e, json.RawMessage(raw))
 		last, n := rec.last()
 		changed := diffSnapshots(before, snapshotMap(t, root))
 		if n == n0 {

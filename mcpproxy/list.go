@@ -3,13 +3,16 @@ package mcpproxy
 import (
 	"context"
 	"errors"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/parachute-gateway/parachute/engine"
+	"github.com/parachute-gateway/parachute/mcpproxy/busy"
 )
 
 // EntryToolList is the kind of the one record a tools/list writes: it is
@@ -52,15 +55,31 @@ func (s *Session) filterList(next mcp.MethodHandler) mcp.MethodHandler {
 		}
 		kept := list.Tools[:0]
 		var hidden []string
+		var shed bool
+		var retryAfter time.Duration
 		for _, t := range list.Tools {
-			if reasons := s.hiddenBecause(ctx, t.Name); reasons != nil {
+			reasons, wait := s.hiddenBecause(ctx, t.Name)
+			if slices.Contains(reasons, engine.ReasonOverloaded) {
+				// Not a policy answer: hiding the tool would tell the
+				// agent it does not exist, listing it would show what
+				// policy may refuse. The listing fails as busy.
+				shed, retryAfter = true, max(retryAfter, wait)
+				continue
+			}
+			if reasons != nil {
 				hidden = append(hidden, t.Name+"="+strings.Join(reasons, "+"))
 				continue
 			}
 			kept = append(kept, t)
 		}
 		list.Tools = kept
-		if !s.recordListing(ctx, len(kept), hidden) {
+		if shed {
+			if !s.recordListing(ctx, 0, hidden, true) {
+				return nil, ErrListUnrecorded
+			}
+			return nil, busy.Error(retryAfter)
+		}
+		if !s.recordListing(ctx, len(kept), hidden, false) {
 			return nil, ErrListUnrecorded
 		}
 		return list, nil
@@ -68,15 +87,16 @@ func (s *Session) filterList(next mcp.MethodHandler) mcp.MethodHandler {
 }
 
 // hiddenBecause evaluates, without committing, whether the tool name is
-// shown to the session: nil if it is, else the reasons it is hidden.
-func (s *Session) hiddenBecause(ctx context.Context, name string) []string {
+// shown to the session: nil if it is, else the reasons it is hidden, and
+// the decision's RetryAfter (set when the reason is overloaded).
+func (s *Session) hiddenBecause(ctx context.Context, name string) ([]string, time.Duration) {
 	e, ok := s.p.catalog.byName[name]
 	if !ok {
-		return []string{ReasonNoSuchTool}
+		return []string{ReasonNoSuchTool}, 0
 	}
 	approved, unapproved := s.p.approval(e)
 	if !approved && !unapproved {
-		return []string{reasonHiddenChanged}
+		return []string{reasonHiddenChanged}, 0
 	}
 	d := s.p.opts.Decider.Evaluate(ctx, engine.ToolInput{
 		Session: s.facts(),
@@ -84,21 +104,25 @@ func (s *Session) hiddenBecause(ctx context.Context, name string) []string {
 		Paths:   []engine.PathFacts{},
 	})
 	if d.Allow {
-		return nil
+		return nil, 0
 	}
 	if len(d.Reasons) == 0 {
-		return []string{engine.ReasonNoReason}
+		return []string{engine.ReasonNoReason}, 0
 	}
-	return d.Reasons
+	return d.Reasons, d.RetryAfter
 }
 
 // recordListing commits the one record of a listing; false if it could not
-// be written.
-func (s *Session) recordListing(ctx context.Context, shown int, hidden []string) bool {
+// be written. A shed listing (some decision overloaded) is recorded as a
+// refusal with reason overloaded: nothing was shown.
+func (s *Session) recordListing(ctx context.Context, shown int, hidden []string, shed bool) bool {
 	sort.Strings(hidden)
 	in := engine.ToolInput{Session: s.facts(), Paths: []engine.PathFacts{}}
 	d := s.p.opts.Decider.Deny(in)
 	d.Entry, d.Allow, d.Reasons = EntryToolList, true, nil
+	if shed {
+		d.Allow, d.Reasons = false, []string{engine.ReasonOverloaded}
+	}
 	d.Detail = map[string]string{
 		"listing": "tools/list",
 		"shown":   strconv.Itoa(shown),
@@ -112,7 +136,7 @@ func (s *Session) recordListing(ctx context.Context, shown int, hidden []string)
 		d.Detail["hidden_tools"] = h
 	}
 	s.p.opts.Decider.Commit(ctx, in, &d)
-	return d.Allow
+	return !slices.Contains(d.Reasons, engine.ReasonAuditUnavailable)
 }
 
 func withApproval(t engine.ToolFacts, unapproved bool) engine.ToolFacts {

@@ -74,7 +74,7 @@ func TestSymlinkSwapRace(t *testing.T) {
 				var res *mcp.CallToolResult
 				if i%4 < 2 {
 					e := p.catalog.byName[name]
-					res = s.call(context.Background(), e, raw)
+					res, _ = s.call(context.Background(), e, raw)
 				} else {
 					res, _ = s.vault.Call(context.Background(), name, raw)
 				}
@@ -188,7 +188,7 @@ func TestSwapRaceTargets(t *testing.T) {
 									name = "read_text_file" // the npm server's name for it
 								}
 								raw, _ := json.Marshal(args)
-								res := s.call(context.Background(), p.catalog.byName[name], raw)
+								res, _ := s.call(context.Background(), p.catalog.byName[name], raw)
 								if len(res.Content) > 0 && strings.Contains(res.Content[0].(*mcp.TextContent).Text, canaryText) {
 									escapes.Add(1)
 								}

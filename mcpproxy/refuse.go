@@ -2,6 +2,7 @@ package mcpproxy
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -76,9 +77,11 @@ func (s *Session) refuse(ctx context.Context, tool engine.ToolFacts, reason, det
 		Paths:   []engine.PathFacts{},
 		Invalid: &engine.CallError{Reason: reason, Detail: detail, Suppressed: suppressed},
 	})
-	if d.Allow {
+	if d.Allow || slices.Contains(d.Reasons, engine.ReasonOverloaded) {
 		// Policy must refuse what Go could not read; an allow here is a
-		// policy bug, and the call still does not run.
+		// policy bug, and the call still does not run. An overloaded
+		// decision is answered with Go's reason, not as busy: the call
+		// could never run, so trying again would not help.
 		return denied([]string{reason}, detail)
 	}
 	return denied(d.Reasons, detail)
