@@ -151,6 +151,26 @@ func BusyReply(retryAfter time.Duration) string {
 	return fmt.Sprintf("The gateway is busy; try again in %s.", roundUp(retryAfter))
 }
 
+// BusyTurnError is a turn the gateway shed partway: a tool listing or call
+// of the turn was decided overloaded (recorded as such by the MCP proxy),
+// and the agent ended the turn on it (agent.ExitBusy). The router answers
+// it like an overloaded message decision: BusyReply, and Busy on a
+// BusyReplier. An agent that claims busy falsely gets its user told
+// "busy"; nothing is allowed by it.
+type BusyTurnError struct{ RetryAfter time.Duration }
+
+func (e *BusyTurnError) Error() string {
+	return fmt.Sprintf("the turn was shed as busy (a tool decision was overloaded); retry after %s", e.RetryAfter)
+}
+
+// sayBusy answers a message the gateway shed, at any stage.
+func (r *Router) sayBusy(ctx context.Context, rep Replier, m *Message, retryAfter time.Duration) error {
+	if b, ok := rep.(BusyReplier); ok {
+		b.Busy(retryAfter)
+	}
+	return r.say(ctx, rep, m, BusyReply(retryAfter))
+}
+
 // BusyReplier is a Replier that can mark its reply as a busy one. The
 // router calls Busy before it sends BusyReply; the local connector answers
 // such a request with HTTP 503 and Retry-After instead of 200.
@@ -368,10 +388,7 @@ func (r *Router) handle(ctx context.Context, m *Message, rep Replier) error {
 		}
 		if slices.Contains(d.Reasons, engine.ReasonOverloaded) {
 			// Load shed, said: not the policy's reply, not silence.
-			if b, ok := rep.(BusyReplier); ok {
-				b.Busy(d.RetryAfter)
-			}
-			return r.say(ctx, rep, m, BusyReply(d.RetryAfter))
+			return r.sayBusy(ctx, rep, m, d.RetryAfter)
 		}
 		if cmd == "pair" && d.Bool("may_pair") && r.pairing != nil {
 			return r.pair(ctx, rep, m)

@@ -77,3 +77,40 @@ func TestOverloadedMessageIsToldBusy(t *testing.T) {
 		t.Errorf("%d turns ran for overloaded decisions", turns.n())
 	}
 }
+
+// busyTurns is a session manager whose turn was shed partway: a tool
+// decision of the turn was overloaded and the agent stopped on it.
+type busyTurns struct{ countingTurns }
+
+func (b *busyTurns) Turn(ctx context.Context, req connectors.TurnRequest) (string, error) {
+	_, _ = b.countingTurns.Turn(ctx, req)
+	return "", &connectors.BusyTurnError{RetryAfter: engine.OverloadRetryAfter}
+}
+
+// A turn shed on the tool path is answered like a shed message: the busy
+// reply (not "the agent could not answer"), and a BusyReplier told how
+// long to wait (the local connector's 503 with Retry-After).
+func TestBusyTurnIsToldBusy(t *testing.T) {
+	e, err := engine.New(context.Background(), engine.Options{PolicyDir: policyDir(t), Data: testData(), Recorder: &trail{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	turns := &busyTurns{}
+	r, err := connectors.NewRouter(connectors.RouterOptions{Decider: e, Turns: turns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &busyChat{}
+	if err := r.Handle(context.Background(), msg("alice", "read my notes"), c); err != nil {
+		t.Fatal(err)
+	}
+	if turns.n() != 1 {
+		t.Fatalf("%d turns ran; want 1", turns.n())
+	}
+	if got, want := c.all(), connectors.BusyReply(engine.OverloadRetryAfter); len(got) != 1 || got[0] != want {
+		t.Errorf("told %q, want %q", got, want)
+	}
+	if !slices.Equal(c.waits, []time.Duration{engine.OverloadRetryAfter}) {
+		t.Errorf("Busy called with %v, want [%s]", c.waits, engine.OverloadRetryAfter)
+	}
+}

@@ -2,6 +2,7 @@ package connectors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -204,6 +205,9 @@ func (r *Router) runTurn(ctx context.Context, rep Replier, m *Message, req TurnR
 	s, ok := rep.(Streamer)
 	if !ok {
 		reply, err := r.turns.Turn(ctx, req)
+		if be := (*BusyTurnError)(nil); errors.As(err, &be) {
+			return r.sayBusy(ctx, rep, m, be.RetryAfter)
+		}
 		if err != nil {
 			_ = r.say(ctx, rep, m, TurnFailedReply)
 			return fmt.Errorf("connectors: turn for %s: %w", req.Identity, err)
@@ -214,6 +218,12 @@ func (r *Router) runTurn(ctx context.Context, rep Replier, m *Message, req TurnR
 	st := startStream(ctx, s, m.ChatID, limit, unit)
 	req.Progress = st.Progress
 	reply, err := r.turns.Turn(ctx, req)
+	if be := (*BusyTurnError)(nil); errors.As(err, &be) {
+		if b, ok := rep.(BusyReplier); ok {
+			b.Busy(be.RetryAfter)
+		}
+		return st.finish(ctx, BusyReply(be.RetryAfter))
+	}
 	if err != nil {
 		_ = st.finish(ctx, TurnFailedReply)
 		return fmt.Errorf("connectors: turn for %s: %w", req.Identity, err)

@@ -548,6 +548,10 @@ func (m *Manager) exec(ctx context.Context, l *Live, in turnInput, progress func
 	switch {
 	case res.TimedOut:
 		return "The agent took too long and was stopped.", nil
+	case res.ExitCode == exitBusy:
+		// The proxy answered one of the turn's tool decisions as busy
+		// (overloaded) and the agent stopped: the user is told busy.
+		return "", &connectors.BusyTurnError{RetryAfter: engine.OverloadRetryAfter}
 	case res.ExitCode != 0:
 		msg := firstLine(stderr.String())
 		if msg == "" {
@@ -562,6 +566,10 @@ func (m *Manager) exec(ctx context.Context, l *Live, in turnInput, progress func
 	}
 	return reply, nil
 }
+
+// exitBusy is agent.ExitBusy: the agent's turn ended on the gateway's busy
+// answer to a tool listing or call (docs/agent.md).
+const exitBusy = 75
 
 func firstLine(s string) string {
 	s = strings.TrimSpace(s)
