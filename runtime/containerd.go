@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	goruntime "runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -59,12 +60,17 @@ type ContainerdOptions struct {
 	// Logger gets the init channel's refusals and fallbacks
 	// (slog.Default() if nil).
 	Logger *slog.Logger
+	// StartParallel bounds the session sandbox starts under way at once
+	// (Start, and a warm pool's cold starts and refills, which share the
+	// bound); default max(PoolMinStarts, PoolStartsPerCPU × CPUs).
+	StartParallel int
 }
 
 // Containerd runs session sandboxes as containerd tasks.
 type Containerd struct {
 	opts      ContainerdOptions
 	client    *containerd.Client
+	starts    *startBound
 	unpacked  sync.Map   // image ref -> true once known unpacked
 	dialMu    sync.Mutex // one redial at a time
 	wrapperMu sync.Mutex // one write of the runsc wrapper at a time
@@ -121,7 +127,7 @@ func NewContainerd(ctx context.Context, opts ContainerdOptions) (*Containerd, er
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrUnavailable, opts.Address, err)
 	}
-	return &Containerd{opts: opts, client: cl}, nil
+	return &Containerd{opts: opts, client: cl, starts: newStartBound(opts.StartParallel)}, nil
 }
 
 // Client is the underlying containerd client (doctor and tests use it).
@@ -172,14 +178,100 @@ func (c *Containerd) redial() {
 }
 
 // Start creates and starts the sandbox of one session. Nothing is left
-// behind when it fails.
+// behind when it fails. At most StartParallel starts run at once (a warm
+// pool's included): a start waits for a slot until ctx ends, and then
+// fails with an error naming the wait.
 func (c *Containerd) Start(ctx context.Context, s Spec) (Sandbox, error) {
+	if err := validateSessionID(s.SessionID); err != nil {
+		return nil, err
+	}
+	return c.starts.run(ctx, func() (Sandbox, error) { return c.start(ctx, s) })
+}
+
+// start is Start in a slot already taken.
+func (c *Containerd) start(ctx context.Context, s Spec) (Sandbox, error) {
 	if err := validateSessionID(s.SessionID); err != nil {
 		return nil, err
 	}
 	return c.create(ctx, s, ContainerID(s.SessionID), map[string]string{
 		LabelSession: s.SessionID, LabelOwner: s.Owner, LabelKind: KindSession,
 	})
+}
+
+// startBound bounds the sandbox starts under way at once. A burst of a
+// few hundred sessions starting together leaves the host's CPU to
+// hundreds of runc and shim processes, and the gateway's own decisions
+// then miss their deadline; bounded, the starts finish in turn. One bound
+// serves the runtime's cold starts and a warm pool's claims and refills
+// (the pool keeps its state under mu), so together they never pass it.
+// Waiting starts go before refills: a refill starts only when none waits.
+type startBound struct {
+	mu       sync.Mutex
+	parallel int
+	starting int           // starts under way (cold and refill)
+	waiting  int           // starts waiting for a slot (or a pooled sandbox)
+	changed  chan struct{} // closed (and replaced) when a slot frees or a sandbox is ready
+	freed    func()        // called with mu held when a slot frees (the pool's refills)
+}
+
+func newStartBound(parallel int) *startBound {
+	if parallel <= 0 {
+		parallel = max(PoolMinStarts, PoolStartsPerCPU*goruntime.NumCPU())
+	}
+	return &startBound{parallel: parallel, changed: make(chan struct{})}
+}
+
+// run runs start in a slot, waiting for one until ctx ends.
+func (b *startBound) run(ctx context.Context, start func() (Sandbox, error)) (Sandbox, error) {
+	if err := b.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer b.release()
+	return start()
+}
+
+func (b *startBound) acquire(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for b.starting >= b.parallel {
+		changed := b.changed
+		b.waiting++
+		b.mu.Unlock()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+		}
+		b.mu.Lock()
+		b.waiting--
+		if ctx.Err() != nil {
+			return b.waitErrLocked(ctx)
+		}
+	}
+	b.starting++
+	return nil
+}
+
+func (b *startBound) waitErrLocked(ctx context.Context) error {
+	return fmt.Errorf("runtime: waiting for a sandbox start slot (%d starts under way, the bound): %w", b.starting, context.Cause(ctx))
+}
+
+// release frees a slot, wakes the waiters and lets refills run.
+func (b *startBound) release() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.starting--
+	b.wakeLocked()
+	if b.freed != nil {
+		b.freed()
+	}
+}
+
+// wakeLocked wakes every waiter to look again.
+func (b *startBound) wakeLocked() {
+	if b.waiting > 0 {
+		close(b.changed)
+		b.changed = make(chan struct{})
+	}
 }
 
 // create makes container id from s (workspace, socket, profile, image),

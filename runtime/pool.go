@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	goruntime "runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -42,7 +41,8 @@ import (
 // reservation made before it runs.
 //
 // Starts: at most Parallel sandbox starts run at once, cold starts and
-// refills together, for all profiles. A burst of a few hundred sessions
+// refills together, for all profiles, and the runtime's own cold starts
+// (Containerd.Start, which share the one bound). A burst of a few hundred sessions
 // starting at once leaves the host's CPU to hundreds of runc and shim
 // processes, and the gateway's own decisions then miss their deadline
 // (overloaded); bounded, the starts finish in turn and the sessions
@@ -52,20 +52,19 @@ import (
 // ends. Waiting claims go before refills: a refill starts only when no
 // claim waits, so a claim never waits behind one.
 type Pool struct {
-	c        *Containerd
-	be       poolBackend
-	dir      string
-	size     int
-	max      int
-	parallel int
+	c    *Containerd
+	be   poolBackend
+	dir  string
+	size int
+	max  int
 
-	mu       sync.Mutex
-	keys     map[string]*poolKeyState
-	starting int           // starts under way (cold and refill), all profiles
-	waiting  int           // claims waiting for a start slot or a ready sandbox
-	changed  chan struct{} // closed (and replaced) when a slot frees or a sandbox is ready
-	wg       sync.WaitGroup
-	done     bool
+	// b is the start bound, shared with the runtime's cold starts
+	// (Containerd.Start): its mutex guards the pool's state too, so a
+	// slot, a ready sandbox and the waiters are seen in one place.
+	b    *startBound
+	keys map[string]*poolKeyState
+	wg   sync.WaitGroup
+	done bool
 
 	// refills is the context of background refills, cancelled by Close
 	// so a start stuck in containerd gives up.
@@ -111,7 +110,9 @@ type PoolOptions struct {
 	// pool fixed at Size.
 	Max int
 	// Parallel bounds the sandbox starts under way at once, cold starts
-	// and refills, all profiles together (default PoolStartParallel).
+	// and refills, all profiles together, and the runtime's own
+	// Containerd.Start (the bound is shared; 0 keeps the runtime's
+	// ContainerdOptions.StartParallel).
 	Parallel int
 }
 
@@ -144,23 +145,39 @@ func (c *Containerd) NewPool(opts PoolOptions) (*Pool, error) {
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, err
 	}
-	p := newPool(ctrPool{c: c, dir: opts.Dir}, opts)
+	p := newPoolOn(ctrPool{c: c, dir: opts.Dir}, opts, c.starts)
 	p.c, p.dir = c, opts.Dir
 	return p, nil
 }
 
+// newPool returns a pool over be with a start bound of its own.
 func newPool(be poolBackend, opts PoolOptions) *Pool {
+	return newPoolOn(be, opts, newStartBound(0))
+}
+
+// newPoolOn returns a pool over be sharing the start bound b (the
+// runtime's, so cold starts without the pool count too). A non-zero
+// opts.Parallel sets b's bound.
+func newPoolOn(be poolBackend, opts PoolOptions, b *startBound) *Pool {
 	if opts.Size <= 0 {
 		opts.Size = 1
 	}
 	if opts.Max < opts.Size {
 		opts.Max = opts.Size
 	}
-	if opts.Parallel <= 0 {
-		opts.Parallel = max(PoolMinStarts, PoolStartsPerCPU*goruntime.NumCPU())
-	}
-	p := &Pool{be: be, size: opts.Size, max: opts.Max, parallel: opts.Parallel, keys: map[string]*poolKeyState{}, changed: make(chan struct{})}
+	p := &Pool{be: be, size: opts.Size, max: opts.Max, b: b, keys: map[string]*poolKeyState{}}
 	p.refills, p.cancelRefill = context.WithCancel(context.Background())
+	b.mu.Lock()
+	if opts.Parallel > 0 {
+		b.parallel = opts.Parallel
+	}
+	// A slot freed by a cold start outside the pool lets refills run.
+	b.freed = func() {
+		if !p.done {
+			p.scheduleLocked(time.Now())
+		}
+	}
+	b.mu.Unlock()
 	return p
 }
 
@@ -176,8 +193,8 @@ func poolKey(s Spec) string {
 
 // Ready is how many sandboxes are waiting for a session like s.
 func (p *Pool) Ready(s Spec) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.b.mu.Lock()
+	defer p.b.mu.Unlock()
 	if k := p.keys[poolKey(s)]; k != nil {
 		return len(k.ready)
 	}
@@ -186,8 +203,8 @@ func (p *Pool) Ready(s Spec) int {
 
 // ReadyTotal is how many sandboxes are waiting, for every profile.
 func (p *Pool) ReadyTotal() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.b.mu.Lock()
+	defer p.b.mu.Unlock()
 	n := 0
 	for _, k := range p.keys {
 		n += len(k.ready)
@@ -205,12 +222,12 @@ func (p *Pool) Start(ctx context.Context, s Spec) (Sandbox, error) {
 		return nil, err
 	}
 	if !poolable(s.Profile.RuntimeClass) {
-		return p.be.startCold(ctx, s)
+		return p.b.run(ctx, func() (Sandbox, error) { return p.be.startCold(ctx, s) })
 	}
 	key := poolKey(s)
-	p.mu.Lock()
+	p.b.mu.Lock()
 	if p.done {
-		p.mu.Unlock()
+		p.b.mu.Unlock()
 		return p.be.startCold(ctx, s)
 	}
 	k := p.keys[key]
@@ -226,7 +243,7 @@ func (p *Pool) Start(ctx context.Context, s Spec) (Sandbox, error) {
 	if err == nil {
 		p.scheduleLocked(time.Now())
 	}
-	p.mu.Unlock()
+	p.b.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
@@ -239,7 +256,7 @@ func (p *Pool) Start(ctx context.Context, s Spec) (Sandbox, error) {
 		if errors.Is(err, ErrInvalidSpec) {
 			return nil, err
 		}
-		return p.be.startCold(ctx, s) // unbounded: a rare path, not worth a second wait
+		return p.b.run(ctx, func() (Sandbox, error) { return p.be.startCold(ctx, s) })
 	}
 	if slot {
 		defer p.release()
@@ -248,7 +265,7 @@ func (p *Pool) Start(ctx context.Context, s Spec) (Sandbox, error) {
 }
 
 // takeLocked returns a ready sandbox of k, or takes a start slot (slot),
-// waiting for either while all slots are taken; p.mu is held, and
+// waiting for either while all slots are taken; p.b.mu is held, and
 // released while waiting. A closed pool gives neither (start cold).
 func (p *Pool) takeLocked(ctx context.Context, k *poolKeyState) (w *pooled, slot bool, err error) {
 	for {
@@ -258,41 +275,30 @@ func (p *Pool) takeLocked(ctx context.Context, k *poolKeyState) (w *pooled, slot
 			return w, false, nil
 		case p.done:
 			return nil, false, nil
-		case p.starting < p.parallel:
-			p.starting++
+		case p.b.starting < p.b.parallel:
+			p.b.starting++
 			return nil, true, nil
 		}
-		changed := p.changed
-		p.waiting++
-		p.mu.Unlock()
+		changed := p.b.changed
+		p.b.waiting++
+		p.b.mu.Unlock()
 		select {
 		case <-changed:
 		case <-ctx.Done():
 		}
-		p.mu.Lock()
-		p.waiting--
+		p.b.mu.Lock()
+		p.b.waiting--
 		if ctx.Err() != nil {
-			return nil, false, fmt.Errorf("runtime: waiting for a sandbox start slot (%d starts under way, the bound): %w", p.starting, context.Cause(ctx))
+			return nil, false, p.b.waitErrLocked(ctx)
 		}
 	}
 }
 
-// release frees a cold start's slot.
-func (p *Pool) release() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.starting--
-	p.wakeLocked()
-	p.scheduleLocked(time.Now())
-}
+// release frees a cold start's slot (and schedules refills).
+func (p *Pool) release() { p.b.release() }
 
 // wakeLocked wakes every waiting claim to look again.
-func (p *Pool) wakeLocked() {
-	if p.waiting > 0 {
-		close(p.changed)
-		p.changed = make(chan struct{})
-	}
-}
+func (p *Pool) wakeLocked() { p.b.wakeLocked() }
 
 // poolable says whether sandboxes of a class can be started before their
 // session. gvisor cannot: its gofer serves each bind mount from the folder
@@ -322,9 +328,9 @@ func (p *Pool) scheduleLocked(now time.Time) {
 			continue
 		}
 		target := p.targetLocked(k, now)
-		for !p.done && p.waiting == 0 && p.starting < p.parallel && len(k.ready)+k.starting < target {
+		for !p.done && p.b.waiting == 0 && p.b.starting < p.b.parallel && len(k.ready)+k.starting < target {
 			k.starting++
-			p.starting++
+			p.b.starting++
 			p.wg.Add(1)
 			go p.startOne(k, k.tmpl)
 		}
@@ -338,9 +344,9 @@ func (p *Pool) startOne(k *poolKeyState, tmpl Spec) {
 	if err != nil && w != nil {
 		p.removeBounded(w) // a half-made sandbox
 	}
-	p.mu.Lock()
+	p.b.mu.Lock()
 	k.starting--
-	p.starting--
+	p.b.starting--
 	switch {
 	case err != nil:
 		k.failed = true // cold starts still work; the next claim retries
@@ -354,7 +360,7 @@ func (p *Pool) startOne(k *poolKeyState, tmpl Spec) {
 	if !p.done {
 		p.scheduleLocked(time.Now())
 	}
-	p.mu.Unlock()
+	p.b.mu.Unlock()
 	if w != nil { // finished after Close
 		p.removeBounded(w)
 	}
@@ -376,10 +382,10 @@ func (p *Pool) armTrimLocked(key string, k *poolKeyState) {
 // shrink removes what key holds ready beyond its target (Size after a
 // quiet window), the oldest first.
 func (p *Pool) shrink(key string) {
-	p.mu.Lock()
+	p.b.mu.Lock()
 	k := p.keys[key]
 	if p.done || k == nil {
-		p.mu.Unlock()
+		p.b.mu.Unlock()
 		return
 	}
 	extra := len(k.ready) + k.starting - p.targetLocked(k, time.Now())
@@ -387,7 +393,7 @@ func (p *Pool) shrink(key string) {
 	gone := slices.Clone(k.ready[:extra])
 	k.ready = k.ready[extra:]
 	p.wg.Add(len(gone))
-	p.mu.Unlock()
+	p.b.mu.Unlock()
 	for _, w := range gone {
 		go func() { defer p.wg.Done(); p.removeBounded(w) }()
 	}
@@ -422,7 +428,7 @@ func (p *Pool) Close(ctx context.Context) error {
 		ctx, cancel = context.WithTimeout(ctx, PoolCloseTimeout)
 		defer cancel()
 	}
-	p.mu.Lock()
+	p.b.mu.Lock()
 	p.done = true
 	p.wakeLocked() // waiting claims start cold
 	for _, k := range p.keys {
@@ -430,7 +436,7 @@ func (p *Pool) Close(ctx context.Context) error {
 			k.trim.Stop()
 		}
 	}
-	p.mu.Unlock()
+	p.b.mu.Unlock()
 	if p.cancelRefill != nil {
 		p.cancelRefill()
 	}
@@ -442,13 +448,13 @@ func (p *Pool) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		errs = append(errs, fmt.Errorf("runtime: pool close: a sandbox start still under way (%w); its sandbox may be left for the next start's orphan removal", context.Cause(ctx)))
 	}
-	p.mu.Lock()
+	p.b.mu.Lock()
 	var ready []*pooled
 	for _, k := range p.keys {
 		ready = append(ready, k.ready...)
 		k.ready = nil
 	}
-	p.mu.Unlock()
+	p.b.mu.Unlock()
 	for _, w := range ready {
 		if err := p.be.removePooled(ctx, w); err != nil {
 			errs = append(errs, fmt.Errorf("runtime: pool close: %w", err))
@@ -469,7 +475,9 @@ type ctrPool struct {
 	dir string
 }
 
-func (p ctrPool) startCold(ctx context.Context, s Spec) (Sandbox, error) { return p.c.Start(ctx, s) }
+// startCold runs in a slot the pool took, so not through Containerd.Start
+// (which would take a second one).
+func (p ctrPool) startCold(ctx context.Context, s Spec) (Sandbox, error) { return p.c.start(ctx, s) }
 
 // removePooled removes a waiting sandbox and its staging folders.
 func (p ctrPool) removePooled(ctx context.Context, w *pooled) error {
