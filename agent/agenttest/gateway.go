@@ -22,8 +22,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/parachute-gateway/parachute/mcpproxy/busy"
 
 	"github.com/parachute-gateway/parachute/test/fakes/model"
 )
@@ -42,9 +45,45 @@ type Gateway struct {
 	Socket string      // unix socket path; set PARACHUTE_SOCKET to it
 	Model  *model.Fake // the scripted model behind /v1/
 
-	mu    sync.Mutex
-	files map[string]string // absolute path → content
-	calls []ToolCall
+	mu      sync.Mutex
+	files   map[string]string // absolute path → content
+	calls   []ToolCall
+	shedAll bool            // tools/list answered busy
+	shed    map[string]bool // tools/call of these answered busy
+}
+
+// ShedRetryAfter is the retry delay of the busy answers Shed gives.
+const ShedRetryAfter = 5 * time.Second
+
+// Shed makes the gateway answer as the real one does when a decision
+// missed its deadline (mcpproxy/busy): tools/list fails as busy when list
+// is true, and each call of the named tools fails as busy (recorded in
+// Calls, never run).
+func (g *Gateway) Shed(list bool, tools ...string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.shedAll = list
+	g.shed = map[string]bool{}
+	for _, n := range tools {
+		g.shed[n] = true
+	}
+}
+
+// shedding is receiving middleware answering what Shed names as busy.
+func (g *Gateway) shedding(next mcp.MethodHandler) mcp.MethodHandler {
+	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+		g.mu.Lock()
+		all, shed := g.shedAll, g.shed
+		g.mu.Unlock()
+		switch call, _ := req.(*mcp.CallToolRequest); {
+		case method == "tools/list" && all:
+			return nil, busy.Error(ShedRetryAfter)
+		case method == "tools/call" && call != nil && call.Params != nil && shed[call.Params.Name]:
+			g.record(call.Params.Name, nil)
+			return nil, busy.Error(ShedRetryAfter)
+		}
+		return next(ctx, method, req)
+	}
 }
 
 // New serves a gateway with files (workspace-relative path → content) and
@@ -108,6 +147,7 @@ type searchArgs struct {
 
 func (g *Gateway) mcpServer() *mcp.Server {
 	s := mcp.NewServer(&mcp.Implementation{Name: "agenttest-gateway", Version: "1"}, nil)
+	s.AddReceivingMiddleware(g.shedding)
 	mcp.AddTool(s, &mcp.Tool{Name: "read_file", Description: "Read a file in the workspace."},
 		func(_ context.Context, _ *mcp.CallToolRequest, in pathArgs) (*mcp.CallToolResult, any, error) {
 			g.record("read_file", map[string]any{"path": in.Path})
