@@ -18,6 +18,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/parachute-gateway/parachute/agent"
 	"github.com/parachute-gateway/parachute/audit"
 	"github.com/parachute-gateway/parachute/connectors"
 	"github.com/parachute-gateway/parachute/engine"
@@ -548,7 +549,7 @@ func (m *Manager) exec(ctx context.Context, l *Live, in turnInput, progress func
 	switch {
 	case res.TimedOut:
 		return "The agent took too long and was stopped.", nil
-	case res.ExitCode == exitBusy:
+	case res.ExitCode == agent.ExitBusy:
 		// The proxy answered one of the turn's tool decisions as busy
 		// (overloaded) and the agent stopped: the user is told busy.
 		return "", &connectors.BusyTurnError{RetryAfter: engine.OverloadRetryAfter}
@@ -566,10 +567,6 @@ func (m *Manager) exec(ctx context.Context, l *Live, in turnInput, progress func
 	}
 	return reply, nil
 }
-
-// exitBusy is agent.ExitBusy: the agent's turn ended on the gateway's busy
-// answer to a tool listing or call (docs/agent.md).
-const exitBusy = 75
 
 func firstLine(s string) string {
 	s = strings.TrimSpace(s)
