@@ -243,7 +243,15 @@ type Runtime struct {
 	// history survive, and the next message starts a new sandbox. A
 	// sandbox with a turn in flight is never idle.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// InitExec runs each turn of a runc session sandbox through the
+	// sandbox's PID 1 over its control channel (default true); false is
+	// the switch back to a runc exec per turn (slower; what gVisor and
+	// upstream sandboxes always use).
+	InitExec *bool `yaml:"init_exec"`
 }
+
+// InitExecOn says whether runtime.init_exec is on (the default).
+func (r Runtime) InitExecOn() bool { return r.InitExec == nil || *r.InitExec }
 
 // DefaultPolicyTimeout, MinPolicyTimeout and MaxPolicyTimeout bound
 // policy_timeout (the default is the engine's own, engine.DefaultTimeout).

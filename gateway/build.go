@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/parachute-gateway/parachute/engine"
 	"github.com/parachute-gateway/parachute/runtime"
 	"github.com/parachute-gateway/parachute/sessions"
+	"github.com/rs/zerolog"
 )
 
 // DefaultContainerdSocket is where the gateway looks for containerd when
@@ -34,14 +36,7 @@ func (g *Gateway) runtimes(ctx context.Context) (map[string]sessions.Sandboxes, 
 	if abs, err := filepath.Abs(addr); err == nil {
 		addr = abs
 	}
-	c, err := runtime.NewContainerd(ctx, runtime.ContainerdOptions{
-		Address:    addr,
-		Namespace:  g.cfg.Runtime.Namespace,
-		SeccompDir: filepath.Join(g.cfg.Policies, "seccomp"),
-		// Workspace disk images (disk_mb); the runtime classes (runc,
-		// gvisor) are the runtime's own, chosen per session by policy.
-		DiskDir: filepath.Join(g.cfg.StateDir, "disks"),
-	})
+	c, err := runtime.NewContainerd(ctx, g.containerdOptions(addr))
 	if err != nil {
 		return nil, fmt.Errorf("runtime.containerd_socket: %w (run `parachute doctor`)", err)
 	}
@@ -75,6 +70,30 @@ func (g *Gateway) runtimes(ctx context.Context) (map[string]sessions.Sandboxes, 
 		}
 	}
 	return rts, nil
+}
+
+// containerdOptions are the containerd runtime's options from the config.
+func (g *Gateway) containerdOptions(addr string) runtime.ContainerdOptions {
+	return runtime.ContainerdOptions{
+		Address:    addr,
+		Namespace:  g.cfg.Runtime.Namespace,
+		SeccompDir: filepath.Join(g.cfg.Policies, "seccomp"),
+		// Workspace disk images (disk_mb); the runtime classes (runc,
+		// gvisor) are the runtime's own, chosen per session by policy.
+		DiskDir: filepath.Join(g.cfg.StateDir, "disks"),
+		// runtime.init_exec: false is the switch back to runc exec per turn.
+		NoInitExec: !g.cfg.Runtime.InitExecOn(),
+		// The init channel's refusals (a peer that is not PID 1) and
+		// fallbacks to runc exec go to the gateway's own log.
+		Logger: runtimeLogger(g.log),
+	}
+}
+
+// runtimeLogger routes the runtime's slog output (init channel refusals
+// and fallbacks) into the gateway's zerolog logger, tagged
+// component=runtime, at the gateway's own level.
+func runtimeLogger(log zerolog.Logger) *slog.Logger {
+	return slog.New(zerolog.NewSlogHandler(log.With().Str("component", "runtime").Logger()))
 }
 
 // connectors makes one connector per config entry, sorted by name.
