@@ -23,17 +23,26 @@ func (o overloaded) Evaluate(_ context.Context, in engine.Input) engine.Decision
 	return d
 }
 
-// A message refused because the gateway is overloaded is answered 503 with
-// Retry-After and the busy reply, as JSON and as an event stream; a normal
-// reply stays 200 with no Retry-After.
+// shedTurns is a session manager whose every turn was shed on the tool path
+// (the agent stopped on the proxy's busy answer).
+type shedTurns struct{ connectors.EchoTurns }
+
+func (shedTurns) Turn(context.Context, connectors.TurnRequest) (string, error) {
+	return "", &connectors.BusyTurnError{RetryAfter: engine.OverloadRetryAfter}
+}
+
+// A message refused because the gateway is overloaded, or whose turn was
+// shed because a tool decision was, is answered 503 with Retry-After and
+// the busy reply, as JSON and as an event stream; a normal reply stays 200
+// with no Retry-After.
 func TestLocalBusyIs503(t *testing.T) {
 	rec := &countRecorder{}
 	e, err := engine.New(context.Background(), engine.Options{PolicyDir: policyDir(), Data: data(1), Recorder: rec})
 	if err != nil {
 		t.Fatal(err)
 	}
-	handler := func(d connectors.Decider) http.Handler {
-		r, err := connectors.NewRouter(connectors.RouterOptions{Decider: d, Turns: connectors.EchoTurns{}})
+	handler := func(d connectors.Decider, turns connectors.Turns) http.Handler {
+		r, err := connectors.NewRouter(connectors.RouterOptions{Decider: d, Turns: turns})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -43,7 +52,8 @@ func TestLocalBusyIs503(t *testing.T) {
 		}
 		return c.Handler(r)
 	}
-	busy, normal := handler(overloaded{e}), handler(e)
+	busy, normal := handler(overloaded{e}, connectors.EchoTurns{}), handler(e, connectors.EchoTurns{})
+	busyTurn := handler(e, shedTurns{}) // a tool decision of the turn was overloaded
 	for _, tt := range []struct {
 		name       string
 		h          http.Handler
@@ -54,6 +64,10 @@ func TestLocalBusyIs503(t *testing.T) {
 	}{
 		{"busy json", busy, "", http.StatusServiceUnavailable, "5", connectors.BusyReply(engine.OverloadRetryAfter)},
 		{"busy events", busy, "text/event-stream", http.StatusServiceUnavailable, "5", connectors.BusyReply(engine.OverloadRetryAfter)},
+		{"busy turn json", busyTurn, "", http.StatusServiceUnavailable, "5", connectors.BusyReply(engine.OverloadRetryAfter)},
+		// The stream's status was sent with its first (typing) event,
+		// before the turn ran: the busy reply comes as the message.
+		{"busy turn events", busyTurn, "text/event-stream", http.StatusOK, "", connectors.BusyReply(engine.OverloadRetryAfter)},
 		{"normal json", normal, "", http.StatusOK, "", "hello"},
 		{"normal events", normal, "text/event-stream", http.StatusOK, "", "hello"},
 	} {
