@@ -79,7 +79,7 @@ roles:
 		cancel()
 		<-done
 	}()
-	<-g.Ready()
+	waitReady(t, g, done)
 	if code, body := readyz(t, g); code != 200 {
 		t.Fatalf("readyz before the outage: %d %s", code, body)
 	}

@@ -68,7 +68,7 @@ connectors:
 		}
 	}
 	t.Cleanup(stop)
-	<-g.Ready()
+	waitReady(t, g, done)
 	waitAddr(t, conn)
 	return g, conn, cfg, stop
 }
