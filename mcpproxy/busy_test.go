@@ -122,6 +122,16 @@ func TestOverloadedCallIsBusy(t *testing.T) {
 	if !isErr || !contains(text, ReasonReadOnly) {
 		t.Errorf("read-only write answered %q (isError %v); want the plain %s denial", text, isErr, ReasonReadOnly)
 	}
+	// A call that cannot be read could never run: its cut decision is
+	// recorded, and it is answered with Go's reason, not as busy.
+	before = rec.count()
+	text, isErr = callText(t, cs, "read_file", map[string]any{"Path": f.ws + "/notes.md"})
+	if !isErr || !contains(text, "denied: "+ReasonInvalidArguments) || contains(text, engine.ReasonOverloaded) {
+		t.Errorf("unreadable call answered %q (isError %v); want the plain %s denial", text, isErr, ReasonInvalidArguments)
+	}
+	if n := rec.count() - before; n != 1 {
+		t.Errorf("%d records for one unreadable call; want 1", n)
+	}
 }
 
 // The agent's toolbox reports a busy listing and a busy call as
