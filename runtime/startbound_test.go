@@ -62,6 +62,15 @@ func TestStartBoundColdAndPoolShare(t *testing.T) {
 					t.Errorf("%d starts ran at once, want at most the bound %d", got, tc.parallel)
 				}
 
+				// The pool's refills end with its Close (they hold slots
+				// of the shared bound until then).
+				if p != nil {
+					cctx, ccancel := context.WithTimeout(ctx, time.Second)
+					defer ccancel()
+					if err := p.Close(cctx); err != nil {
+						t.Fatalf("pool close: %v", err)
+					}
+				}
 				// Every slot taken by wedged starts: a cold start waits,
 				// then gives up with its context.
 				release := make(chan struct{})
@@ -81,13 +90,6 @@ func TestStartBoundColdAndPoolShare(t *testing.T) {
 				}
 				close(release)
 				synctest.Wait()
-				if p != nil {
-					cctx, ccancel := context.WithTimeout(ctx, time.Second)
-					defer ccancel()
-					if err := p.Close(cctx); err != nil {
-						t.Fatalf("pool close: %v", err)
-					}
-				}
 				b.mu.Lock()
 				defer b.mu.Unlock()
 				if b.starting != 0 || b.waiting != 0 {
