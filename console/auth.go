@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,6 +31,9 @@ const (
 	ReasonNotRecorded    = "audit-unavailable"
 	ReasonTooManyTokens  = "console-too-many-tokens"
 	ReasonTooManyStreams = "console-too-many-streams"
+	// ReasonLoginFlood: more logins were refused in a minute than are
+	// recorded one by one; the record counts the rest.
+	ReasonLoginFlood = "console-login-flood"
 )
 
 // Audit events (detail "event" of kind=admin records).
@@ -182,6 +186,14 @@ func (c *Console) loginPost(w http.ResponseWriter, r *http.Request) {
 		if by != "" {
 			detail["minted_by"] = by
 		}
+		c.recordCut(r.Context())
+		if !c.countRefusal() {
+			// Past refusedPerWindow in this window: counted, and the count
+			// is recorded when the window ends (recordCut), so a flood of
+			// junk tokens cannot fill the audit log's disk.
+			c.render(w, r, http.StatusUnauthorized, "login", nil, map[string]any{"Refused": reason, "Help": tokenHelp(reason)})
+			return
+		}
 		if err := c.b.Record(r.Context(), audit.Record{Kind: audit.KindAdmin, Decision: "deny", Reasons: []string{reason}, Detail: detail}); err != nil {
 			c.log.Error().Err(err).Str("reason", reason).Msg("console: refused login not recorded")
 		}
@@ -231,6 +243,55 @@ func (c *Console) pruneLocked() {
 		if now.After(t.expires.Add(tokenMemory)) {
 			delete(c.tokens, k)
 		}
+	}
+}
+
+// Refused logins are recorded one by one up to refusedPerWindow in each
+// refusedWindow; past that they are only counted, and the count is one
+// record (reason console-login-flood) when the window ends. A refused
+// login changes nothing, so nothing happens unrecorded; what is bounded is
+// how much of the log a local process posting junk tokens can fill.
+const (
+	refusedWindow    = time.Minute
+	refusedPerWindow = 20
+)
+
+// countRefusal counts one refused login: whether it is to be recorded.
+func (c *Console) countRefusal() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	if c.refusedAt.IsZero() || now.Sub(c.refusedAt) >= refusedWindow {
+		c.refusedAt, c.refusedN = now, 0
+	}
+	c.refusedN++
+	if c.refusedN > refusedPerWindow {
+		if c.refusedCut == 0 {
+			c.log.Warn().Int("per_minute", refusedPerWindow).Msg("console: logins refused faster than they are recorded one by one; the rest of this minute's are counted in one record")
+		}
+		c.refusedCut++
+		return false
+	}
+	return true
+}
+
+// recordCut writes the count of the refused logins not recorded one by
+// one, once their window has ended. Called by each refused login and by
+// Run's ticker.
+func (c *Console) recordCut(ctx context.Context) {
+	c.mu.Lock()
+	n, since := c.refusedCut, c.refusedAt
+	if n == 0 || c.now().Sub(since) < refusedWindow {
+		c.mu.Unlock()
+		return
+	}
+	c.refusedCut = 0
+	c.mu.Unlock()
+	if err := c.b.Record(ctx, audit.Record{Kind: audit.KindAdmin, Decision: "deny", Reasons: []string{ReasonLoginFlood},
+		Detail: map[string]string{"event": EventLoginRefuse, "actor": "operator console (login page)",
+			"not_recorded": strconv.Itoa(n), "since": since.UTC().Format(time.RFC3339),
+			"until": since.Add(refusedWindow).UTC().Format(time.RFC3339)}}); err != nil {
+		c.log.Error().Err(err).Int("not_recorded", n).Msg("console: the count of refused logins was not recorded")
 	}
 }
 

@@ -173,6 +173,11 @@ type Console struct {
 	tokens   map[string]*token   // by SHA-256 hex of the token
 	sessions map[string]*session // by SHA-256 hex of the cookie
 
+	// Refused logins in the current window (countRefusal): when it began,
+	// how many, and how many of them were counted and not recorded.
+	refusedAt            time.Time
+	refusedN, refusedCut int
+
 	lastVerify *verifyView // the audit page's last verification (verifyEvery)
 
 	samples *sampler
@@ -233,6 +238,7 @@ func (c *Console) Run(ctx context.Context) {
 			return
 		case <-t.C:
 			c.sample()
+			c.recordCut(ctx)
 		}
 	}
 }
