@@ -448,3 +448,45 @@ func TestProbeSameOnBothPaths(t *testing.T) {
 		})
 	}
 }
+
+// hostileSignals are the signals a turn may send PID 1 (same uid, so the
+// kernel lets it) that PID 1 has no use for. From inside the PID
+// namespace the kernel drops a signal only if PID 1 has no handler; the Go
+// runtime installs one for every signal, and for many of them (HUP, INT,
+// QUIT, TERM, ABRT, …) that handler ends the process. SIGKILL and SIGSTOP
+// the kernel drops by itself; SIGUSR1 is the sweep (it kills the turn,
+// nothing else); SIGCHLD only reaps.
+var hostileSignals = []string{
+	"HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "SEGV", "USR2",
+	"PIPE", "ALRM", "TERM", "STKFLT", "CONT", "TSTP", "TTIN", "TTOU", "URG",
+	"XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS",
+	"STOP", "KILL", "CHLD", "34", "40", "64",
+}
+
+// A turn that signals PID 1 cannot end it: the sandbox, and on the init
+// path the channel, still serve the next turn. Both ways.
+func TestInitSurvivesSignalsFromTurn(t *testing.T) {
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		ctrd.Unavailable(t, "busybox-static not installed")
+	}
+	for _, via := range execPaths {
+		t.Run(via.name, func(t *testing.T) {
+			rt := testRuntimeVia(t, via.noInit)
+			for _, sig := range hostileSignals {
+				t.Run(sig, func(t *testing.T) {
+					sb, _ := startSandbox(t, rt, limitsProfile("default", false))
+					var out bytes.Buffer
+					_, err := sb.Exec(context.Background(), Turn{Args: []string{"/bin/sh", "-c", "kill -s " + sig + " 1 || kill -" + sig + " 1; i=0; while [ $i -lt 20 ]; do kill -0 1 || break; i=$((i+1)); done; echo sent"}, Stdout: &out, Timeout: 10 * time.Second})
+					if err != nil {
+						t.Fatalf("turn sending SIG%s to PID 1: %v (stdout %q)", sig, err, out.String())
+					}
+					res, next, _ := run(t, sb, "/bin/sh", "-c", "echo next")
+					if next != "next\n" || res.ExitCode != 0 {
+						t.Errorf("turn after SIG%s to PID 1: exit %d, stdout %q", sig, res.ExitCode, next)
+					}
+					assertExecPath(t, sb, via.noInit)
+				})
+			}
+		})
+	}
+}

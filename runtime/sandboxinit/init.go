@@ -2,7 +2,9 @@
 // init`). It does three things: reap every zombie reparented to it, sweep
 // the sandbox on SIGUSR1 (kill(-1, SIGKILL): every process in the PID
 // namespace but itself — the runtime's way to end a timed-out turn and all
-// it spawned), and exit on SIGTERM.
+// it spawned), and serve the control channel. It never exits on a signal:
+// the runtime ends a sandbox with SIGKILL, which the kernel delivers from
+// the host whatever PID 1 does.
 //
 // It refuses to run unless it is PID 1: kill(-1) outside a PID namespace
 // would reach every process of the user on the host.
@@ -36,7 +38,24 @@ import (
 // ErrNotPID1 is returned by Run when the process is not PID 1.
 var ErrNotPID1 = errors.New("sandbox init must run as PID 1 of a sandbox")
 
-// Run serves as PID 1 until SIGTERM or SIGINT. It never returns otherwise.
+// fatalSignals are the signals whose Go handler ends the process (HUP,
+// INT, QUIT, ABRT, TERM; ILL, TRAP, BUS, FPE, SEGV, STKFLT, SYS when sent
+// by kill, not raised by a fault) and that PID 1 has no use for. Turns run
+// as PID 1's uid, so the kernel lets them signal it; from inside the PID
+// namespace it drops only signals PID 1 has no handler for, and the Go
+// runtime installs one for every signal. Without this any turn could end
+// the sandbox with kill -HUP 1. Received by Notify and dropped: for the
+// synchronous ones, Notify is the only way to keep a kill(2)'d one from
+// crashing the process (signal.Ignore does not apply to them).
+var fatalSignals = []os.Signal{
+	syscall.SIGHUP, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGILL,
+	syscall.SIGTRAP, syscall.SIGABRT, syscall.SIGBUS, syscall.SIGFPE,
+	syscall.SIGSEGV, syscall.SIGPIPE, syscall.SIGTERM, syscall.SIGSTKFLT,
+	syscall.SIGSYS, syscall.SIGXCPU, syscall.SIGXFSZ, syscall.SIGALRM,
+	syscall.SIGVTALRM, syscall.SIGPROF, syscall.SIGUSR2,
+}
+
+// Run serves as PID 1. It never returns unless it cannot serve.
 func Run() error {
 	if os.Getpid() != 1 {
 		return ErrNotPID1
@@ -44,8 +63,15 @@ func Run() error {
 	if err := makeUndumpable(); err != nil {
 		return err
 	}
+	// First, before a turn can exist: no signal a turn sends ends PID 1.
+	dropped := make(chan os.Signal, 1)
+	signal.Notify(dropped, fatalSignals...)
+	go func() {
+		for range dropped {
+		}
+	}()
 	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, syscall.SIGCHLD, syscall.SIGUSR1, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(sigs, syscall.SIGCHLD, syscall.SIGUSR1)
 	// After Notify, so no turn's SIGCHLD can be missed.
 	srv, err := connect()
 	if err != nil {
@@ -65,13 +91,8 @@ func Run() error {
 		select {
 		case <-retry:
 		case sig := <-sigs:
-			switch sig {
-			case syscall.SIGUSR1:
+			if sig == syscall.SIGUSR1 {
 				srv.sweepAll()
-			case syscall.SIGTERM, syscall.SIGINT:
-				syscall.Kill(-1, syscall.SIGKILL)
-				srv.reap()
-				return nil
 			}
 		case <-tick.C:
 		}
