@@ -490,3 +490,75 @@ func TestInitSurvivesSignalsFromTurn(t *testing.T) {
 		})
 	}
 }
+
+// A turn that abuses its stdin (closes it at once, or leaves a background
+// child holding it unread while the host still has megabytes to write)
+// cannot hold the turn: Exec returns when the turn exits (plus the drain),
+// without an error. Both ways.
+func TestTurnStdinAbuseBothPaths(t *testing.T) {
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		ctrd.Unavailable(t, "busybox-static not installed")
+	}
+	big := bytes.Repeat([]byte("x"), 8<<20) // far over a pipe's buffer
+	for _, via := range execPaths {
+		t.Run(via.name, func(t *testing.T) {
+			rt := testRuntimeVia(t, via.noInit)
+			sb, _ := startSandbox(t, rt, limitsProfile("strict", false))
+			for _, tc := range []struct{ name, script, want string }{
+				{"stdin closed at once", "exec 0<&-; echo closed", "closed\n"},
+				{"background child holds stdin unread", "sleep 30 <&0 >/dev/null 2>&1 & echo left", "left\n"},
+				{"reads a little, exits", "head -c 3; echo", "xxx\n"},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					var out bytes.Buffer
+					start := time.Now()
+					res, err := sb.Exec(context.Background(), Turn{Args: []string{"/bin/sh", "-c", tc.script}, Stdin: bytes.NewReader(big), Stdout: &out, Timeout: time.Minute})
+					if err != nil || res.ExitCode != 0 || res.TimedOut {
+						t.Fatalf("%+v %v", res, err)
+					}
+					if d := time.Since(start); d > 10*time.Second {
+						t.Errorf("turn took %v: its stdin held it", d)
+					}
+					if out.String() != tc.want {
+						t.Errorf("stdout %q, want %q", out.String(), tc.want)
+					}
+				})
+			}
+			assertExecPath(t, sb, via.noInit)
+		})
+	}
+}
+
+// Many short turns leak no descriptor, in PID 1 (counted from the host,
+// /proc/<host pid>/fd) or in the runtime, and leave no process behind.
+// 10,000 turns took 17 s here (1.7 ms each), PID 1 at 6 descriptors before
+// and after; this runs 1,000.
+func TestInitManyTurnsNoLeak(t *testing.T) {
+	rt := testRuntimeVia(t, false)
+	sb, _ := startSandbox(t, rt, limitsProfile("default", false))
+	b := sb.(*ctrSandbox)
+	fds := func(pid int) int {
+		e, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(e)
+	}
+	run(t, sb, "/bin/true") // the first turn's one-time setup
+	init0, host0 := fds(int(b.task.Pid())), fds(os.Getpid())
+	for i := range 1000 {
+		if _, err := sb.Exec(context.Background(), Turn{Args: []string{"/bin/true"}, Timeout: 10 * time.Second}); err != nil {
+			t.Fatalf("turn %d: %v", i, err)
+		}
+	}
+	if n := fds(int(b.task.Pid())); n != init0 {
+		t.Errorf("PID 1's descriptors: %d before, %d after 1,000 turns", init0, n)
+	}
+	if n := fds(os.Getpid()); n > host0 {
+		t.Errorf("runtime's descriptors: %d before, %d after 1,000 turns", host0, n)
+	}
+	if _, procs, _ := run(t, sb, "/bin/sh", "-c", "echo /proc/[0-9]*"); len(strings.Fields(procs)) != 2 {
+		t.Errorf("processes after 1,000 turns: %s, want PID 1 and this shell", procs)
+	}
+	assertExecPath(t, sb, false)
+}
