@@ -207,3 +207,16 @@ func TestNoCORSAndFixation(t *testing.T) {
 		t.Fatalf("the planted cookie opened a page: %s", resp.Status)
 	}
 }
+
+// TestOversizeFormSaysSo: a form past the action's body limit is refused
+// as too large (413), not as a missing CSRF token.
+func TestOversizeFormSaysSo(t *testing.T) {
+	f := newFixture(t)
+	hc, csrf := f.login()
+	resp := f.post(hc, "/console/policy/eval", url.Values{"csrf": {csrf}, "entry": {"message"}, "input": {strings.Repeat("x", 600<<10)}}, nil)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || resp.Header.Get("X-Parachute-Reasons") != console.ReasonTooLarge {
+		t.Fatalf("%s %q, want 413 %s\n%s", resp.Status, resp.Header.Get("X-Parachute-Reasons"), console.ReasonTooLarge, body)
+	}
+}

@@ -34,6 +34,7 @@ const (
 	// ReasonLoginFlood: more logins were refused in a minute than are
 	// recorded one by one; the record counts the rest.
 	ReasonLoginFlood = "console-login-flood"
+	ReasonTooLarge   = "console-form-too-large"
 )
 
 // Audit events (detail "event" of kind=admin records).
@@ -246,6 +247,9 @@ func (c *Console) pruneLocked() {
 	}
 }
 
+// maxActionBody is the most an action's form may hold.
+const maxActionBody = 512 << 10
+
 // Refused logins are recorded one by one up to refusedPerWindow in each
 // refusedWindow; past that they are only counted, and the count is one
 // record (reason console-login-flood) when the window ends. A refused
@@ -361,7 +365,21 @@ func (c *Console) action(h func(http.ResponseWriter, *http.Request, *session)) h
 			refuse(w, http.StatusForbidden, reason, msg)
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, 512<<10)
+		r.Body = http.MaxBytesReader(w, r.Body, maxActionBody)
+		err := r.ParseForm()
+		if err == nil {
+			if err = r.ParseMultipartForm(64 << 10); errors.Is(err, http.ErrNotMultipart) {
+				err = nil
+			}
+		}
+		if err != nil {
+			if mb := (*http.MaxBytesError)(nil); errors.As(err, &mb) {
+				refuse(w, http.StatusRequestEntityTooLarge, ReasonTooLarge, fmt.Sprintf("refused: the form is over %d KiB, the most a console action reads (the playground evaluates at most %d KiB of input). Shorten it and try again.", maxActionBody>>10, maxPlaygroundInput>>10))
+				return
+			}
+			refuse(w, http.StatusBadRequest, ReasonCSRF, "refused: the form could not be read ("+err.Error()+"), so its CSRF token could not be checked. Reload the page and try again.")
+			return
+		}
 		got := r.PostFormValue("csrf")
 		if got == "" || subtle.ConstantTimeCompare([]byte(got), []byte(s.csrf)) != 1 {
 			refuse(w, http.StatusForbidden, ReasonCSRF, "refused: the form's CSRF token is missing or is not this session's. Reload the page and try again.")
