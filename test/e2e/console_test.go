@@ -499,6 +499,10 @@ func TestConsoleInBrowser(t *testing.T) {
 	t.Run("another page cannot act or frame", func(t *testing.T) {
 		testConsoleCrossSite(t, e, b, admin)
 	})
+
+	t.Run("null origin from another port with the real csrf token cannot act", func(t *testing.T) {
+		testConsoleNullOrigin(t, e, b, admin)
+	})
 }
 
 // testConsoleCrossSite: a page on another local port (another origin of
@@ -552,6 +556,53 @@ func testConsoleCrossSite(t *testing.T, e *env, b *browser.Browser, admin string
 	}
 	b.Go(t, admin+"/console/access")
 	b.Wait(t, fmt.Sprintf(`tr[data-pairing=%q]`, code), 2*time.Second) // still pending
+}
+
+// testConsoleNullOrigin: a page on another port served with
+// Referrer-Policy: no-referrer makes Chromium send Origin: null, the value
+// the console takes from its own no-referrer pages; the page is same-site
+// (another port of 127.0.0.1), so the SameSite=Strict cookie goes with it.
+// Even holding the session's real CSRF token (the strongest attacker: it
+// leaked), its form post is refused, by Sec-Fetch-Site, and the pairing
+// stays pending.
+func testConsoleNullOrigin(t *testing.T, e *env, b *browser.Browser, admin string) {
+	m := regexp.MustCompile(`code is ([A-Z0-9-]+)`).FindStringSubmatch(e.send("dev", "heidi", "/pair"))
+	if m == nil {
+		t.Fatal("/pair gave no code")
+	}
+	code := m[1]
+	b.Go(t, admin+"/console/access")
+	row := fmt.Sprintf(`tr[data-pairing=%q]`, code)
+	b.Wait(t, row, 2*time.Second)
+	csrf := b.Attr(t, row+` input[name="csrf"]`, "value")
+	action := admin + b.Attr(t, row+` form`, "action")
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/favicon.ico" {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Referrer-Policy", "no-referrer")
+		fmt.Fprintf(w, `<!doctype html><html><body><form method="post" action="%s">
+<input type="hidden" name="action" value="approve"><input type="hidden" name="role" value="owner">
+<input type="hidden" name="csrf" value="%s"><button id="win">Claim your prize</button></form></body></html>`, action, csrf)
+	}))
+	defer evil.Close()
+	stop := b.Expect(`status of 403`)
+	b.Go(t, evil.URL+"/")
+	resp := b.Submit(t, "#win")
+	stop(t)
+	if resp.Status != http.StatusForbidden {
+		t.Errorf("a post from a no-referrer page on another port with the real csrf token: %d at %s, want 403", resp.Status, resp.URL)
+	}
+	if r, _ := resp.Headers["X-Parachute-Reasons"].(string); r != console.ReasonCrossSite {
+		t.Errorf("refused with reason %q, want %s", r, console.ReasonCrossSite)
+	}
+	if bind, err := e.g.Pairing.Binding(context.Background(), "dev", "local:heidi"); err != nil || bind != nil {
+		t.Fatalf("a post from another port's no-referrer page bound heidi: %+v %v", bind, err)
+	}
+	b.Go(t, admin+"/console/access")
+	b.Wait(t, row, 2*time.Second) // still pending
 }
 
 // testConsoleRefusals: a state change without the session cookie is 401,
