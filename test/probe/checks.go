@@ -148,6 +148,12 @@ func checks(o options) []Result {
 	e = seizeInit(false)
 	add("ptrace-init-refused", e == unix.EPERM, "PTRACE_SEIZE 1: %s", errnoString(e))
 
+	// No signal a turn may send ends PID 1 (same uid, so the kernel lets
+	// it through to a handler, and the Go runtime's handler ends the
+	// process for these). Not SIGUSR1: that is the sweep, and ends this
+	// probe.
+	add("init-survives-signals", signalInit(), "PID 1 alive after SIGHUP, SIGINT, SIGQUIT, SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE, SIGSEGV, SIGPIPE, SIGTERM, SIGSTKFLT, SIGSYS, SIGUSR2 from this turn")
+
 	// PID 1's control channel (runtime/sandboxinit): the socket is gone
 	// before any turn runs, the folder is a read-only mount (or absent:
 	// gVisor, runc exec only), and PID 1's descriptors, the channel's
@@ -475,4 +481,41 @@ func seizeInit(hold bool) syscall.Errno {
 		return unix.ESRCH
 	}
 	return first
+}
+
+// signalInit sends PID 1 every signal whose Go handler would end a Go
+// process that has not asked for it, then waits (200 ms at most) for PID
+// 1 to exit, watching a pidfd. It reports whether PID 1 lives. If PID 1
+// dies, the kernel kills this probe with it, which the caller sees too.
+//
+// As root it signals nothing and reports false: outside a sandbox PID 1 is
+// the host's init, and only root could signal that one.
+func signalInit() bool {
+	if unix.Getuid() == 0 {
+		return false
+	}
+	pidfd, perr := unix.PidfdOpen(1, 0)
+	for _, sig := range []syscall.Signal{
+		unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGILL, unix.SIGTRAP,
+		unix.SIGABRT, unix.SIGBUS, unix.SIGFPE, unix.SIGSEGV, unix.SIGPIPE,
+		unix.SIGTERM, unix.SIGSTKFLT, unix.SIGSYS, unix.SIGUSR2,
+	} {
+		if err := unix.Kill(1, sig); err != nil {
+			return false // a turn may signal PID 1; an error means it is gone
+		}
+	}
+	if perr != nil {
+		// No pidfd (an old kernel, gVisor): a PID 1 that died has ended
+		// this probe before it prints.
+		return unix.Kill(1, 0) == nil
+	}
+	defer unix.Close(pidfd)
+	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds, 200)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		return err == nil && n == 0 // readable: PID 1 exited
+	}
 }
