@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"mime/multipart"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/parachute-gateway/parachute/console"
 )
@@ -218,5 +220,55 @@ func TestOversizeFormSaysSo(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusRequestEntityTooLarge || resp.Header.Get("X-Parachute-Reasons") != console.ReasonTooLarge {
 		t.Fatalf("%s %q, want 413 %s\n%s", resp.Status, resp.Header.Get("X-Parachute-Reasons"), console.ReasonTooLarge, body)
+	}
+}
+
+// TestOtherSitesSubresourcesAreRefused: a page on another port of
+// 127.0.0.1 is same-site, so the SameSite=Strict cookie goes with its
+// <img>, <script> and no-cors fetch requests. It cannot read the answers,
+// but each would hold a live stream slot or read the audit log for it
+// (a trace of an unknown ID reads the whole log). Such requests are
+// refused; a navigation to a page (a link the operator clicks) and the
+// console's own requests are not.
+func TestOtherSitesSubresourcesAreRefused(t *testing.T) {
+	f := newFixture(t)
+	hc, _ := f.login()
+	hc.Timeout = 5 * time.Second
+	for _, tc := range []struct {
+		name, path, site, mode, dest string
+		ok                           bool
+	}{
+		{"stream from another port's no-cors fetch", "/console/live/events", "same-site", "no-cors", "empty", false},
+		{"stream from another site's EventSource", "/console/live/events", "cross-site", "cors", "empty", false},
+		{"trace as another port's img", "/console/trace/nope", "same-site", "no-cors", "image", false},
+		{"audit as another port's script", "/console/audit?more=tool=x", "same-site", "no-cors", "script", false},
+		{"page in another port's frame", "/console/sessions", "same-site", "navigate", "iframe", false},
+		{"page navigated to from another port", "/console/sessions", "same-site", "navigate", "document", true},
+		{"page typed in the address bar", "/console/sessions", "none", "navigate", "document", true},
+		{"stream from the console", "/console/live/events", "same-origin", "cors", "empty", true},
+		{"charts fetched by the console", "/console/health/charts", "same-origin", "cors", "empty", true},
+		{"a client that sends no fetch metadata", "/console/audit", "", "", "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, "GET", f.srv.URL+tc.path, nil)
+			for k, v := range map[string]string{"Sec-Fetch-Site": tc.site, "Sec-Fetch-Mode": tc.mode, "Sec-Fetch-Dest": tc.dest} {
+				if v != "" {
+					req.Header.Set(k, v)
+				}
+			}
+			resp, err := hc.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if ok := resp.StatusCode == http.StatusOK; ok != tc.ok {
+				t.Fatalf("%s %q, want ok=%v", resp.Status, resp.Header.Get("X-Parachute-Reasons"), tc.ok)
+			}
+			if !tc.ok && resp.Header.Get("X-Parachute-Reasons") != console.ReasonCrossSite {
+				t.Fatalf("refused with %q, want %s", resp.Header.Get("X-Parachute-Reasons"), console.ReasonCrossSite)
+			}
+		})
 	}
 }

@@ -339,9 +339,34 @@ func (c *Console) sameOrigin(r *http.Request) (reason, msg string) {
 	return "", ""
 }
 
-// page guards a GET: without a session it redirects to the login page.
+// otherSiteSubresource reports a request another site's page made as a
+// subresource (an img, a script, a frame, a fetch or an EventSource), by
+// the browser's fetch metadata. A page on another port of 127.0.0.1 is
+// same-site, so the SameSite=Strict cookie goes with such a request: it
+// cannot read the answer, but it would hold a live stream slot or read
+// the audit log for it. A top-level navigation (a link the operator
+// follows) is not one; a client that sends no fetch metadata is not a
+// browser page.
+func otherSiteSubresource(r *http.Request) (reason, msg string) {
+	site := r.Header.Get("Sec-Fetch-Site")
+	if site == "" || site == "same-origin" || site == "none" {
+		return "", ""
+	}
+	if r.Header.Get("Sec-Fetch-Mode") == "navigate" && r.Header.Get("Sec-Fetch-Dest") == "document" {
+		return "", ""
+	}
+	return ReasonCrossSite, fmt.Sprintf("refused: a page on another site or port asked for this (Sec-Fetch-Site: %s, Sec-Fetch-Dest: %s); console pages load only in their own tab. Open http://%s/console/ directly.",
+		site, r.Header.Get("Sec-Fetch-Dest"), r.Host)
+}
+
+// page guards a GET: another site's subresource request is refused (403)
+// and without a session it redirects to the login page.
 func (c *Console) page(h func(http.ResponseWriter, *http.Request, *session)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if reason, msg := otherSiteSubresource(r); reason != "" {
+			refuse(w, http.StatusForbidden, reason, msg)
+			return
+		}
 		s := c.sessionOf(r)
 		if s == nil {
 			http.Redirect(w, r, "/console/login", http.StatusSeeOther)
