@@ -237,6 +237,11 @@ func TestInitChannelUnreachableFromTurn(t *testing.T) {
 			for _, tc := range []struct{ name, script, want string }{
 				{"socket gone", "test -e " + InitDir + "/" + sandboxinit.ControlSocket + " && echo present || echo gone", "gone\n"},
 				{"mount read-only", "mkdir " + InitDir + "/x 2>/dev/null && echo made || echo refused", "refused\n"},
+				// /proc/net/unix lists the sandbox network namespace's
+				// sockets: no listener (flags 00010000) and no abstract
+				// name (@...) is left to connect to.
+				{"no listening socket", "grep ' 00010000 ' /proc/net/unix || echo none", "none\n"},
+				{"no abstract socket", "grep ' @' /proc/net/unix || echo none", "none\n"},
 				{"PID 1's descriptors", "ls /proc/1/fd >/dev/null 2>&1 && echo listed || echo refused; cat /proc/1/fd/3 </dev/null >/dev/null 2>&1 && echo read || echo refused", "refused\nrefused\n"},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
@@ -408,10 +413,10 @@ func TestSpecInitControlMount(t *testing.T) {
 
 // A turn started by PID 1 sees what a runc exec'd turn sees: the probe's
 // every check and its detail, side by side (details that name the
-// sandbox or measure time, and init-ctl-ro, whose mount a runc-exec-only
+// sandbox or measure time, and init-ctl-ro and init-ctl-no-watch, whose mount a runc-exec-only
 // sandbox does not have, are compared by result only).
 func TestProbeSameOnBothPaths(t *testing.T) {
-	volatile := map[string]bool{"cgroup-of-init": true, "cpu-ratio": true, "init-ctl-ro": true, "signals-default": true}
+	volatile := map[string]bool{"cgroup-of-init": true, "cpu-ratio": true, "init-ctl-ro": true, "init-ctl-no-watch": true, "signals-default": true}
 	for _, seccomp := range []string{"default", "strict"} {
 		t.Run(seccomp, func(t *testing.T) {
 			reports := map[bool]map[string]string{}

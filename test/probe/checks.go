@@ -167,8 +167,19 @@ func checks(o options) []Result {
 	if _, err := os.Stat(sandboxinit.ControlDir); err == nil {
 		werr := os.Mkdir(sandboxinit.ControlDir+"/x", 0o755)
 		add("init-ctl-ro", werr != nil, "mkdir in %s: %v", sandboxinit.ControlDir, werr)
+		// Nor can a turn watch the folder (0711: no read), to learn
+		// when a socket comes or goes.
+		ifd, ierr := unix.InotifyInit1(unix.IN_CLOEXEC)
+		if ierr == nil {
+			_, ierr = unix.InotifyAddWatch(ifd, sandboxinit.ControlDir, unix.IN_ALL_EVENTS)
+			unix.Close(ifd)
+			add("init-ctl-no-watch", ierr != nil, "inotify watch on %s: %v", sandboxinit.ControlDir, ierr)
+		} else {
+			add("init-ctl-no-watch", true, "no inotify: %v", ierr)
+		}
 	} else {
 		add("init-ctl-ro", true, "no control mount: %v", err)
+		add("init-ctl-no-watch", true, "no control mount: %v", err)
 	}
 	_, fderr := os.ReadDir("/proc/1/fd")
 	_, rlerr := os.Readlink("/proc/1/fd/0")
