@@ -413,8 +413,9 @@ func TestSpecInitControlMount(t *testing.T) {
 
 // A turn started by PID 1 sees what a runc exec'd turn sees: the probe's
 // every check and its detail, side by side (details that name the
-// sandbox or measure time, and init-ctl-ro and init-ctl-no-watch, whose mount a runc-exec-only
-// sandbox does not have, are compared by result only).
+// sandbox or measure time, and init-ctl-ro and init-ctl-no-watch, whose
+// mount a runc-exec-only sandbox does not have, are compared by result
+// only).
 func TestProbeSameOnBothPaths(t *testing.T) {
 	volatile := map[string]bool{"cgroup-of-init": true, "cpu-ratio": true, "init-ctl-ro": true, "init-ctl-no-watch": true, "signals-default": true}
 	for _, seccomp := range []string{"default", "strict"} {
