@@ -600,3 +600,37 @@ func TestLeftoverOutlivesNormalExitBothPaths(t *testing.T) {
 		})
 	}
 }
+
+// A timed-out turn's sweep leaves nothing, whatever the turn did to
+// survive: a setsid'd double fork ignoring every signal it may, a stopped
+// process, a ptrace'd (PTRACE_TRACEME) child, and a leftover of an earlier
+// turn that exited normally. Both ways.
+func TestTimeoutSweepsSurvivorsBothPaths(t *testing.T) {
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		ctrd.Unavailable(t, "busybox-static not installed")
+	}
+	hide := `trap "" HUP INT TERM USR1 USR2 QUIT PIPE; while :; do sleep 1; done`
+	for _, via := range execPaths {
+		t.Run(via.name, func(t *testing.T) {
+			rt := testRuntimeVia(t, via.noInit)
+			sb, _ := startSandbox(t, rt, limitsProfile("default", false))
+			// An earlier turn's leftover, from a normal exit.
+			if res, _, _ := run(t, sb, "/bin/sh", "-c", "setsid sh -c '"+hide+"' </dev/null >/dev/null 2>&1 & exit 0"); res.ExitCode != 0 {
+				t.Fatalf("leftover turn: exit %d", res.ExitCode)
+			}
+			script := "(setsid sh -c '(" + hide + ") & exit 0' &) </dev/null >/dev/null 2>&1; " +
+				"sleep 300 </dev/null >/dev/null 2>&1 & kill -STOP $!; " +
+				"/parachute traceme </dev/null >/dev/null 2>&1 & " +
+				"echo ready; wait"
+			var out bytes.Buffer
+			res, err := sb.Exec(context.Background(), Turn{Args: []string{"/bin/sh", "-c", script}, Stdout: &out, Timeout: 2 * time.Second})
+			if err != nil || !res.TimedOut || out.String() != "ready\n" {
+				t.Fatalf("%+v %v %q, want timed out after ready", res, err, out.String())
+			}
+			if _, procs, _ := run(t, sb, "/bin/sh", "-c", "echo /proc/[0-9]*"); len(strings.Fields(procs)) != 2 {
+				t.Errorf("processes after the sweep: %s, want PID 1 and this shell", procs)
+			}
+			assertExecPath(t, sb, via.noInit)
+		})
+	}
+}
