@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -41,8 +42,14 @@ var (
 	ErrNotObject     = errors.New("not a JSON object")
 	ErrTrailingData  = errors.New("data after the JSON value")
 	ErrSyntax        = errors.New("invalid JSON")
+	ErrTooDeep       = fmt.Errorf("JSON nested deeper than %d levels", MaxDepth)
 	errEmptyArgument = errors.New("no JSON value")
 )
+
+// MaxDepth is the deepest nesting of objects and arrays read, the same
+// limit encoding/json sets itself: a value one level deeper is refused as
+// ErrTooDeep before anything else is done with it.
+const MaxDepth = 10000
 
 // Validate checks raw as one strict JSON value: valid UTF-8, no lone
 // surrogate escapes, no duplicate member names, nothing after the value.
@@ -55,7 +62,7 @@ func Validate(raw []byte) error {
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
-	if err := walk(dec, ""); err != nil {
+	if err := walk(dec, nil); err != nil {
 		return err
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
@@ -107,7 +114,7 @@ func Unmarshal(raw []byte, v any) error {
 	if err := dec.Decode(&generic); err != nil {
 		return fmt.Errorf("%w: %w", ErrSyntax, err)
 	}
-	if err := checkNames(generic, rv.Type().Elem(), ""); err != nil {
+	if err := checkNames(generic, rv.Type().Elem(), nil); err != nil {
 		return err
 	}
 	// Every name now matches a field exactly, so encoding/json's
@@ -118,11 +125,31 @@ func Unmarshal(raw []byte, v any) error {
 	return nil
 }
 
-// walk reads one value from dec, refusing duplicate member names.
-func walk(dec *json.Decoder, at string) error {
+// path is where a walk is, kept as segments and turned into a string
+// only for an error: building it at every level made a deep value cost
+// the square of its depth.
+type path []string
+
+func (p path) String() string { return strings.Join(p, "") }
+
+func (p path) key(k string) path {
+	if len(p) == 0 {
+		return append(p, k)
+	}
+	return append(p, "."+k)
+}
+
+func (p path) index(i int) path { return append(p, "["+strconv.Itoa(i)+"]") }
+
+// walk reads one value from dec, refusing duplicate member names and
+// nesting past MaxDepth.
+func walk(dec *json.Decoder, at path) error {
 	tok, err := dec.Token()
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrSyntax, err)
+	}
+	if d, ok := tok.(json.Delim); ok && (d == '{' || d == '[') && len(at) >= MaxDepth {
+		return ErrTooDeep
 	}
 	switch tok {
 	case json.Delim('{'):
@@ -140,7 +167,7 @@ func walk(dec *json.Decoder, at string) error {
 				return fmt.Errorf("%w: %q%s", ErrDuplicateKey, k, where(at))
 			}
 			seen[k] = true
-			if err := walk(dec, join(at, k)); err != nil {
+			if err := walk(dec, at.key(k)); err != nil {
 				return err
 			}
 		}
@@ -149,7 +176,7 @@ func walk(dec *json.Decoder, at string) error {
 		}
 	case json.Delim('['):
 		for i := 0; dec.More(); i++ {
-			if err := walk(dec, fmt.Sprintf("%s[%d]", at, i)); err != nil {
+			if err := walk(dec, at.index(i)); err != nil {
 				return err
 			}
 		}
@@ -229,7 +256,7 @@ func hex4(b []byte, at int) (rune, bool) {
 
 // checkNames walks a generically decoded value beside the Go type it will
 // fill and refuses member names that are not exactly a field's name.
-func checkNames(v any, t reflect.Type, at string) error {
+func checkNames(v any, t reflect.Type, at path) error {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -243,13 +270,13 @@ func checkNames(v any, t reflect.Type, at string) error {
 				if !ok {
 					return fmt.Errorf("%w: %q%s", ErrUnknownKey, k, where(at))
 				}
-				if err := checkNames(sub, ft, join(at, k)); err != nil {
+				if err := checkNames(sub, ft, at.key(k)); err != nil {
 					return err
 				}
 			}
 		case reflect.Map:
 			for k, sub := range x {
-				if err := checkNames(sub, t.Elem(), join(at, k)); err != nil {
+				if err := checkNames(sub, t.Elem(), at.key(k)); err != nil {
 					return err
 				}
 			}
@@ -257,7 +284,7 @@ func checkNames(v any, t reflect.Type, at string) error {
 	case []any:
 		if t.Kind() == reflect.Slice || t.Kind() == reflect.Array {
 			for i, sub := range x {
-				if err := checkNames(sub, t.Elem(), fmt.Sprintf("%s[%d]", at, i)); err != nil {
+				if err := checkNames(sub, t.Elem(), at.index(i)); err != nil {
 					return err
 				}
 			}
@@ -311,16 +338,9 @@ func fieldsOf(t reflect.Type) map[string]reflect.Type {
 	return m
 }
 
-func join(at, k string) string {
-	if at == "" {
-		return k
-	}
-	return at + "." + k
-}
-
-func where(at string) string {
-	if at == "" {
+func where(at path) string {
+	if len(at) == 0 {
 		return ""
 	}
-	return " in " + at
+	return " in " + at.String()
 }
