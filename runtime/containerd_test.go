@@ -65,7 +65,7 @@ func TestProbe(t *testing.T) {
 				"only-lo", "no-route-1.1.1.1:53", "no-route-10.0.0.1:80", "rootfs-ro", "hooks-ro",
 				"proc-ro-/proc/sysrq-trigger", "proc-ro-/proc/sys/kernel/core_pattern", "ptrace-init-refused",
 				"fds-0-1-2", "init-ctl-gone", "init-ctl-ro", "cgroup-of-init",
-				"no-supplementary-groups", "rlimits", "signals-default", "umask-022"}
+				"no-supplementary-groups", "rlimits", "signals-default", "umask-022", "init-survives-signals", "init-ctl-no-watch"}
 			denied := []string{"unshare", "mount", "chroot", "setns", "keyctl", "bpf", "userfaultfd", "perf_event_open", "io_uring_setup"}
 			switch tc.class {
 			case ClassRunc:
