@@ -198,6 +198,13 @@ func TestLiveStreamOpensAtTheTail(t *testing.T) {
 	}{
 		{"", longRecords - 30, 5}, // LiveBacklog: 5 minutes of records 10 s apart
 		{"2995", 2996, 6},         // the seq's file by the names, the time's by a binary search
+		// An ID the log has not reached (2^64-1 would wrap FromSeq to 0),
+		// or one so old that the replay would pass LiveBacklogMax, opens
+		// as a fresh stream does instead of never delivering or replaying
+		// without bound.
+		{"99999999", longRecords - 30, 6},
+		{"18446744073709551615", longRecords - 30, 6},
+		{"1", longRecords - 30, 6},
 	} {
 		t.Run("last-event-id="+tt.lastID, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
