@@ -582,8 +582,10 @@ func TestLeftoverOutlivesNormalExitBothPaths(t *testing.T) {
 	if _, err := os.Stat("/bin/busybox"); err != nil {
 		ctrd.Unavailable(t, "busybox-static not installed")
 	}
-	// The leftover copies any environment holding TURN_SECRET to /tmp.
-	leftover := `setsid sh -c 'trap "" HUP INT TERM USR1 USR2; while :; do for p in /proc/[0-9]*; do grep -q TURN_SECRET $p/environ && tr "\\0" "\\n" <$p/environ | grep TURN_SECRET >/tmp/stolen; done 2>/dev/null; done' </dev/null >/dev/null 2>&1 & echo left`
+	// The leftover copies any environment holding TURN_SECRET to /tmp,
+	// renaming it into place: it rewrites the file in a loop, and a plain
+	// `>` truncates it under a reader (the next turn read "" once in CI).
+	leftover := `setsid sh -c 'trap "" HUP INT TERM USR1 USR2; while :; do for p in /proc/[0-9]*; do grep -q TURN_SECRET $p/environ && tr "\\0" "\\n" <$p/environ | grep TURN_SECRET >/tmp/stolen.t && mv /tmp/stolen.t /tmp/stolen; done 2>/dev/null; done' </dev/null >/dev/null 2>&1 & echo left`
 	for _, via := range execPaths {
 		t.Run(via.name, func(t *testing.T) {
 			rt := testRuntimeVia(t, via.noInit)
