@@ -50,7 +50,10 @@ func site(t *testing.T) *httptest.Server {
 		"/error.js": `console.error('something broke');`,
 		"/throw.js": `throw new Error('boom');`,
 	}
-	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// Closed by a cleanup registered before the browser's, so it serves
+	// until the browser's own end-of-test check has run: a favicon request
+	// still in flight met a closed server once in CI.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Security-Policy", strictCSP)
 		switch {
 		case r.URL.Path == "/favicon.ico": // Chromium asks for it; a 404 would be a console error
@@ -71,6 +74,8 @@ func site(t *testing.T) *httptest.Server {
 			http.NotFound(w, r)
 		}
 	}))
+	t.Cleanup(srv.Close)
+	return srv
 }
 
 // TestSmoke drives a clean page the way the console tests drive the
@@ -78,7 +83,6 @@ func site(t *testing.T) *httptest.Server {
 // screenshot; nothing may reach the console.
 func TestSmoke(t *testing.T) {
 	srv := site(t)
-	defer srv.Close()
 	b := New(t)
 	b.Artifacts = t.TempDir()
 
@@ -174,7 +178,6 @@ func TestSmoke(t *testing.T) {
 // test would fail on, named so a reader sees what went wrong.
 func TestReportsWhatThePageMustNotDo(t *testing.T) {
 	srv := site(t)
-	defer srv.Close()
 	b := New(t)
 	b.Artifacts = t.TempDir()
 	for _, tc := range []struct {
@@ -222,7 +225,6 @@ func TestReportsWhatThePageMustNotDo(t *testing.T) {
 // wait at its deadline, not later, naming the selector and the page.
 func TestWaitFailsAtItsDeadline(t *testing.T) {
 	srv := site(t)
-	defer srv.Close()
 	b := New(t)
 	b.Go(t, srv.URL+"/done")
 	const budget = 300 * time.Millisecond
