@@ -202,9 +202,9 @@ func TestLiveStreamOpensAtTheTail(t *testing.T) {
 		// or one so old that the replay would pass LiveBacklogMax, opens
 		// as a fresh stream does instead of never delivering or replaying
 		// without bound.
-		{"99999999", longRecords - 30, 6},
-		{"18446744073709551615", longRecords - 30, 6},
-		{"1", longRecords - 30, 6},
+		{"99999999", longRecords - 30, 7},
+		{"18446744073709551615", longRecords - 30, 7},
+		{"1", longRecords - 30, 7},
 	} {
 		t.Run("last-event-id="+tt.lastID, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
