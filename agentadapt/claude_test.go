@@ -17,6 +17,7 @@ import (
 	"github.com/parachute-gateway/parachute/agent/agenttest"
 	"github.com/parachute-gateway/parachute/agentadapt"
 	"github.com/parachute-gateway/parachute/test/fakes/model"
+	"github.com/parachute-gateway/parachute/test/prereq"
 )
 
 func repoRoot() string {
@@ -27,10 +28,7 @@ func repoRoot() string {
 // unavailable skips, or fails under CI=true (make deps installs the agents).
 func unavailable(t *testing.T, why string) {
 	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("real-agent prerequisite missing under CI=true: %s", why)
-	}
-	t.Skipf("skipping: %s (set CI=true to make this a failure)", why)
+	prereq.Unavailable(t, "real-agent", why)
 }
 
 // claudeBinary is Claude Code's native binary as test/deps/40-agents.sh

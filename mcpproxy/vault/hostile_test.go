@@ -18,16 +18,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/parachute-gateway/parachute/internal/beneath"
+	"github.com/parachute-gateway/parachute/test/prereq"
 )
 
 // needOrSkip skips a test that lacks a prerequisite (root, a mount), or
 // fails it under CI=true, where every prerequisite must be there.
 func needOrSkip(t testing.TB, what string) {
 	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("prerequisite missing under CI=true: %s", what)
-	}
-	t.Skipf("skipping: %s (set CI=true to make this a failure)", what)
+	prereq.Unavailable(t, "", what)
 }
 
 // modes are the two resolvers: openat2, and the component walk used where

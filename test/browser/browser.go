@@ -36,6 +36,8 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
+
+	"github.com/parachute-gateway/parachute/test/prereq"
 )
 
 // ExecPath is the Chromium the tests drive: Debian's package.
@@ -185,10 +187,7 @@ func Missing() string {
 // Unavailable skips t, or fails it under CI=true.
 func Unavailable(t testing.TB, why string) {
 	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("browser prerequisite missing under CI=true: %s", why)
-	}
-	t.Skipf("skipping: %s (set CI=true to make this a failure)", why)
+	prereq.Unavailable(t, "browser", why)
 }
 
 // ArtifactsDir is $PARACHUTE_ARTIFACTS, or test/.state/artifacts/console

@@ -28,6 +28,8 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
+
+	"github.com/parachute-gateway/parachute/test/prereq"
 )
 
 // EnvAddress names an existing containerd socket to use instead of starting
@@ -110,10 +112,7 @@ func Start(t testing.TB) string {
 // Unavailable skips t, or fails it under CI=true.
 func Unavailable(t testing.TB, why string) {
 	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("containerd prerequisite missing under CI=true: %s", why)
-	}
-	t.Skipf("skipping: %s (set CI=true to make this a failure)", why)
+	prereq.Unavailable(t, "containerd", why)
 }
 
 // Missing says which prerequisite of a private containerd is missing, or
