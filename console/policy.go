@@ -25,12 +25,6 @@ import (
 const (
 	maxPlaygroundInput = 256 << 10
 	maxTrace           = 256 << 10
-	// maxPlaygroundDepth is encoding/json's own nesting limit, which the
-	// strict parser ends in: a deeper input is refused by it anyway, but
-	// only after a walk whose cost is quadratic in the depth (80 KB of
-	// "[" took 12 s, 240 KB minutes), so it is refused before it is parsed.
-	// The inputs accepted are the same.
-	maxPlaygroundDepth = 10000
 )
 
 type policyFile struct {
@@ -212,8 +206,6 @@ func (c *Console) policyEval(w http.ResponseWriter, r *http.Request, s *session)
 		res.InputError = fmt.Sprintf("entry %q is not one of the policy's entry points", pg.Entry)
 	case len(pg.Input) > maxPlaygroundInput:
 		res.InputError = fmt.Sprintf("the input is %d bytes; at most %d are evaluated here", len(pg.Input), maxPlaygroundInput)
-	case jsonDepth(pg.Input) > maxPlaygroundDepth:
-		res.InputError = fmt.Sprintf("the input nests arrays and objects more than %d deep, which the gateway's JSON parser refuses; it is not evaluated", maxPlaygroundDepth)
 	}
 	if res.InputError != "" {
 		c.renderPolicy(w, r, s, http.StatusBadRequest, pg)
@@ -224,6 +216,9 @@ func (c *Console) policyEval(w http.ResponseWriter, r *http.Request, s *session)
 	doc, err := strictjson.Object([]byte(pg.Input))
 	if err != nil {
 		res.InputError = "the input is not a JSON object the gateway would read: " + err.Error()
+		if errors.Is(err, strictjson.ErrTooDeep) {
+			res.InputError = fmt.Sprintf("the input nests arrays and objects more than %d deep, which the gateway's JSON parser refuses; it is not evaluated", strictjson.MaxDepth)
+		}
 		c.renderPolicy(w, r, s, http.StatusBadRequest, pg)
 		return
 	}
@@ -259,31 +254,6 @@ func (c *Console) policyEval(w http.ResponseWriter, r *http.Request, s *session)
 	}
 	res.Trace, res.Truncated = strings.Join(lines, "\n"), tb.cut
 	c.renderPolicy(w, r, s, code, pg)
-}
-
-// jsonDepth is how deeply the arrays and objects of JSON text s nest
-// (brackets inside strings are not counted). It only bounds the input:
-// the strict parser still reads it as the only parse.
-func jsonDepth(s string) int {
-	depth, top, inStr, esc := 0, 0, false, false
-	for i := 0; i < len(s); i++ {
-		b := s[i]
-		switch {
-		case esc:
-			esc = false
-		case inStr && b == '\\':
-			esc = true
-		case b == '"':
-			inStr = !inStr
-		case inStr:
-		case b == '[' || b == '{':
-			depth++
-			top = max(top, depth)
-		case b == ']' || b == '}':
-			depth--
-		}
-	}
-	return top
 }
 
 // limitedBuffer keeps the first max bytes written to it.
