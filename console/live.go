@@ -205,17 +205,14 @@ func (c *Console) liveEvents(w http.ResponseWriter, r *http.Request, _ *session)
 	}
 	defer c.streams.Add(-1)
 	opts := c.readOpts(audit.ReadOptions{Filter: f, Since: c.now().Add(-LiveBacklog), Ordered: true, Last: LiveBacklogMax})
-	var after uint64
 	if id := r.Header.Get("Last-Event-ID"); id != "" {
-		after, _ = strconv.ParseUint(id, 10, 64)
+		after, _ := strconv.ParseUint(id, 10, 64)
 		// Every record since, from the file holding it; but an ID past
 		// the log's head (it would never be reached, and 2^64-1 wraps)
 		// or one whose replay would pass LiveBacklogMax opens as a fresh
 		// stream does: the audit page holds what a live view skips.
 		if head, err := audit.LastSeq(c.b.AuditDir()); err == nil && after > 0 && after <= head && head-after <= LiveBacklogMax {
 			opts.FromSeq, opts.Last = after+1, 0
-		} else {
-			after = 0
 		}
 	}
 	w.Header().Set("Content-Type", "text/event-stream")
